@@ -1,0 +1,52 @@
+# Shared by scripts/demo and scripts/test: install what a fresh Debian machine lacks.
+# shellcheck shell=bash
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+APT_UPDATED=0
+apt_install() {
+    # apt_install PACKAGE... — installs only what is missing.
+    local missing=()
+    for p in "$@"; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "==> installing ${missing[*]}"
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        as_root apt-get update -qq
+        APT_UPDATED=1
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+ensure_browser() {
+    apt_install chromium chromium-driver
+}
+
+ensure_postgres() {
+    # PostgreSQL on 127.0.0.1:5432, user postgres, trust auth for loopback.
+    if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+        apt_install postgresql
+    fi
+    apt_install postgresql-client
+    local version
+    version=$(ls /etc/postgresql | sort -V | tail -n1)
+    if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
+        echo "==> starting PostgreSQL $version"
+        as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    fi
+    for _ in $(seq 1 30); do
+        pg_isready -h 127.0.0.1 -p 5432 -q && break
+        sleep 1
+    done
+    if ! psql -h 127.0.0.1 -U postgres -d postgres -qAt -c 'select 1' >/dev/null 2>&1; then
+        echo "==> allowing trust auth for loopback connections (test machine)"
+        local hba="/etc/postgresql/$version/main/pg_hba.conf"
+        as_root sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+        as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+        sleep 1
+    fi
+    psql -h 127.0.0.1 -U postgres -d postgres -qAt -c 'select 1' >/dev/null
+}
