@@ -1,0 +1,444 @@
+//! From a stream of cells to rows: header naming, empty rows, `range`,
+//! `max_rows`, warnings. Every reader (xlsx, xlsb, xls, ods, CSV) feeds cells
+//! here, so the rules are the same for every format.
+//!
+//! Memory: cells are kept once, as JSON values grouped by row; `finish` moves
+//! them into the result rows (no copy), so a read holds one decoded copy of
+//! the data plus the result at most — never a grid sized by the sheet's
+//! declared dimension.
+
+use std::ops::ControlFlow;
+
+use serde_json::{Map, Value};
+
+use super::cells::{Cell, Rect, address, col_name};
+
+/// How many warnings are listed in the audit detail; the rest are counted.
+pub const MAX_LISTED_WARNINGS: usize = 50;
+
+/// What to read, from the action's arguments.
+#[derive(Debug, Clone, Default)]
+pub struct Shape {
+    /// Rows are maps keyed by a header row (true) or plain lists (false).
+    pub header: bool,
+    /// The header row (0-based sheet row); default: the first non-empty row.
+    pub header_row: Option<u32>,
+    pub range: Option<Rect>,
+    pub skip_empty_rows: bool,
+    pub max_rows: Option<usize>,
+}
+
+/// Warnings for the audit: the first few listed, all counted.
+#[derive(Debug, Default)]
+pub struct Warnings {
+    pub listed: Vec<String>,
+    pub total: usize,
+}
+
+impl Warnings {
+    pub fn push(&mut self, w: impl FnOnce() -> String) {
+        if self.listed.len() < MAX_LISTED_WARNINGS {
+            self.listed.push(w());
+        }
+        self.total += 1;
+    }
+}
+
+/// The outcome of a read.
+#[derive(Debug)]
+pub struct Table {
+    pub rows: Vec<Value>,
+    pub columns: Vec<String>,
+    pub warnings: Warnings,
+    /// Whether `max_rows` cut the read short.
+    pub truncated: bool,
+}
+
+/// Why a set of cells gives no table.
+#[derive(Debug)]
+pub enum ShapeError {
+    /// `range` holds no cell although the sheet has data (in `data`).
+    RangeOutside { range: Rect, data: Rect },
+}
+
+struct RawRow {
+    idx: u32,
+    /// (column, value); nulls stand for error cells (they keep their column).
+    cells: Vec<(u32, Value)>,
+    /// Whether any cell has a real value (a row of error cells is empty).
+    has_value: bool,
+}
+
+/// Collects cells (in any order, though row order is the fast path).
+pub struct Builder {
+    shape: Shape,
+    rows: Vec<RawRow>,
+    /// Bounding box of every non-empty cell of the sheet (for error messages).
+    sheet_box: Option<Rect>,
+    /// Bounding box of the cells kept (inside `range`).
+    kept_box: Option<Rect>,
+    warnings: Warnings,
+    truncated: bool,
+    /// Data rows with a value that are complete (a later row has started).
+    completed: usize,
+}
+
+impl Builder {
+    pub fn new(shape: Shape) -> Builder {
+        Builder {
+            shape,
+            rows: Vec::new(),
+            sheet_box: None,
+            kept_box: None,
+            warnings: Warnings::default(),
+            truncated: false,
+            completed: 0,
+        }
+    }
+
+    /// Adds one cell; `Break` once `max_rows` data rows are complete.
+    pub fn push(&mut self, row: u32, col: u32, cell: Cell) -> ControlFlow<()> {
+        let (value, is_value) = match cell {
+            Cell::Empty => return ControlFlow::Continue(()),
+            Cell::Value(v) => (v, true),
+            Cell::Error(e) => {
+                if self.shape.range.is_none_or(|r| r.contains(row, col)) {
+                    self.warnings.push(|| {
+                        format!("{}: error value {e} read as null", address(row, col))
+                    });
+                }
+                (Value::Null, false)
+            }
+        };
+        match &mut self.sheet_box {
+            Some(b) => b.grow(row, col),
+            None => self.sheet_box = Some(Rect::cell(row, col)),
+        }
+        if let Some(r) = self.shape.range
+            && !r.contains(row, col)
+        {
+            return ControlFlow::Continue(());
+        }
+        if let Some(h) = self.shape.header_row
+            && row < h
+        {
+            return ControlFlow::Continue(());
+        }
+        let new_row = self.rows.last().is_none_or(|last| last.idx < row);
+        if new_row {
+            if let Some(last) = self.rows.last()
+                && last.has_value
+                && last.idx >= self.data_start()
+            {
+                self.completed += 1;
+            }
+            if self.enough_rows(row) {
+                self.truncated = true;
+                return ControlFlow::Break(());
+            }
+        }
+        match &mut self.kept_box {
+            Some(b) => b.grow(row, col),
+            None => self.kept_box = Some(Rect::cell(row, col)),
+        }
+        let slot = match self.rows.last() {
+            Some(last) if last.idx == row => self.rows.len() - 1,
+            Some(last) if last.idx > row => {
+                // Out of row order (rare; hand-made files): find or insert.
+                match self.rows.binary_search_by_key(&row, |r| r.idx) {
+                    Ok(i) => i,
+                    Err(i) => {
+                        self.rows.insert(i, RawRow::new(row));
+                        i
+                    }
+                }
+            }
+            _ => {
+                self.rows.push(RawRow::new(row));
+                self.rows.len() - 1
+            }
+        };
+        let raw = &mut self.rows[slot];
+        raw.cells.push((col, value));
+        raw.has_value |= is_value;
+        ControlFlow::Continue(())
+    }
+
+    /// The first data row (after the header), once the first row is known.
+    fn data_start(&self) -> u32 {
+        let first = self.rows.first().map_or(0, |r| r.idx);
+        let header_idx = self.shape.header_row.unwrap_or(first);
+        if self.shape.header {
+            header_idx.saturating_add(1)
+        } else {
+            header_idx
+        }
+    }
+
+    /// Whether the rows before `next_row` already give `max_rows` data rows.
+    fn enough_rows(&self, next_row: u32) -> bool {
+        let Some(max) = self.shape.max_rows else {
+            return false;
+        };
+        if self.rows.is_empty() {
+            return false;
+        }
+        let done = if self.shape.skip_empty_rows {
+            self.completed
+        } else {
+            next_row.saturating_sub(self.data_start()) as usize
+        };
+        done >= max
+    }
+
+    pub fn finish(mut self) -> Result<Table, ShapeError> {
+        let mut warnings = std::mem::take(&mut self.warnings);
+        let (Some(kept), false) = (self.kept_box, self.rows.is_empty()) else {
+            if let (Some(range), Some(data)) = (self.shape.range, self.sheet_box) {
+                return Err(ShapeError::RangeOutside { range, data });
+            }
+            return Ok(Table {
+                rows: Vec::new(),
+                columns: Vec::new(),
+                warnings,
+                truncated: false,
+            });
+        };
+        // Columns: the range's (clipped to the sheet's data), else the data's.
+        let (left, right) = match (self.shape.range, self.sheet_box) {
+            (Some(r), Some(s)) => (r.left.max(s.left), r.right.min(s.right)),
+            _ => (kept.left, kept.right),
+        };
+        let width = (right - left + 1) as usize;
+        for row in &mut self.rows {
+            if !row.cells.is_sorted_by_key(|c| c.0) {
+                row.cells.sort_by_key(|c| c.0);
+            }
+        }
+        let first_idx = self.rows[0].idx;
+        let header_idx = self.shape.header_row.unwrap_or(first_idx);
+        let mut rows_iter = self.rows.into_iter().peekable();
+
+        let columns: Vec<String>;
+        let data_start;
+        if self.shape.header {
+            let header_cells = match rows_iter.peek() {
+                Some(r) if r.idx == header_idx => rows_iter.next().map(|r| r.cells),
+                _ => None,
+            }
+            .unwrap_or_default();
+            columns = name_columns(header_idx, left, width, header_cells, &mut warnings);
+            data_start = header_idx.saturating_add(1);
+        } else {
+            columns = (left..=right).map(col_name).collect();
+            data_start = header_idx;
+        }
+
+        let mut out: Vec<Value> = Vec::new();
+        let mut next_expected = data_start;
+        let max = self.shape.max_rows.unwrap_or(usize::MAX);
+        let mut truncated = self.truncated;
+        for raw in rows_iter {
+            if raw.idx < data_start {
+                continue;
+            }
+            if !self.shape.skip_empty_rows {
+                while next_expected < raw.idx && out.len() < max {
+                    out.push(empty_row(self.shape.header, &columns));
+                    next_expected += 1;
+                }
+            }
+            next_expected = raw.idx.saturating_add(1);
+            if out.len() >= max {
+                truncated = true;
+                break;
+            }
+            if self.shape.skip_empty_rows && !raw.has_value {
+                continue;
+            }
+            out.push(build_row(self.shape.header, &columns, left, raw.cells));
+        }
+        Ok(Table {
+            rows: out,
+            columns,
+            warnings,
+            truncated,
+        })
+    }
+}
+
+fn empty_row(header: bool, columns: &[String]) -> Value {
+    if header {
+        Value::Object(columns.iter().map(|c| (c.clone(), Value::Null)).collect())
+    } else {
+        Value::Array(vec![Value::Null; columns.len()])
+    }
+}
+
+impl RawRow {
+    fn new(idx: u32) -> RawRow {
+        RawRow {
+            idx,
+            cells: Vec::new(),
+            has_value: false,
+        }
+    }
+}
+
+/// One result row: the values move out of the raw row (no copy); missing
+/// cells are null so that every row has every column.
+fn build_row(header: bool, columns: &[String], left: u32, cells: Vec<(u32, Value)>) -> Value {
+    let mut cells = cells.into_iter().peekable();
+    let mut take = |i: usize| -> Value {
+        let col = left + i as u32;
+        while cells.peek().is_some_and(|c| c.0 < col) {
+            cells.next();
+        }
+        match cells.peek() {
+            Some(c) if c.0 == col => cells.next().map(|c| c.1).unwrap_or(Value::Null),
+            _ => Value::Null,
+        }
+    };
+    if header {
+        let mut map = Map::with_capacity(columns.len());
+        for (i, name) in columns.iter().enumerate() {
+            map.insert(name.clone(), take(i));
+        }
+        Value::Object(map)
+    } else {
+        Value::Array((0..columns.len()).map(take).collect())
+    }
+}
+
+/// Header names: blank cells get `column_<letter>`, duplicates `_2`, `_3`;
+/// each fix is a warning naming the cell.
+fn name_columns(
+    header_idx: u32,
+    left: u32,
+    width: usize,
+    cells: Vec<(u32, Value)>,
+    warnings: &mut Warnings,
+) -> Vec<String> {
+    let mut raw: Vec<Option<String>> = vec![None; width];
+    for (col, v) in cells {
+        let Some(slot) = col.checked_sub(left).and_then(|i| raw.get_mut(i as usize)) else {
+            continue;
+        };
+        let text = match v {
+            Value::Null => continue,
+            Value::String(s) => s.trim().to_string(),
+            other => other.to_string(),
+        };
+        if !text.is_empty() {
+            *slot = Some(text);
+        }
+    }
+    let mut names: Vec<String> = Vec::with_capacity(width);
+    let mut seen = std::collections::HashSet::new();
+    for (i, name) in raw.into_iter().enumerate() {
+        let col = left + i as u32;
+        let cell = address(header_idx, col);
+        let base = match name {
+            Some(n) => n,
+            None => {
+                let n = format!("column_{}", col_name(col));
+                warnings.push(|| format!("{cell}: blank header, column named `{n}`"));
+                n
+            }
+        };
+        let mut name = base.clone();
+        let mut k = 2;
+        while seen.contains(&name) {
+            name = format!("{base}_{k}");
+            k += 1;
+        }
+        if name != base {
+            warnings.push(|| format!("{cell}: duplicate header `{base}` renamed `{name}`"));
+        }
+        seen.insert(name.clone());
+        names.push(name);
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn shape() -> Shape {
+        Shape {
+            header: true,
+            skip_empty_rows: true,
+            ..Shape::default()
+        }
+    }
+
+    fn feed(b: &mut Builder, cells: &[(u32, u32, Value)]) {
+        for (r, c, v) in cells {
+            let _ = b.push(*r, *c, Cell::Value(v.clone()));
+        }
+    }
+
+    #[test]
+    fn headers_are_fixed_and_rows_keyed() {
+        let mut b = Builder::new(shape());
+        feed(
+            &mut b,
+            &[
+                (0, 0, json!("name")),
+                (0, 2, json!("name")),
+                (1, 0, json!("a")),
+                (1, 1, json!(1)),
+                (3, 2, json!(true)),
+            ],
+        );
+        let t = b.finish().unwrap();
+        assert_eq!(t.columns, ["name", "column_B", "name_2"]);
+        assert_eq!(
+            t.rows,
+            vec![
+                json!({"name": "a", "column_B": 1, "name_2": null}),
+                json!({"name": null, "column_B": null, "name_2": true})
+            ]
+        );
+        assert_eq!(t.warnings.total, 2);
+    }
+
+    #[test]
+    fn max_rows_stops_the_stream() {
+        let mut b = Builder::new(Shape {
+            max_rows: Some(2),
+            ..shape()
+        });
+        let mut stopped_at = None;
+        for r in 0..100u32 {
+            if b.push(r, 0, Cell::Value(json!(r))).is_break() {
+                stopped_at = Some(r);
+                break;
+            }
+        }
+        assert_eq!(stopped_at, Some(3));
+        let t = b.finish().unwrap();
+        assert_eq!(t.rows.len(), 2);
+        assert!(t.truncated);
+    }
+
+    #[test]
+    fn empty_rows_kept_on_request_and_range_outside_is_an_error() {
+        let mut b = Builder::new(Shape {
+            skip_empty_rows: false,
+            ..shape()
+        });
+        feed(&mut b, &[(0, 0, json!("k")), (3, 0, json!(1))]);
+        let t = b.finish().unwrap();
+        assert_eq!(t.rows, vec![json!({"k": null}), json!({"k": null}), json!({"k": 1})]);
+
+        let mut b = Builder::new(Shape {
+            range: Rect::parse("D10:E20"),
+            ..shape()
+        });
+        feed(&mut b, &[(0, 0, json!("k"))]);
+        assert!(matches!(b.finish(), Err(ShapeError::RangeOutside { .. })));
+    }
+}
