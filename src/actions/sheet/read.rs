@@ -248,7 +248,7 @@ impl Request {
             ),
         };
         if bytes.is_empty() {
-            bail!("cannot read {shown}: the file is empty (0 bytes), not a {} workbook", format.name());
+            bail!("cannot read {shown}: the file is empty (0 bytes), not an {} workbook", format.name());
         }
         if ole && format != Format::Xls && is_encrypted_ole(bytes) {
             bail!("{shown} is password-protected (an encrypted workbook); clerk cannot read it — save an unprotected copy");
@@ -258,7 +258,7 @@ impl Request {
             (Format::Xls, true, _) => Format::Xlsx, // an xlsx named .xls (common with exports)
             (Format::Xlsx | Format::Ods | Format::Xlsb, _, true) => Format::Xls,
             (f, false, false) => bail!(
-                "cannot read {shown}: it is not a spreadsheet (a {} workbook is a zip or OLE file; this file is neither)",
+                "cannot read {shown}: it is not a spreadsheet (an {} workbook is a zip or OLE file; this file is neither)",
                 f.name()
             ),
             (f, _, _) => f,
