@@ -374,6 +374,13 @@ fn corrupt_files_fail_cleanly_never_panic() {
             may_pass.push(name);
         }
     }
+    // One byte that makes calamine 0.38's xls reader panic ("attempt to
+    // subtract with overflow"): the panic guard must turn it into an error.
+    let mut poisoned = std::fs::read(fixture("sample.xls")).unwrap();
+    assert_eq!(poisoned[3889], 0);
+    poisoned[3889] = 118;
+    write_bytes(&ws, "corrupt/sample-panics.xls", &poisoned);
+    must_fail.push("corrupt/sample-panics.xls".into());
     let all: Vec<&String> = must_fail.iter().chain(&may_pass).collect();
     let mut playbook = String::from("name: corrupt\nsteps:\n");
     for name in &all {
@@ -407,10 +414,21 @@ fn corrupt_files_fail_cleanly_never_panic() {
         }
     }
 
+    let ev = reads
+        .iter()
+        .find(|e| e["target"] == "corrupt/sample-panics.xls")
+        .unwrap();
+    assert_eq!(
+        ev["error"],
+        "cannot read corrupt/sample-panics.xls: the file is corrupt (the spreadsheet decoder stopped on malformed data)"
+    );
+
     // One corrupt file on its own: exit code 1 and a one-paragraph error.
     let msg = read_err(&ws, "path: corrupt/sample-trunc50.xls");
-    assert!(msg.starts_with("cannot read"), "{msg}");
+    assert!(msg.starts_with("cannot read corrupt/sample-trunc50.xls: "), "{msg}");
     assert!(!msg.contains('\n'), "{msg}");
+    let msg = read_err(&ws, "path: corrupt/sample-panics.xls");
+    assert!(msg.contains("the file is corrupt"), "{msg}");
 }
 
 fn write_bytes(ws: &Workspace, rel: &str, bytes: &[u8]) -> PathBuf {

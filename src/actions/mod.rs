@@ -10,7 +10,7 @@ mod builtin;
 mod context;
 mod file;
 mod registry;
-mod sheet;
+pub mod sheet;
 pub mod types;
 
 pub use context::{ActionContext, AuditNote, Resource, RunInfo, RunResources, StepInfo};

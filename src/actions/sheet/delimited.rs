@@ -20,7 +20,13 @@ pub fn parse_delimiter(text: &str) -> anyhow::Result<u8> {
 /// because a silently replaced character would end up in a portal or a report.
 pub fn decode(bytes: &[u8], encoding: Option<&str>, shown: &str) -> anyhow::Result<String> {
     let label = encoding.unwrap_or("utf-8");
-    let enc = encoding_rs::Encoding::for_label(label.trim().as_bytes())
+    // Common spellings the WHATWG label list lacks; WHATWG reads latin-1 as
+    // windows-1252, which is also what legacy "latin-1" exports really are.
+    let normalized = match label.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+        "latin-1" | "iso-8859-1" | "cp1252" | "windows1252" | "ansi" => "windows-1252".to_string(),
+        other => other.to_string(),
+    };
+    let enc = encoding_rs::Encoding::for_label(normalized.as_bytes())
         .ok_or_else(|| anyhow!("unknown encoding `{label}` for {shown}; use e.g. `utf-8`, `windows-1252` or `latin-1`"))?;
     if enc == encoding_rs::UTF_8 {
         let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);

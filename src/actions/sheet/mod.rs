@@ -11,7 +11,8 @@ mod read;
 mod rows;
 mod write;
 
-pub use read::Read;
+pub use read::{Read, ReadArgs, ReadOutcome, read_path};
+pub use rows::{Table, Warnings};
 pub use write::{Append, Write};
 
 use std::cell::Cell;

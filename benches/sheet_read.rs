@@ -1,0 +1,171 @@
+//! Benchmark: `sheet.read` of a 100,000-row × 10-column xlsx against a bare
+//! calamine loop over the same file — wall time and peak memory.
+//!
+//! The file is generated here (rust_xlsxwriter, fixed data: ints, floats,
+//! strings, booleans, dates) into a temp folder. Each measurement runs in a
+//! fresh child process (this binary re-invoked with `--child`), so that its
+//! peak RSS (`VmHWM` in /proc/self/status) belongs to that read alone.
+//!
+//! Run: `cargo bench --bench sheet_read` (release). Options:
+//! `--rows N` (default 100000), `--runs N` (default 5).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use calamine::{Data, Reader, Xlsx, open_workbook};
+use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        let mode = args.get(i + 1).map(String::as_str).unwrap_or("");
+        let file = PathBuf::from(args.get(i + 2).map(String::as_str).unwrap_or(""));
+        child(mode, &file);
+        return;
+    }
+    let opt = |name: &str, default: usize| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let rows = opt("--rows", 100_000);
+    let runs = opt("--runs", 5);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("bench.xlsx");
+    let t = Instant::now();
+    generate(&file, rows);
+    let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "generated {rows} rows x 10 columns: {:.1} MB in {:.0} ms",
+        size as f64 / 1e6,
+        t.elapsed().as_secs_f64() * 1e3
+    );
+
+    let exe = std::env::current_exe().expect("own path");
+    let mut results: Vec<(&str, Vec<f64>, Vec<u64>, String)> = Vec::new();
+    for mode in ["baseline", "calamine", "clerk"] {
+        results.push((mode, Vec::new(), Vec::new(), String::new()));
+    }
+    // Interleave the modes so that machine noise hits them alike.
+    for _ in 0..runs {
+        for entry in results.iter_mut() {
+            let out = Command::new(&exe)
+                .args(["--child", entry.0])
+                .arg(&file)
+                .output()
+                .expect("run child");
+            let text = String::from_utf8_lossy(&out.stdout);
+            if !out.status.success() {
+                panic!("child {} failed: {}{}", entry.0, text, String::from_utf8_lossy(&out.stderr));
+            }
+            let mut parts = text.split_whitespace();
+            let ms: f64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+            let hwm: u64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            entry.1.push(ms);
+            entry.2.push(hwm);
+            entry.3 = parts.collect::<Vec<_>>().join(" ");
+        }
+    }
+    println!("{:<10} {:>12} {:>12} {:>14}  check", "reader", "median ms", "min ms", "peak RSS MB");
+    let mut medians = std::collections::HashMap::new();
+    for (mode, times, hwms, check) in &results {
+        let mut t = times.clone();
+        t.sort_by(|a, b| a.total_cmp(b));
+        let median = t[t.len() / 2];
+        medians.insert(*mode, median);
+        let peak = hwms.iter().max().copied().unwrap_or(0) as f64 / 1024.0;
+        println!("{mode:<10} {median:>12.1} {:>12.1} {peak:>14.1}  {check}", t[0]);
+    }
+    let ratio = medians["clerk"] / medians["calamine"];
+    println!(
+        "clerk / calamine wall time: {ratio:.2}x (target <= 1.30x) {}",
+        if ratio <= 1.3 { "OK" } else { "OVER TARGET" }
+    );
+}
+
+/// One measured read; prints `elapsed_ms vmhwm_kb check...`.
+fn child(mode: &str, file: &Path) {
+    let start = Instant::now();
+    let check = match mode {
+        "baseline" => "process only".to_string(),
+        "calamine" => {
+            // The loop a Rust program would write: range, then every cell.
+            let mut wb: Xlsx<_> = open_workbook(file).expect("open");
+            let range = wb.worksheet_range("Data").expect("sheet");
+            let (mut cells, mut text) = (0u64, 0usize);
+            for row in range.rows() {
+                for c in row {
+                    if !matches!(c, Data::Empty) {
+                        cells += 1;
+                    }
+                    if let Data::String(s) = c {
+                        text += s.len();
+                    }
+                }
+            }
+            format!("cells={cells} text={text}")
+        }
+        "clerk" => {
+            let args: clerk::actions::sheet::ReadArgs =
+                serde_json::from_value(serde_json::json!({ "path": file })).expect("args");
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let (_, outcome) =
+                clerk::actions::sheet::read_path(file, "bench.xlsx", &args, &cancel).expect("read");
+            let (_, table) = outcome.expect("decode");
+            let cells: usize = table
+                .rows
+                .iter()
+                .map(|r| r.as_object().map_or(0, |m| m.values().filter(|v| !v.is_null()).count()))
+                .sum();
+            format!("rows={} cells={cells}", table.rows.len())
+        }
+        other => panic!("unknown mode {other}"),
+    };
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    println!("{ms:.1} {} {check}", vm_hwm_kb());
+}
+
+fn vm_hwm_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A realistic export: ids, names, amounts, flags, dates, codes, notes.
+fn generate(path: &Path, rows: usize) {
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.set_name("Data").expect("name");
+    let date = Format::new().set_num_format("yyyy-mm-dd");
+    let headers = ["id", "name", "amount", "active", "start", "postcode", "city", "qty", "rate", "note"];
+    for (c, h) in headers.iter().enumerate() {
+        ws.write_string(0, c as u16, *h).expect("header");
+    }
+    let cities = ["Brussels", "Antwerp", "Ghent", "Liège", "Namur", "Leuven"];
+    for i in 0..rows {
+        let r = (i + 1) as u32;
+        let day = ExcelDateTime::from_ymd(2026, (i % 12 + 1) as u8, (i % 28 + 1) as u8).expect("date");
+        ws.write_number(r, 0, (100_000 + i) as f64).expect("cell");
+        ws.write_string(r, 1, format!("Applicant {i}")).expect("cell");
+        ws.write_number(r, 2, (i % 1000) as f64 * 1.25).expect("cell");
+        ws.write_boolean(r, 3, i % 3 == 0).expect("cell");
+        ws.write_datetime_with_format(r, 4, &day, &date).expect("cell");
+        ws.write_string(r, 5, format!("{}", 1000 + (i % 9) * 10)).expect("cell");
+        ws.write_string(r, 6, cities[i % cities.len()]).expect("cell");
+        ws.write_number(r, 7, (i % 17) as f64).expect("cell");
+        ws.write_number(r, 8, 0.01 * (i % 100) as f64).expect("cell");
+        if i % 4 != 0 {
+            ws.write_string(r, 9, format!("note {}", i % 250)).expect("cell");
+        }
+    }
+    wb.save(path).expect("save");
+}
