@@ -35,10 +35,12 @@ pub struct ReadArgs {
     /// The file, relative to the workspace: `.xlsx`, `.xlsm`, `.xlsb`, `.xls`,
     /// `.ods`, `.csv` or `.tsv` (an unknown extension is recognised by content).
     pub path: String,
-    /// The sheet: a name, or a 0-based position. Default: the first worksheet.
+    /// The sheet: a name, or a 0-based position. Default: the first
+    /// worksheet. Ignored for CSV (the result's `sheet` is the file name).
     #[serde(default)]
     pub sheet: Option<SheetRef>,
-    /// Only the cells inside this range, e.g. `A1:F200` or `B:D`.
+    /// Only the cells inside this range, e.g. `A1:F200` or `B:D`; the header
+    /// is its first non-empty row.
     #[serde(default)]
     pub range: Option<String>,
     /// The sheet row (1-based) holding the column names; rows above it are
@@ -227,7 +229,7 @@ impl Request {
             sheet: args.sheet.clone(),
             shape: Shape {
                 header: args.header,
-                header_row: header_row.or(range.filter(|_| args.header).map(|r| r.top)),
+                header_row,
                 range,
                 skip_empty_rows: args.skip_empty_rows,
                 max_rows,
