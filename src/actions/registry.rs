@@ -4,7 +4,7 @@
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::{Action, ActionContext, ActionError, ActionResult, DefaultRetry, builtin, file};
+use super::{Action, ActionContext, ActionError, ActionResult, DefaultRetry, builtin, file, mail};
 use crate::playbook::{ActionCatalog, ArgProblem, yaml::PathSeg};
 use crate::template;
 
@@ -50,6 +50,7 @@ pub static REGISTRY: &[ActionDef] = &[
     def::<file::Delete>(),
     def::<file::List>(),
     def::<file::Exists>(),
+    def::<mail::Send>(),
 ];
 
 pub fn find(name: &str) -> Option<&'static ActionDef> {

@@ -1,0 +1,88 @@
+//! The arguments of `mail.send`. Their doc comments are the user documentation
+//! (`clerk actions`, the JSON Schema and docs/mail.md all come from here).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::actions::types::OneOrMany;
+
+/// Arguments of `mail.send`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendArgs {
+    /// The sender, e.g. `"Permits bot <clerk@city.example>"`; default: `mail.from` in clerk.yaml.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Recipients: a list, or one string with addresses separated by commas.
+    /// Every address is checked before anything is sent.
+    #[serde(default)]
+    pub to: Option<OneOrMany<String>>,
+    /// Copy recipients (a list or a comma-separated string).
+    #[serde(default)]
+    pub cc: Option<OneOrMany<String>>,
+    /// Blind-copy recipients (a list or a comma-separated string); they get
+    /// the message but appear in no header.
+    #[serde(default)]
+    pub bcc: Option<OneOrMany<String>>,
+    /// Where replies should go (a list or a comma-separated string).
+    #[serde(default)]
+    pub reply_to: Option<OneOrMany<String>>,
+    /// The subject line (any language; encoded as the mail standards require).
+    pub subject: String,
+    /// The plain-text body.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// The HTML body. With `text` too, the message carries both
+    /// (multipart/alternative) and the reader's mail program picks one.
+    #[serde(default)]
+    pub html: Option<String>,
+    /// Files to attach, relative to the workspace: a list, one path, or a
+    /// template giving a list (`"{{ run.artifacts }}"` attaches the run's
+    /// screenshots and saved pages). The content type follows the extension.
+    /// A missing file fails the step before anything is sent.
+    #[serde(default)]
+    pub attachments: Option<OneOrMany<AttachmentArg>>,
+    /// Extra headers, e.g. `{ X-Case-Batch: "2025-W05" }`. Headers clerk sets
+    /// itself (From, To, Subject, Content-Type, ...) cannot be given here.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// One attachment: a path, or a path with the name the recipient sees.
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq)]
+#[serde(untagged)]
+pub enum AttachmentArg {
+    /// A path relative to the workspace.
+    Path(String),
+    /// A path plus presentation.
+    Detailed(AttachmentSpec),
+}
+
+/// An attachment with explicit presentation.
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentSpec {
+    /// The file, relative to the workspace.
+    pub path: String,
+    /// The file name the recipient sees (default: the file's own name).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The MIME type (default: from the extension, e.g. `.xlsx`, `.pdf`, `.csv`).
+    #[serde(default)]
+    pub content_type: Option<String>,
+}
+
+impl AttachmentArg {
+    pub fn spec(&self) -> AttachmentSpec {
+        match self {
+            AttachmentArg::Path(p) => AttachmentSpec {
+                path: p.clone(),
+                name: None,
+                content_type: None,
+            },
+            AttachmentArg::Detailed(s) => s.clone(),
+        }
+    }
+}
