@@ -43,15 +43,34 @@ pub struct SendArgs {
     /// screenshots and saved pages). The content type follows the extension.
     /// A missing file fails the step before anything is sent.
     #[serde(default)]
-    pub attachments: Option<OneOrMany<AttachmentArg>>,
+    pub attachments: Option<Attachments>,
     /// Extra headers, e.g. `{ X-Case-Batch: "2025-W05" }`. Headers clerk sets
     /// itself (From, To, Subject, Content-Type, ...) cannot be given here.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
 }
 
-/// One attachment: a path, or a path with the name the recipient sees.
+/// A list of attachments, or one.
 #[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq)]
+#[serde(untagged)]
+pub enum Attachments {
+    // The list comes first: serde would otherwise read a list of two or three
+    // paths as one `{ path, name, content_type }` (structs accept sequences).
+    Many(Vec<AttachmentArg>),
+    One(AttachmentArg),
+}
+
+impl Attachments {
+    pub fn specs(&self) -> Vec<AttachmentSpec> {
+        match self {
+            Attachments::Many(v) => v.iter().map(AttachmentArg::spec).collect(),
+            Attachments::One(a) => vec![a.spec()],
+        }
+    }
+}
+
+/// One attachment: a path, or a path with the name the recipient sees.
+#[derive(Debug, Clone, JsonSchema, PartialEq)]
 #[serde(untagged)]
 pub enum AttachmentArg {
     /// A path relative to the workspace.
@@ -72,6 +91,31 @@ pub struct AttachmentSpec {
     /// The MIME type (default: from the extension, e.g. `.xlsx`, `.pdf`, `.csv`).
     #[serde(default)]
     pub content_type: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for AttachmentArg {
+    /// A string or a map, nothing else: a derived untagged enum would also
+    /// read a list as `{ path, name, content_type }`.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = AttachmentArg;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a file path or a map with `path` (and `name`, `content_type`)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<AttachmentArg, E> {
+                Ok(AttachmentArg::Path(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<AttachmentArg, A::Error> {
+                AttachmentSpec::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(AttachmentArg::Detailed)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl AttachmentArg {

@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use lettre::Address;
-use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
+use lettre::message::{Attachment, Body, Mailbox, MultiPart, SinglePart};
 use serde_json::{Value, json};
 
 use super::args::{AttachmentSpec, SendArgs};
@@ -362,13 +362,13 @@ pub fn build(parts: Parts<'_>) -> anyhow::Result<Prepared> {
         builder = builder.raw_header(check_header(name, value)?);
     }
 
-    let body: Option<Body> = match (text, html) {
-        (Some(t), Some(h)) => Some(Body::Multi(MultiPart::alternative_plain_html(
+    let body: Option<BodyPart> = match (text, html) {
+        (Some(t), Some(h)) => Some(BodyPart::Multi(MultiPart::alternative_plain_html(
             t.to_string(),
             h.to_string(),
         ))),
-        (Some(t), None) => Some(Body::Single(SinglePart::plain(t.to_string()))),
-        (None, Some(h)) => Some(Body::Single(SinglePart::html(h.to_string()))),
+        (Some(t), None) => Some(BodyPart::Single(SinglePart::plain(t.to_string()))),
+        (None, Some(h)) => Some(BodyPart::Single(SinglePart::html(h.to_string()))),
         (None, None) => None,
     };
     let mut infos = Vec::new();
@@ -381,21 +381,24 @@ pub fn build(parts: Parts<'_>) -> anyhow::Result<Prepared> {
                 a.info.content_type
             )
         })?;
-        // Vec<u8> bodies are always base64: the file arrives byte for byte.
-        attachment_parts.push(Attachment::new(a.info.name.clone()).body(a.bytes, ct));
+        // Always base64, text files included: 7bit would let line endings be
+        // rewritten in transit; this way the file arrives byte for byte.
+        let body = Body::new_with_encoding(a.bytes, ContentTransferEncoding::Base64)
+            .map_err(|_| anyhow::anyhow!("cannot encode attachment {}", a.info.path))?;
+        attachment_parts.push(Attachment::new(a.info.name.clone()).body(body, ct));
         infos.push(a.info);
     }
     let message = if attachment_parts.is_empty() {
         match body {
-            Some(Body::Multi(m)) => builder.multipart(m),
-            Some(Body::Single(s)) => builder.singlepart(s),
+            Some(BodyPart::Multi(m)) => builder.multipart(m),
+            Some(BodyPart::Single(s)) => builder.singlepart(s),
             None => builder.singlepart(SinglePart::plain(String::new())),
         }
     } else {
         let mut mixed = MultiPart::mixed().build();
         mixed = match body {
-            Some(Body::Multi(m)) => mixed.multipart(m),
-            Some(Body::Single(s)) => mixed.singlepart(s),
+            Some(BodyPart::Multi(m)) => mixed.multipart(m),
+            Some(BodyPart::Single(s)) => mixed.singlepart(s),
             None => mixed,
         };
         for p in attachment_parts {
@@ -420,7 +423,8 @@ pub fn build(parts: Parts<'_>) -> anyhow::Result<Prepared> {
     })
 }
 
-enum Body {
+/// The body of the message: one part, or text and HTML as alternatives.
+enum BodyPart {
     Single(SinglePart),
     Multi(MultiPart),
 }

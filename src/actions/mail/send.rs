@@ -48,7 +48,7 @@ impl Action for Send {
         let specs: Vec<_> = args
             .attachments
             .as_ref()
-            .map(|a| a.to_vec().iter().map(|x| x.spec()).collect())
+            .map(|a| a.specs())
             .unwrap_or_default();
         let attachments = {
             let workspace = ctx.run.workspace.clone();

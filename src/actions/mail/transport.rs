@@ -127,7 +127,10 @@ fn classify(server: &str, cfg: &SmtpConfig, e: &lettre::transport::smtp::Error) 
             humantime::format_duration(cfg.timeout)
         ));
     }
-    if e.is_tls() {
+    // native-tls handshake failures surface as connection errors; a
+    // certificate that fails verification will fail the same way next time.
+    let text = chain(e).to_ascii_lowercase();
+    if e.is_tls() || text.contains("certificate") || text.contains("ssl routines") {
         let hint = if cfg.accept_invalid_certs {
             ""
         } else {
@@ -152,16 +155,22 @@ fn classify(server: &str, cfg: &SmtpConfig, e: &lettre::transport::smtp::Error) 
 }
 
 /// An error and its causes as one line, without repeating a cause that the
-/// outer message already quotes.
+/// outer message already quotes (lettre nests "Connection error: ..." twice).
 fn chain(e: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut text = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
+        let inner = s.to_string();
+        if !text.contains(&inner) {
+            text = format!("{text}: {inner}");
         }
         cur = s.source();
     }
-    parts.join(": ")
+    let mut segments: Vec<&str> = Vec::new();
+    for seg in text.split(": ") {
+        if segments.last() != Some(&seg) {
+            segments.push(seg);
+        }
+    }
+    segments.join(": ")
 }
