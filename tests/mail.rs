@@ -234,10 +234,7 @@ fn smtp_delivers_text_html_and_two_byte_identical_attachments() {
     );
     assert_eq!(msg["defects"], serde_json::json!([]));
     assert_eq!(one_header(msg, "subject"), SUBJECT);
-    assert_eq!(
-        one_header(msg, "from"),
-        "Clerk Bot <clerk@city.example>"
-    );
+    assert_eq!(one_header(msg, "from"), "Clerk Bot <clerk@city.example>");
     assert_eq!(
         one_header(msg, "to"),
         "Permits Team <permits@city.example>, Zoë Peeters <zoe@city.example>"
@@ -248,7 +245,10 @@ fn smtp_delivers_text_html_and_two_byte_identical_attachments() {
     assert_eq!(one_header(msg, "x-batch"), "2025-W05");
     assert_eq!(one_header(msg, "auto-submitted"), "auto-generated");
     assert_eq!(one_header(msg, "x-clerk-run"), out["id"].as_str().unwrap());
-    assert_eq!(one_header(msg, "message-id"), sent["message_id"].as_str().unwrap());
+    assert_eq!(
+        one_header(msg, "message-id"),
+        sent["message_id"].as_str().unwrap()
+    );
 
     // multipart/mixed [ multipart/alternative [text, html], xlsx, csv ]
     let body = &msg["body"];
@@ -273,7 +273,11 @@ fn smtp_delivers_text_html_and_two_byte_identical_attachments() {
     assert_eq!(parts[2]["size"], blob.len());
     assert_eq!(parts[3]["filename"], "rejected.csv");
     assert_eq!(parts[3]["content_type"], "text/csv");
-    assert_eq!(parts[3]["sha256"], sha256(CSV.as_bytes()), "CSV byte for byte");
+    assert_eq!(
+        parts[3]["sha256"],
+        sha256(CSV.as_bytes()),
+        "CSV byte for byte"
+    );
 
     // The audit: recipients, subject, message id, hashes, reply, attempt.
     let events = mail_events(&ws);
@@ -295,14 +299,14 @@ fn smtp_delivers_text_html_and_two_byte_identical_attachments() {
     assert_eq!(d["attachments"][0]["size"], blob.len());
     assert_eq!(d["attachments"][1]["name"], "rejected.csv");
     assert_eq!(d["attachments"][1]["sha256"], sha256(CSV.as_bytes()));
-    assert!(
-        d["reply"].as_str().unwrap().starts_with("250 "),
-        "{d:#}"
-    );
+    assert!(d["reply"].as_str().unwrap().starts_with("250 "), "{d:#}");
     assert!(d["reply"].as_str().unwrap().contains("queued as TEST0001"));
     assert_eq!(d["attempt"], 1);
     assert!(
-        e["target"].as_str().unwrap().contains("archive@city.example"),
+        e["target"]
+            .as_str()
+            .unwrap()
+            .contains("archive@city.example"),
         "{e:#}"
     );
     ws.clerk(&["audit", "verify"]).ok();
@@ -350,7 +354,10 @@ fn smtp_auth_plain_with_password_from_the_secrets_file() {
             "    username: clerk-bot\n    password_secret: smtp_password\n",
         ),
     );
-    let secrets = ws.write(".clerk/secrets.yaml", &format!("smtp_password: {password}\n"));
+    let secrets = ws.write(
+        ".clerk/secrets.yaml",
+        &format!("smtp_password: {password}\n"),
+    );
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
     write_attachments(&ws);
@@ -440,11 +447,9 @@ fn smtp_wrong_password_fails_at_once_without_leaking_it() {
 
 /// A self-signed certificate for localhost/127.0.0.1, written as PEM files.
 fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
-    let rcgen::CertifiedKey { cert, key_pair } = rcgen::generate_simple_self_signed(vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-    ])
-    .expect("generate a certificate");
+    let rcgen::CertifiedKey { cert, key_pair } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("generate a certificate");
     let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&c, cert.pem()).unwrap();
     std::fs::write(&k, key_pair.serialize_pem()).unwrap();
@@ -490,7 +495,11 @@ fn starttls_with_a_self_signed_certificate() {
         "{}",
         r.stdout()
     );
-    assert_eq!(mail_events(&ws).len(), 1, "a certificate problem is not retried");
+    assert_eq!(
+        mail_events(&ws).len(),
+        1,
+        "a certificate problem is not retried"
+    );
     assert!(server.messages().is_empty());
 
     // With it (test servers only), the message goes over TLS and a warning says so.
@@ -502,7 +511,11 @@ fn starttls_with_a_self_signed_certificate() {
         ),
     );
     let r = ws.clerk_env(&["run", "simple.yaml"], &env).ok();
-    assert!(r.stderr().contains("accept_invalid_certs"), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("accept_invalid_certs"),
+        "{}",
+        r.stderr()
+    );
     let msgs = server.messages();
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0].0["tls"], true);
@@ -529,7 +542,10 @@ fn implicit_tls_with_a_self_signed_certificate() {
     let ws = Workspace::new(Backend::Sqlite);
     ws.write(
         "clerk.yaml",
-        &smtp_config(server.port, "    tls: tls\n    accept_invalid_certs: true\n"),
+        &smtp_config(
+            server.port,
+            "    tls: tls\n    accept_invalid_certs: true\n",
+        ),
     );
     write_attachments(&ws);
     ws.write("simple.yaml", SIMPLE_PLAYBOOK);
@@ -568,7 +584,10 @@ fn server_down_is_retried_then_fails_clearly() {
         assert_eq!(e["outcome"], "failed");
         assert_eq!(e["detail"]["attempt"], i + 1);
         assert_eq!(e["detail"]["subject"], "Daily report");
-        assert!(e["error"].as_str().unwrap().contains("cannot reach"), "{e:#}");
+        assert!(
+            e["error"].as_str().unwrap().contains("cannot reach"),
+            "{e:#}"
+        );
     }
     let stderr = r.stderr();
     assert!(stderr.contains("attempt 1 of 3 failed"), "{stderr}");
@@ -625,7 +644,8 @@ steps:
     let r = ws.clerk(&["run", "p.yaml"]);
     assert_eq!(r.code(), 1);
     assert!(
-        r.stdout().contains("temporarily refused the message: 451 4.3.0"),
+        r.stdout()
+            .contains("temporarily refused the message: 451 4.3.0"),
         "{}",
         r.stdout()
     );
@@ -667,7 +687,10 @@ steps:
             &format!("file={file}"),
         ])
     };
-    let r = run("permits@city.example, Jan Peeters <jan@@city>", "out/rejected.csv");
+    let r = run(
+        "permits@city.example, Jan Peeters <jan@@city>",
+        "out/rejected.csv",
+    );
     assert_eq!(r.code(), 1);
     assert!(
         r.stdout()
@@ -706,7 +729,8 @@ steps:
     let r = ws.clerk(&["validate", "p.yaml"]);
     assert_eq!(r.code(), 2);
     assert!(
-        r.stdout().contains("p.yaml:5:15: `mail.send`: unknown field `subjet`"),
+        r.stdout()
+            .contains("p.yaml:5:15: `mail.send`: unknown field `subjet`"),
         "{}",
         r.stdout()
     );
@@ -724,7 +748,10 @@ fn file_outbox_is_the_default_and_writes_a_parseable_eml() {
         let sent = &out["vars"]["sent"];
         assert_eq!(sent["transport"], "file");
         let file = sent["file"].as_str().unwrap();
-        assert!(file.starts_with(".clerk/outbox/") && file.ends_with(".eml"), "{file}");
+        assert!(
+            file.starts_with(".clerk/outbox/") && file.ends_with(".eml"),
+            "{file}"
+        );
         let outbox: Vec<_> = std::fs::read_dir(ws.path().join(".clerk/outbox"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -736,7 +763,10 @@ fn file_outbox_is_the_default_and_writes_a_parseable_eml() {
         assert_eq!(one_header(&msg, "subject"), SUBJECT);
         assert_eq!(one_header(&msg, "from"), "clerk@localhost");
         assert_eq!(one_header(&msg, "cc"), "audit@city.example");
-        assert_eq!(one_header(&msg, "message-id"), sent["message_id"].as_str().unwrap());
+        assert_eq!(
+            one_header(&msg, "message-id"),
+            sent["message_id"].as_str().unwrap()
+        );
         let parts = leaves(&msg["body"]);
         assert_eq!(parts.len(), 4);
         assert_eq!(parts[2]["filename"], "renewals.xlsx");
@@ -783,7 +813,10 @@ steps:
         .filter_map(|p| p["filename"].as_str())
         .collect();
     assert_eq!(names, ["extra.txt", "rejected.csv", "renewals.xlsx"]);
-    let notice = parse_eml(&ws.path().join(out["vars"]["notice"]["file"].as_str().unwrap()));
+    let notice = parse_eml(
+        &ws.path()
+            .join(out["vars"]["notice"]["file"].as_str().unwrap()),
+    );
     assert_eq!(notice["body"]["content_type"], "text/plain");
 }
 
@@ -872,7 +905,8 @@ async fn resend_protection(backend: Backend) {
                 status: Some("running".into()),
                 ..Default::default()
             },
-            clerk::audit::NewEvent::new("run.started", "nightly").detail(serde_json::json!({"attempt": 2})),
+            clerk::audit::NewEvent::new("run.started", "nightly")
+                .detail(serde_json::json!({"attempt": 2})),
         )
         .await
         .unwrap();
@@ -936,7 +970,9 @@ steps:
     );
     let out = ws.clerk(&["run", "p.yaml", "--json"]).ok().json();
     assert_eq!(out["vars"]["sent"]["already_sent"], true);
-    let outbox = std::fs::read_dir(ws.path().join(".clerk/outbox")).unwrap().count();
+    let outbox = std::fs::read_dir(ws.path().join(".clerk/outbox"))
+        .unwrap()
+        .count();
     assert_eq!(outbox, 1);
 }
 

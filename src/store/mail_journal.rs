@@ -32,7 +32,10 @@ pub struct MailJournalEntry {
 
 impl Store {
     /// The accepted message recorded under `key`, if any.
-    pub async fn mail_journal_get(&self, key: &str) -> Result<Option<MailJournalEntry>, StoreError> {
+    pub async fn mail_journal_get(
+        &self,
+        key: &str,
+    ) -> Result<Option<MailJournalEntry>, StoreError> {
         let q = self.sql(
             "SELECT idempotency_key, run_id, step, message_id, transport, recipients, subject, \
              message_sha256, reply, sent_at FROM mail_journal WHERE idempotency_key = $1",
@@ -50,8 +53,11 @@ impl Store {
                 .map_err(|e| self.err(e, format_args!("read mail_journal.{col}")))
         };
         let recipients_text = text("recipients")?;
-        let recipients: Vec<String> = serde_json::from_str(&recipients_text)
-            .map_err(|e| self.other(format_args!("mail_journal.recipients is not a JSON list: {e}")))?;
+        let recipients: Vec<String> = serde_json::from_str(&recipients_text).map_err(|e| {
+            self.other(format_args!(
+                "mail_journal.recipients is not a JSON list: {e}"
+            ))
+        })?;
         let sent_at_text = text("sent_at")?;
         let sent_at = parse_ts(&sent_at_text).ok_or_else(|| {
             self.other(format_args!(

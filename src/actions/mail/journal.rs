@@ -56,8 +56,17 @@ mod tests {
         let a = key("run:1", "2", &["B@x.org".into(), "a@x.org".into()], "S");
         let b = key("run:1", "2", &["a@x.org".into(), "b@x.org".into()], "S");
         assert_eq!(a, b);
-        assert_ne!(a, key("run:1", "3", &["a@x.org".into(), "b@x.org".into()], "S"));
-        assert_ne!(a, key("run:2", "2", &["a@x.org".into(), "b@x.org".into()], "S"));
-        assert_ne!(a, key("run:1", "2", &["a@x.org".into(), "b@x.org".into()], "T"));
+        assert_ne!(
+            a,
+            key("run:1", "3", &["a@x.org".into(), "b@x.org".into()], "S")
+        );
+        assert_ne!(
+            a,
+            key("run:2", "2", &["a@x.org".into(), "b@x.org".into()], "S")
+        );
+        assert_ne!(
+            a,
+            key("run:1", "2", &["a@x.org".into(), "b@x.org".into()], "T")
+        );
     }
 }

@@ -207,7 +207,9 @@ fn check_header(name: &str, value: &str) -> anyhow::Result<HeaderValue> {
         );
     }
     if value.chars().any(|c| c.is_control() && c != '\t') {
-        anyhow::bail!("`headers`: the value of `{name}` contains a line break or control character");
+        anyhow::bail!(
+            "`headers`: the value of `{name}` contains a line break or control character"
+        );
     }
     let header = HeaderName::new_from_ascii(name.to_string())
         .map_err(|_| anyhow::anyhow!("`headers`: `{name}` is not a valid header name"))?;
@@ -276,8 +278,9 @@ pub fn load_attachments(
         if !meta.is_file() {
             anyhow::bail!("attachment {shown} is not a file; nothing was sent");
         }
-        let bytes = std::fs::read(&path)
-            .map_err(|e| anyhow::anyhow!("cannot read attachment {shown}: {e}; nothing was sent"))?;
+        let bytes = std::fs::read(&path).map_err(|e| {
+            anyhow::anyhow!("cannot read attachment {shown}: {e}; nothing was sent")
+        })?;
         let name = match &spec.name {
             Some(n) if !n.trim().is_empty() => n.trim().to_string(),
             _ => path

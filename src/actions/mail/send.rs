@@ -19,7 +19,8 @@ pub struct Send;
 impl Action for Send {
     type Args = SendArgs;
     const NAME: &'static str = "mail.send";
-    const SUMMARY: &'static str = "Send a mail with attachments (SMTP, or an .eml file in .clerk/outbox/ by default).";
+    const SUMMARY: &'static str =
+        "Send a mail with attachments (SMTP, or an .eml file in .clerk/outbox/ by default).";
     const EXAMPLE: &'static str = "- mail.send:\n    to: [permits-team@city.example]\n    subject: \"Renewals entered\"\n    text: \"The list is attached.\"\n    attachments: [out/renewals.xlsx]\n  if: \"{{ false }}\"\n";
     const DEFAULT_RETRY: Option<DefaultRetry> = Some(DefaultRetry {
         attempts: 3,
@@ -72,7 +73,9 @@ impl Action for Send {
                 )
             })
             .await
-            .map_err(|e| ActionError::permanent(anyhow::anyhow!("the attachment task failed: {e}")))?
+            .map_err(|e| {
+                ActionError::permanent(anyhow::anyhow!("the attachment task failed: {e}"))
+            })?
             .map_err(ActionError::permanent)?
         };
         let transport_name = match ctx.config.mail.transport {
@@ -82,7 +85,9 @@ impl Action for Send {
         let password = smtp_password(ctx)?;
 
         // 2. Already accepted in this run's lineage? Then report it, do not resend.
-        let lineage = journal::lineage(ctx).await.map_err(ActionError::retryable)?;
+        let lineage = journal::lineage(ctx)
+            .await
+            .map_err(ActionError::retryable)?;
         let key = journal::key(&lineage, &ctx.step.path, &recipients, &args.subject);
         let store = ctx.recorder.store().clone();
         let previous = store.mail_journal_get(&key).await.map_err(|e| {
@@ -97,7 +102,10 @@ impl Action for Send {
             ctx.detail("recipients", json!(prev.recipients));
             ctx.detail("subject", args.subject.clone());
             ctx.detail("first_sent_by_run", prev.run_id.clone());
-            ctx.detail("first_sent_at", crate::store::time::format_ts(&prev.sent_at));
+            ctx.detail(
+                "first_sent_at",
+                crate::store::time::format_ts(&prev.sent_at),
+            );
             ctx.detail("reply", prev.reply.clone());
             ctx.detail("idempotency_key", key);
             tracing::info!(

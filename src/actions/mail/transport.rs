@@ -110,9 +110,14 @@ fn classify(server: &str, cfg: &SmtpConfig, e: &lettre::transport::smtp::Error) 
         format!("{code} {text}").trim().to_string()
     };
     if e.is_permanent() {
+        let reply = reply();
+        let hint = if reply.contains("STARTTLS") && cfg.tls == SmtpTls::None {
+            "; the server wants an encrypted connection: set `mail.smtp.tls: starttls`"
+        } else {
+            ""
+        };
         return ActionError::permanent(anyhow::anyhow!(
-            "the SMTP server {server} refused the message: {} (a permanent error; not retried)",
-            reply()
+            "the SMTP server {server} refused the message: {reply} (a permanent error; not retried){hint}"
         ));
     }
     if e.is_transient() {
@@ -131,11 +136,14 @@ fn classify(server: &str, cfg: &SmtpConfig, e: &lettre::transport::smtp::Error) 
     // certificate that fails verification will fail the same way next time.
     let text = chain(e).to_ascii_lowercase();
     if e.is_tls() || text.contains("certificate") || text.contains("ssl routines") {
-        let hint = if cfg.accept_invalid_certs {
-            ""
-        } else {
+        let hint = if text.contains("certificate") && !cfg.accept_invalid_certs {
             "; if the server uses a self-signed certificate (test servers only), set \
              `mail.smtp.accept_invalid_certs: true`"
+        } else if text.contains("wrong version number") {
+            "; check `mail.smtp.tls`: `tls` speaks TLS from the first byte (usually port 465), \
+             `starttls` upgrades a plain connection (usually port 587 or 25)"
+        } else {
+            ""
         };
         return ActionError::permanent(anyhow::anyhow!(
             "TLS with the SMTP server {server} failed: {}{hint}",
