@@ -820,6 +820,60 @@ steps:
     assert_eq!(notice["body"]["content_type"], "text/plain");
 }
 
+#[test]
+fn numbers_become_text_and_wrong_shapes_are_named() {
+    let ws = Workspace::new(Backend::Sqlite);
+    ws.write(
+        "p.yaml",
+        r#"name: p
+steps:
+  - set: { rows: [1, 2, 3] }
+  - mail.send:
+      to: a@city.example
+      subject: "{{ rows | length }}"
+      text: "{{ rows | length }}"
+      headers: { X-Count: 7 }
+    save_as: sent
+  - name: Recipients that are not addresses
+    mail.send:
+      to: "{{ rows }}"
+      subject: x
+      text: y
+"#,
+    );
+    let r = ws.clerk(&["run", "p.yaml", "--json"]);
+    assert_eq!(r.code(), 1);
+    let out = r.json();
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid argument `to[0]`: invalid type: integer `1`, expected a string"),
+        "{out:#}"
+    );
+    let msg = parse_eml(
+        &ws.path()
+            .join(out["vars"]["sent"]["file"].as_str().unwrap()),
+    );
+    assert_eq!(one_header(&msg, "subject"), "3");
+    assert_eq!(one_header(&msg, "x-count"), "7");
+
+    ws.write(
+        "v.yaml",
+        "name: v\nsteps:\n  - mail.send:\n      to: { a: 1 }\n      subject: [x]\n      text: y\n",
+    );
+    let r = ws.clerk(&["validate", "v.yaml"]);
+    assert_eq!(r.code(), 2);
+    assert!(
+        r.stdout().contains(
+            "v.yaml:4:11: `mail.send`: invalid type: map, expected an address, addresses separated by commas, or a list of addresses"
+        ),
+        "{}",
+        r.stdout()
+    );
+    assert!(r.stdout().contains("v.yaml:5:16:"), "{}", r.stdout());
+}
+
 // ---------------------------------------------------------------- resend protection
 
 /// Runs `playbook` as run `id` of bot `nightly` through the engine, the way the

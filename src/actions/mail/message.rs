@@ -10,8 +10,7 @@ use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, 
 use lettre::message::{Attachment, Body, Mailbox, MultiPart, SinglePart};
 use serde_json::{Value, json};
 
-use super::args::{AttachmentSpec, SendArgs};
-use crate::actions::types::OneOrMany;
+use super::args::{AttachmentSpec, Recipients, SendArgs};
 use crate::fsutil::sha256_hex;
 
 /// A message ready for a transport, with everything the audit wants to know.
@@ -81,7 +80,7 @@ pub struct Addresses {
 impl Addresses {
     pub fn parse(args: &SendArgs, default_from: &str) -> anyhow::Result<Addresses> {
         let from_text = args.from.as_deref().unwrap_or(default_from);
-        let mut from = parse_list("from", &OneOrMany::One(from_text.to_string()))?;
+        let mut from = parse_list("from", &Recipients(vec![from_text.to_string()]))?;
         if from.len() != 1 {
             anyhow::bail!(
                 "`from` must be exactly one address, got {} (`{from_text}`)",
@@ -89,7 +88,7 @@ impl Addresses {
             );
         }
         let from = from.remove(0);
-        let list = |name: &str, v: &Option<OneOrMany<String>>| match v {
+        let list = |name: &str, v: &Option<Recipients>| match v {
             Some(v) => parse_list(name, v),
             None => Ok(Vec::new()),
         };
@@ -109,10 +108,10 @@ impl Addresses {
 
 /// Splits and checks a recipient field: a list, each item possibly holding
 /// several addresses separated by commas or semicolons.
-pub fn parse_list(field: &str, value: &OneOrMany<String>) -> anyhow::Result<Vec<Mailbox>> {
+pub fn parse_list(field: &str, value: &Recipients) -> anyhow::Result<Vec<Mailbox>> {
     let mut out = Vec::new();
-    for item in value.to_vec() {
-        for piece in split_addresses(&item) {
+    for item in &value.0 {
+        for piece in split_addresses(item) {
             let mailbox = parse_mailbox(&piece).ok_or_else(|| {
                 anyhow::anyhow!("`{field}`: `{piece}` is not a valid mail address")
             })?;
@@ -318,7 +317,7 @@ pub struct Parts<'a> {
     pub text: Option<&'a str>,
     pub html: Option<&'a str>,
     pub attachments: Vec<LoadedAttachment>,
-    pub headers: &'a std::collections::BTreeMap<String, String>,
+    pub headers: &'a std::collections::BTreeMap<String, super::args::Text>,
     pub message_id: String,
     pub run_id: &'a str,
 }
@@ -362,7 +361,7 @@ pub fn build(parts: Parts<'_>) -> anyhow::Result<Prepared> {
         run_id.to_string(),
     ));
     for (name, value) in headers {
-        builder = builder.raw_header(check_header(name, value)?);
+        builder = builder.raw_header(check_header(name, &value.0)?);
     }
 
     let body: Option<BodyPart> = match (text, html) {
@@ -449,7 +448,7 @@ mod tests {
     use super::*;
 
     fn list(s: &str) -> anyhow::Result<Vec<String>> {
-        parse_list("to", &OneOrMany::One(s.into()))
+        parse_list("to", &Recipients(vec![s.into()]))
             .map(|v| v.iter().map(|m| m.to_string()).collect())
     }
 

@@ -88,7 +88,7 @@ impl Action for Send {
         let lineage = journal::lineage(ctx)
             .await
             .map_err(ActionError::retryable)?;
-        let key = journal::key(&lineage, &ctx.step.path, &recipients, &args.subject);
+        let key = journal::key(&lineage, &ctx.step.path, &recipients, &args.subject.0);
         let store = ctx.recorder.store().clone();
         let previous = store.mail_journal_get(&key).await.map_err(|e| {
             ActionError::retryable(anyhow::anyhow!(
@@ -100,7 +100,7 @@ impl Action for Send {
             ctx.detail("transport", prev.transport.clone());
             ctx.detail("message_id", prev.message_id.clone());
             ctx.detail("recipients", json!(prev.recipients));
-            ctx.detail("subject", args.subject.clone());
+            ctx.detail("subject", args.subject.0.clone());
             ctx.detail("first_sent_by_run", prev.run_id.clone());
             ctx.detail(
                 "first_sent_at",
@@ -128,9 +128,9 @@ impl Action for Send {
         let message_id = message::message_id(&key[..26], &addresses.from);
         let prepared = message::build(Parts {
             addresses,
-            subject: &args.subject,
-            text: args.text.as_deref(),
-            html: args.html.as_deref(),
+            subject: &args.subject.0,
+            text: args.text.as_ref().map(|t| t.0.as_str()),
+            html: args.html.as_ref().map(|t| t.0.as_str()),
             attachments,
             headers: &args.headers,
             message_id,
