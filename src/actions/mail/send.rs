@@ -100,7 +100,9 @@ impl Action for Send {
             ctx.detail("transport", prev.transport.clone());
             ctx.detail("message_id", prev.message_id.clone());
             ctx.detail("recipients", json!(prev.recipients));
-            ctx.detail("subject", args.subject.0.clone());
+            if !ctx.step.sensitive {
+                ctx.detail("subject", args.subject.0.clone());
+            }
             ctx.detail("first_sent_by_run", prev.run_id.clone());
             ctx.detail(
                 "first_sent_at",
@@ -185,7 +187,7 @@ impl Action for Send {
             step: ctx.step.path.clone(),
             message_id: prepared.message_id.clone(),
             transport: transport_name.into(),
-            recipients: accepted.clone(),
+            recipients: accepted.iter().map(|r| crate::secrets::redact(r)).collect(),
             subject: crate::secrets::redact(&prepared.subject),
             message_sha256,
             reply: crate::secrets::redact(&delivery.reply),
@@ -254,7 +256,13 @@ fn describe(
     if !p.reply_to.is_empty() {
         ctx.detail("reply_to", list(&p.reply_to));
     }
-    ctx.detail("subject", p.subject.clone());
+    // A `sensitive: true` step keeps its subject out of the audit too.
+    let subject = if ctx.step.sensitive {
+        crate::secrets::MASK.to_string()
+    } else {
+        p.subject.clone()
+    };
+    ctx.detail("subject", subject);
     ctx.detail("message_id", p.message_id.clone());
     // The text body's hash, or the HTML body's when there is no text.
     if let Some(s) = p.text_sha256.as_ref().or(p.html_sha256.as_ref()) {
