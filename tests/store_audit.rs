@@ -163,6 +163,11 @@ fn ulid() -> String {
     ulid::Ulid::new().to_string()
 }
 
+/// How many migrations clerk ships (each one is a row in `schema_migrations`).
+fn migrations() -> i64 {
+    clerk::store::migrate::MIGRATIONS.len() as i64
+}
+
 async fn count(store: &Store, table: &str) -> i64 {
     use sqlx::Row;
     sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
@@ -218,13 +223,13 @@ async fn migrations_are_idempotent_and_concurrent(store: Store) {
     // Two more "processes" opening the same database at once.
     let (a, b) = tokio::join!(Store::open(&url), Store::open(&url));
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(count(&store, "schema_migrations").await, 1);
+    assert_eq!(count(&store, "schema_migrations").await, migrations());
     for t in ["runs", "bot_state", "scheduler_lease", "audit_events"] {
         assert_eq!(count(&a, t).await, 0, "table {t}");
     }
     // Reopening once more changes nothing.
     let c = Store::open(&url).await.unwrap();
-    assert_eq!(count(&c, "schema_migrations").await, 1);
+    assert_eq!(count(&c, "schema_migrations").await, migrations());
     for s in [a, b, c] {
         s.close().await;
     }
@@ -1165,7 +1170,7 @@ async fn race_first_open(url: &str) {
         .into_iter()
         .map(|r| r.unwrap())
         .collect();
-    assert_eq!(count(&stores[0], "schema_migrations").await, 1);
+    assert_eq!(count(&stores[0], "schema_migrations").await, migrations());
     for s in stores {
         s.close().await;
     }

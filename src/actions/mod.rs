@@ -9,6 +9,7 @@
 mod builtin;
 mod context;
 mod file;
+mod mail;
 mod registry;
 pub mod sheet;
 pub mod types;

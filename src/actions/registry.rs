@@ -4,7 +4,9 @@
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::{Action, ActionContext, ActionError, ActionResult, DefaultRetry, builtin, file, sheet};
+use super::{
+    Action, ActionContext, ActionError, ActionResult, DefaultRetry, builtin, file, mail, sheet,
+};
 use crate::playbook::{ActionCatalog, ArgProblem, yaml::PathSeg};
 use crate::template;
 
@@ -53,6 +55,7 @@ pub static REGISTRY: &[ActionDef] = &[
     def::<sheet::Read>(),
     def::<sheet::Write>(),
     def::<sheet::Append>(),
+    def::<mail::Send>(),
 ];
 
 pub fn find(name: &str) -> Option<&'static ActionDef> {

@@ -24,11 +24,18 @@ pub struct Migration {
 }
 
 /// All migrations, in order. Append only.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("migrations/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "mail_journal",
+        sql: include_str!("migrations/0002_mail_journal.sql"),
+    },
+];
 
 /// Arbitrary constant key for `pg_advisory_xact_lock` ("clerk" + "mig").
 const PG_MIGRATION_LOCK: i64 = 0x636c_6572_6b6d_6967;

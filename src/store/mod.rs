@@ -27,6 +27,7 @@
 mod bots;
 mod error;
 mod events;
+mod mail_journal;
 pub mod migrate;
 mod runs;
 pub mod time;
@@ -44,6 +45,7 @@ use sqlx::{AnyPool, ConnectOptions as _, Connection as _, Executor as _};
 pub use bots::BotState;
 pub use error::StoreError;
 pub use events::{RawEvent, RawRow};
+pub use mail_journal::MailJournalEntry;
 pub use runs::{NewRun, RunChange, RunFilter, RunRow};
 
 /// Which database a [`Store`] talks to.
