@@ -1008,7 +1008,7 @@ fn a_retried_block_does_not_resend_within_a_run() {
 steps:
   - name: Mail and confirm
     retry: { attempts: 2, delay: 10ms }
-    timeout: 3s
+    timeout: 5s
     steps:
       - mail.send:
           to: permits@city.example
@@ -1018,7 +1018,7 @@ steps:
       - file.exists: out/first-attempt-done
         save_as: second
       - file.write: { path: out/first-attempt-done, text: "" }
-      - wait: 10s
+      - wait: 60s
         if: "{{ not second }}"
 "#,
     );

@@ -175,9 +175,13 @@ impl Action for Send {
 
         // 5. Accepted: say so, and remember it.
         let accepted = prepared.recipients();
-        ctx.detail("reply", delivery.reply.clone());
-        ctx.detail("accepted", json!(accepted));
         let file = delivery.file.as_ref().map(|f| ctx.display_path(f));
+        let reply = match &file {
+            Some(f) => format!("written to {f}"),
+            None => delivery.reply.clone(),
+        };
+        ctx.detail("reply", reply.clone());
+        ctx.detail("accepted", json!(accepted));
         if let Some(f) = &file {
             ctx.detail("file", f.clone());
         }
@@ -190,7 +194,7 @@ impl Action for Send {
             recipients: accepted.iter().map(|r| crate::secrets::redact(r)).collect(),
             subject: crate::secrets::redact(&prepared.subject),
             message_sha256,
-            reply: crate::secrets::redact(&delivery.reply),
+            reply: crate::secrets::redact(&reply),
             sent_at: crate::store::time::now_micros(),
         };
         if let Err(e) = store.mail_journal_record(&entry).await {
