@@ -41,6 +41,7 @@ impl Action for Send {
             .map(|m| m.email.to_string())
             .collect();
         ctx.target(recipients.join(", "));
+        let subject = message::clean_subject(&args.subject.0).map_err(ActionError::permanent)?;
         if args.text.is_none() && args.html.is_none() {
             return Err(ActionError::permanent(anyhow::anyhow!(
                 "mail.send needs a body: give `text`, `html` or both"
@@ -88,7 +89,7 @@ impl Action for Send {
         let lineage = journal::lineage(ctx)
             .await
             .map_err(ActionError::retryable)?;
-        let key = journal::key(&lineage, &ctx.step.path, &recipients, &args.subject.0);
+        let key = journal::key(&lineage, &ctx.step.path, &recipients, &subject);
         let store = ctx.recorder.store().clone();
         let previous = store.mail_journal_get(&key).await.map_err(|e| {
             ActionError::retryable(anyhow::anyhow!(
@@ -101,7 +102,7 @@ impl Action for Send {
             ctx.detail("message_id", prev.message_id.clone());
             ctx.detail("recipients", json!(prev.recipients));
             if !ctx.step.sensitive {
-                ctx.detail("subject", args.subject.0.clone());
+                ctx.detail("subject", subject.clone());
             }
             ctx.detail("first_sent_by_run", prev.run_id.clone());
             ctx.detail(
@@ -130,7 +131,7 @@ impl Action for Send {
         let message_id = message::message_id(&key[..26], &addresses.from);
         let prepared = message::build(Parts {
             addresses,
-            subject: &args.subject.0,
+            subject: &subject,
             text: args.text.as_ref().map(|t| t.0.as_str()),
             html: args.html.as_ref().map(|t| t.0.as_str()),
             attachments,
