@@ -79,8 +79,11 @@ pub struct Addresses {
 
 impl Addresses {
     pub fn parse(args: &SendArgs, default_from: &str) -> anyhow::Result<Addresses> {
-        let from_text = args.from.as_deref().unwrap_or(default_from);
-        let mut from = parse_list("from", &Recipients(vec![from_text.to_string()]))?;
+        let (from_text, from_field) = match args.from.as_deref() {
+            Some(f) => (f, "from"),
+            None => (default_from, "mail.from (clerk.yaml or CLERK_MAIL_FROM)"),
+        };
+        let mut from = parse_list(from_field, &Recipients(vec![from_text.to_string()]))?;
         if from.len() != 1 {
             anyhow::bail!(
                 "`from` must be exactly one address, got {} (`{from_text}`)",
