@@ -180,7 +180,7 @@ steps:
       bcc: archive@city.example
       reply_to: helpdesk@city.example
       subject: "Réf. dossier — Brussel/Bruxelles"
-      text: "12 renewals entered; 3 rejected.\nSee the attachments.\n"
+      text: "12 renewals entered; 3 rejected (Zoë, Łukasz, François).\nSee the attachments — merci.\n"
       html: "<p>12 renewals entered; <b>3</b> rejected.</p>"
       attachments: [out/renewals.xlsx, out/rejected.csv]
       headers: { X-Batch: "2025-W05" }
@@ -259,7 +259,7 @@ fn smtp_delivers_text_html_and_two_byte_identical_attachments() {
     assert_eq!(parts[0]["content_type"], "text/plain");
     assert_eq!(
         parts[0]["text"].as_str().unwrap().replace("\r\n", "\n"),
-        "12 renewals entered; 3 rejected.\nSee the attachments.\n"
+        "12 renewals entered; 3 rejected (Zoë, Łukasz, François).\nSee the attachments — merci.\n"
     );
     assert_eq!(parts[1]["content_type"], "text/html");
     assert!(parts[1]["text"].as_str().unwrap().contains("<b>3</b>"));
@@ -293,7 +293,10 @@ fn smtp_delivers_text_html_and_two_byte_identical_attachments() {
     assert_eq!(d["message_id"], sent["message_id"]);
     assert_eq!(
         d["body_sha256"],
-        sha256(b"12 renewals entered; 3 rejected.\nSee the attachments.\n")
+        sha256(
+            "12 renewals entered; 3 rejected (Zoë, Łukasz, François).\nSee the attachments — merci.\n"
+                .as_bytes()
+        )
     );
     assert_eq!(d["attachments"][0]["sha256"], sha256(&blob));
     assert_eq!(d["attachments"][0]["size"], blob.len());
@@ -1008,7 +1011,7 @@ fn a_retried_block_does_not_resend_within_a_run() {
 steps:
   - name: Mail and confirm
     retry: { attempts: 2, delay: 10ms }
-    timeout: 3s
+    timeout: 5s
     steps:
       - mail.send:
           to: permits@city.example
@@ -1018,7 +1021,7 @@ steps:
       - file.exists: out/first-attempt-done
         save_as: second
       - file.write: { path: out/first-attempt-done, text: "" }
-      - wait: 10s
+      - wait: 60s
         if: "{{ not second }}"
 "#,
     );

@@ -79,8 +79,11 @@ pub struct Addresses {
 
 impl Addresses {
     pub fn parse(args: &SendArgs, default_from: &str) -> anyhow::Result<Addresses> {
-        let from_text = args.from.as_deref().unwrap_or(default_from);
-        let mut from = parse_list("from", &Recipients(vec![from_text.to_string()]))?;
+        let (from_text, from_field) = match args.from.as_deref() {
+            Some(f) => (f, "from"),
+            None => (default_from, "mail.from (clerk.yaml or CLERK_MAIL_FROM)"),
+        };
+        let mut from = parse_list(from_field, &Recipients(vec![from_text.to_string()]))?;
         if from.len() != 1 {
             anyhow::bail!(
                 "`from` must be exactly one address, got {} (`{from_text}`)",
@@ -113,12 +116,29 @@ pub fn parse_list(field: &str, value: &Recipients) -> anyhow::Result<Vec<Mailbox
     for item in &value.0 {
         for piece in split_addresses(item) {
             let mailbox = parse_mailbox(&piece).ok_or_else(|| {
-                anyhow::anyhow!("`{field}`: `{piece}` is not a valid mail address")
+                anyhow::anyhow!(
+                    "`{field}`: `{}` is not a valid mail address",
+                    visible(&piece)
+                )
             })?;
             out.push(mailbox);
         }
     }
     Ok(out)
+}
+
+/// Text for an error message, with control characters shown as escapes (a
+/// line break inside a bad address must not break the message in two).
+fn visible(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Splits `a@x, "Doe, Jane" <j@x>; b@x` at separators outside quotes and `<>`.
@@ -176,7 +196,30 @@ fn parse_mailbox(piece: &str) -> Option<Mailbox> {
         None if name.contains(['"', '<', '>']) => return None,
         None => name.to_string(),
     };
+    // A line break in a name would be a header injection (lettre refuses to
+    // print it at all); no control character belongs in a display name.
+    if name.chars().any(char::is_control) {
+        return None;
+    }
     Some(Mailbox::new((!name.is_empty()).then_some(name), address))
+}
+
+/// A subject on one line: line breaks (a YAML `|` block ends with one) become
+/// spaces; any other control character is refused.
+pub fn clean_subject(subject: &str) -> anyhow::Result<String> {
+    let one_line = subject
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Some(c) = one_line.chars().find(|c| c.is_control() && *c != '\t') {
+        anyhow::bail!(
+            "`subject` contains the control character U+{:04X}; remove it",
+            u32::from(c)
+        );
+    }
+    Ok(one_line)
 }
 
 /// Headers clerk writes itself; `headers:` may not set them.
@@ -281,10 +324,20 @@ pub fn load_attachments(
             anyhow::anyhow!("cannot read attachment {shown}: {e}; nothing was sent")
         })?;
         let name = match &spec.name {
+            Some(n) if n.chars().any(char::is_control) => {
+                anyhow::bail!("attachment {shown}: the `name` contains a control character");
+            }
             Some(n) if !n.trim().is_empty() => n.trim().to_string(),
+            // File names may hold anything but `/` and NUL; a line break must
+            // not reach a header.
             _ => path
                 .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
+                .map(|n| {
+                    n.to_string_lossy()
+                        .chars()
+                        .map(|c| if c.is_control() { '_' } else { c })
+                        .collect()
+                })
                 .unwrap_or_else(|| "attachment".into()),
         };
         let content_type = match &spec.content_type {
@@ -463,8 +516,145 @@ mod tests {
         assert!(list("a@x.org junk").is_err());
         assert!(list("Name <a@x.org").is_err());
         assert!(list("bob@").is_err());
+        assert!(list("\"Evil\r\nBcc: x@y.org\" <a@x.org>").is_err());
         let m = parse_mailbox("Jérôme Dupont <j@x.org>").unwrap();
         assert_eq!(m.name.as_deref(), Some("Jérôme Dupont"));
+    }
+
+    /// Odd names, subjects, header values and file names never panic inside
+    /// lettre: each is either refused with an error or encoded.
+    #[test]
+    fn odd_text_never_panics() {
+        const PIECES: &[&str] = &[
+            "a",
+            "é",
+            "—",
+            "\"",
+            "\\",
+            "<",
+            ">",
+            ",",
+            ";",
+            "@",
+            " ",
+            "\t",
+            "\r",
+            "\n",
+            "\r\n",
+            "\u{0}",
+            "\u{7}",
+            "\u{1b}",
+            "\u{200d}",
+            "\u{202e}",
+            "=?utf-8?b?",
+            "?=",
+            ":",
+            "(",
+            ")",
+            "x@y.org",
+            "日本",
+            "\u{fffd}",
+            "%",
+            "'",
+            "*",
+            "a@b",
+            "[",
+            "]",
+        ];
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut built_ok = 0;
+        for _ in 0..3000 {
+            let mut word = |max: usize| -> String {
+                (0..next(max)).map(|_| PIECES[next(PIECES.len())]).collect()
+            };
+            let to = format!(
+                "\"{}\" <a@x.org>, {} <b@x.org>, {}",
+                word(6),
+                word(4),
+                word(3)
+            );
+            let subject = word(8);
+            let header = word(6);
+            let file_name = word(5);
+            let text = word(10);
+            let args = SendArgs {
+                from: Some(format!("{} <c@x.org>", word(4))),
+                to: Some(Recipients(vec![to])),
+                cc: None,
+                bcc: None,
+                reply_to: None,
+                subject: super::super::args::Text(subject.clone()),
+                text: None,
+                html: None,
+                attachments: None,
+                headers: Default::default(),
+            };
+            let Ok(addresses) = Addresses::parse(&args, "d@x.org") else {
+                continue;
+            };
+            let Ok(subject) = clean_subject(&subject) else {
+                continue;
+            };
+            let mut headers = std::collections::BTreeMap::new();
+            headers.insert("X-Odd".to_string(), super::super::args::Text(header));
+            let name: String = file_name
+                .chars()
+                .map(|c| if c.is_control() { '_' } else { c })
+                .collect();
+            let attachment = LoadedAttachment {
+                info: AttachmentInfo {
+                    name: if name.trim().is_empty() {
+                        "f".into()
+                    } else {
+                        name
+                    },
+                    path: "f".into(),
+                    content_type: "text/plain".into(),
+                    size: 1,
+                    sha256: String::new(),
+                },
+                bytes: b"x".to_vec(),
+            };
+            let built = build(Parts {
+                addresses,
+                subject: &subject,
+                text: Some(&text),
+                html: None,
+                attachments: vec![attachment],
+                headers: &headers,
+                message_id: "<id@x.org>".into(),
+                run_id: "run",
+            });
+            if let Ok(p) = built {
+                built_ok += 1;
+                let bytes = p.message.formatted();
+                // No header injection: every header line is `Name: value` or a fold.
+                let head = String::from_utf8_lossy(&bytes);
+                let head = head.split("\r\n\r\n").next().unwrap_or_default();
+                for line in head.split("\r\n") {
+                    assert!(
+                        line.starts_with([' ', '\t']) || line.contains(": "),
+                        "bad header line {line:?} in\n{head}"
+                    );
+                    assert!(!line.starts_with("Bcc"), "{head}");
+                }
+            }
+        }
+        // The generator must reach lettre often enough for this to mean something.
+        assert!(built_ok > 150, "only {built_ok} messages were built");
+    }
+
+    #[test]
+    fn subjects_are_one_line() {
+        assert_eq!(clean_subject("Report\n").unwrap(), "Report");
+        assert_eq!(clean_subject("a\r\n  b").unwrap(), "a b");
+        assert!(clean_subject("a\u{7}").is_err());
     }
 
     #[test]

@@ -41,6 +41,7 @@ impl Action for Send {
             .map(|m| m.email.to_string())
             .collect();
         ctx.target(recipients.join(", "));
+        let subject = message::clean_subject(&args.subject.0).map_err(ActionError::permanent)?;
         if args.text.is_none() && args.html.is_none() {
             return Err(ActionError::permanent(anyhow::anyhow!(
                 "mail.send needs a body: give `text`, `html` or both"
@@ -88,7 +89,7 @@ impl Action for Send {
         let lineage = journal::lineage(ctx)
             .await
             .map_err(ActionError::retryable)?;
-        let key = journal::key(&lineage, &ctx.step.path, &recipients, &args.subject.0);
+        let key = journal::key(&lineage, &ctx.step.path, &recipients, &subject);
         let store = ctx.recorder.store().clone();
         let previous = store.mail_journal_get(&key).await.map_err(|e| {
             ActionError::retryable(anyhow::anyhow!(
@@ -101,7 +102,7 @@ impl Action for Send {
             ctx.detail("message_id", prev.message_id.clone());
             ctx.detail("recipients", json!(prev.recipients));
             if !ctx.step.sensitive {
-                ctx.detail("subject", args.subject.0.clone());
+                ctx.detail("subject", subject.clone());
             }
             ctx.detail("first_sent_by_run", prev.run_id.clone());
             ctx.detail(
@@ -130,7 +131,7 @@ impl Action for Send {
         let message_id = message::message_id(&key[..26], &addresses.from);
         let prepared = message::build(Parts {
             addresses,
-            subject: &args.subject.0,
+            subject: &subject,
             text: args.text.as_ref().map(|t| t.0.as_str()),
             html: args.html.as_ref().map(|t| t.0.as_str()),
             attachments,
@@ -175,9 +176,13 @@ impl Action for Send {
 
         // 5. Accepted: say so, and remember it.
         let accepted = prepared.recipients();
-        ctx.detail("reply", delivery.reply.clone());
-        ctx.detail("accepted", json!(accepted));
         let file = delivery.file.as_ref().map(|f| ctx.display_path(f));
+        let reply = match &file {
+            Some(f) => format!("written to {f}"),
+            None => delivery.reply.clone(),
+        };
+        ctx.detail("reply", reply.clone());
+        ctx.detail("accepted", json!(accepted));
         if let Some(f) = &file {
             ctx.detail("file", f.clone());
         }
@@ -190,7 +195,7 @@ impl Action for Send {
             recipients: accepted.iter().map(|r| crate::secrets::redact(r)).collect(),
             subject: crate::secrets::redact(&prepared.subject),
             message_sha256,
-            reply: crate::secrets::redact(&delivery.reply),
+            reply: crate::secrets::redact(&reply),
             sent_at: crate::store::time::now_micros(),
         };
         if let Err(e) = store.mail_journal_record(&entry).await {
