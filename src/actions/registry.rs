@@ -4,7 +4,7 @@
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::{Action, ActionContext, ActionError, ActionResult, DefaultRetry, builtin, file};
+use super::{Action, ActionContext, ActionError, ActionResult, DefaultRetry, browser, builtin, file};
 use crate::playbook::{ActionCatalog, ArgProblem, yaml::PathSeg};
 use crate::template;
 
@@ -50,6 +50,25 @@ pub static REGISTRY: &[ActionDef] = &[
     def::<file::Delete>(),
     def::<file::List>(),
     def::<file::Exists>(),
+    def::<browser::page::Open>(),
+    def::<browser::actions::Click>(),
+    def::<browser::actions::Fill>(),
+    def::<browser::actions::Type>(),
+    def::<browser::actions::Select>(),
+    def::<browser::actions::Check>(),
+    def::<browser::actions::Uncheck>(),
+    def::<browser::page::Press>(),
+    def::<browser::actions::ReadText>(),
+    def::<browser::actions::ReadValue>(),
+    def::<browser::actions::ReadAttribute>(),
+    def::<browser::page::ReadTable>(),
+    def::<browser::page::WaitFor>(),
+    def::<browser::page::Screenshot>(),
+    def::<browser::actions::Upload>(),
+    def::<browser::page::Download>(),
+    def::<browser::page::Frame>(),
+    def::<browser::page::Dialog>(),
+    def::<browser::page::ExecuteScript>(),
 ];
 
 pub fn find(name: &str) -> Option<&'static ActionDef> {
