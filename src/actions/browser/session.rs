@@ -1,0 +1,476 @@
+//! The run's browser: chromedriver started by clerk on a free port, one
+//! headless Chromium session, and their cleanup.
+//!
+//! The session is a per-run [`Resource`], created by the first browser action
+//! and closed by the engine when the run ends (success, failure, timeout,
+//! cancellation). Orphans are prevented at three levels:
+//! - chromedriver runs under a small `sh` guard that leads a new process
+//!   group; Chromium and its helpers stay in that group, so one `killpg`
+//!   ends them all;
+//! - the guard waits on a pipe from clerk and kills its group when the pipe
+//!   closes — which the kernel does however clerk ends, even by SIGKILL;
+//! - dropping the [`Driver`] (also when the starting action is cancelled
+//!   half-way) kills the group and any process still naming the run's
+//!   private profile folder.
+
+use std::any::Any;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder};
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::BrowserError;
+use crate::actions::{ActionContext, Resource};
+use crate::config::BrowserConfig;
+
+/// The slot of the session in the run's resources.
+pub const KEY: &str = "browser";
+
+/// How long chromedriver may take to answer `/status`.
+const START_LIMIT: Duration = Duration::from_secs(20);
+
+/// Flags Chromium needs to run headless as root in a container, plus quiet defaults.
+const CHROMIUM_FLAGS: &[&str] = &[
+    "--no-sandbox",
+    "--disable-dev-shm-usage",
+    "--disable-gpu",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-extensions",
+    "--disable-background-networking",
+    "--disable-sync",
+    "--disable-features=Translate,MediaRouter,OptimizationHints",
+    "--password-store=basic",
+    "--window-size=1366,900",
+];
+
+/// What browser actions hold on to while they work (cheap to clone).
+#[derive(Clone)]
+pub struct Handle {
+    pub client: Client,
+    /// Where Chromium saves downloads.
+    pub downloads: PathBuf,
+    /// How deep in frames the session is (to get back to the top).
+    pub frame_depth: Arc<AtomicU32>,
+}
+
+impl Handle {
+    pub fn enter_frame(&self) {
+        self.frame_depth.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn left_frames(&self, n: u32) {
+        let _ = self
+            .frame_depth
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| {
+                Some(d.saturating_sub(n))
+            });
+    }
+
+    pub fn depth(&self) -> u32 {
+        self.frame_depth.load(Ordering::SeqCst)
+    }
+}
+
+/// The run's browser session (a [`Resource`]).
+pub struct BrowserSession {
+    handle: Handle,
+    driver: Option<Driver>,
+}
+
+impl Resource for BrowserSession {
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let BrowserSession { handle, driver } = *self;
+            // A polite goodbye first, so Chromium can flush the profile and downloads.
+            match tokio::time::timeout(Duration::from_secs(5), handle.client.close()).await {
+                Ok(Ok(())) => tracing::debug!("browser session closed"),
+                Ok(Err(e)) => tracing::debug!("closing the browser session: {e}"),
+                Err(_) => tracing::warn!("the browser did not close within 5 s; killing it"),
+            }
+            drop(driver);
+        })
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// The run's browser, started on first use.
+pub async fn handle(ctx: &ActionContext<'_>) -> Result<Handle, BrowserError> {
+    let resources = ctx.resources;
+    let mut slots = resources.lock().await;
+    if let Some(s) = slots
+        .get_mut(KEY)
+        .and_then(|r| r.as_any_mut().downcast_mut::<BrowserSession>())
+    {
+        return Ok(s.handle.clone());
+    }
+    let downloads = ctx.run.artifacts_dir.join("downloads");
+    let session = start(&ctx.config.browser, downloads).await?;
+    let handle = session.handle.clone();
+    slots.insert(KEY, Box::new(session));
+    Ok(handle)
+}
+
+/// The run's browser if one was started (for failure evidence).
+pub async fn existing(ctx: &ActionContext<'_>) -> Option<Handle> {
+    let mut slots = ctx.resources.lock().await;
+    slots
+        .get_mut(KEY)
+        .and_then(|r| r.as_any_mut().downcast_mut::<BrowserSession>())
+        .map(|s| s.handle.clone())
+}
+
+/// Starts chromedriver (unless `webdriver_url` is set) and opens a session.
+pub async fn start(config: &BrowserConfig, downloads: PathBuf) -> Result<BrowserSession, BrowserError> {
+    std::fs::create_dir_all(&downloads).map_err(|e| {
+        BrowserError::permanent(format!(
+            "cannot create the download folder {}: {e}",
+            downloads.display()
+        ))
+    })?;
+    let (url, driver) = match &config.webdriver_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let driver = Driver::spawn(config).await?;
+            (format!("http://127.0.0.1:{}", driver.port), Some(driver))
+        }
+    };
+    let profile = driver.as_ref().map(|d| d.profile_dir());
+    let caps = capabilities(config, profile.as_deref(), &downloads);
+    let client = match tokio::time::timeout(
+        START_LIMIT,
+        ClientBuilder::native().capabilities(caps).connect(&url),
+    )
+    .await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            let tail = driver.as_ref().map(Driver::log_tail).unwrap_or_default();
+            return Err(BrowserError::permanent(format!(
+                "cannot open a browser session at {url}: {}{tail}",
+                first_line(&e.to_string())
+            )));
+        }
+        Err(_) => {
+            return Err(BrowserError::retryable(format!(
+                "the browser did not start within {} s at {url}",
+                START_LIMIT.as_secs()
+            )));
+        }
+    };
+    let mut timeouts = fantoccini::wd::TimeoutConfiguration::default();
+    timeouts.set_page_load(Some(Duration::from_secs(60)));
+    timeouts.set_implicit(Some(Duration::ZERO));
+    timeouts.set_script(Some(Duration::from_secs(30)));
+    if let Err(e) = client.update_timeouts(timeouts).await {
+        tracing::debug!("cannot set WebDriver timeouts: {e}");
+    }
+    // Headless Chromium needs to be told where downloads go (prefs alone are not enough).
+    if driver.is_some() {
+        let cmd = json!({
+            "cmd": "Browser.setDownloadBehavior",
+            "params": {
+                "behavior": "allow",
+                "downloadPath": downloads.display().to_string(),
+                "eventsEnabled": false
+            }
+        });
+        if let Err(e) = cdp(&client, &url, cmd).await {
+            tracing::debug!("cannot set the download folder over CDP: {e}");
+        }
+    }
+    tracing::info!(
+        webdriver = %url,
+        "browser session started{}",
+        if config.headless { " (headless)" } else { "" }
+    );
+    Ok(BrowserSession {
+        handle: Handle {
+            client,
+            downloads,
+            frame_depth: Arc::new(AtomicU32::new(0)),
+        },
+        driver,
+    })
+}
+
+/// Sends a Chrome DevTools command through chromedriver's `goog/cdp/execute`.
+async fn cdp(client: &Client, base: &str, body: Value) -> anyhow::Result<()> {
+    let sid = client
+        .session_id()
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no session id"))?;
+    let port = base
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
+        .ok_or_else(|| anyhow::anyhow!("no port in {base}"))?;
+    let path = format!("/session/{sid}/goog/cdp/execute");
+    let reply = http(port, "POST", &path, Some(&body.to_string())).await?;
+    if !reply.starts_with("HTTP/1.1 200") && !reply.starts_with("HTTP/1.0 200") {
+        anyhow::bail!("{}", first_line(&reply));
+    }
+    Ok(())
+}
+
+fn capabilities(config: &BrowserConfig, profile: Option<&Path>, downloads: &Path) -> serde_json::Map<String, Value> {
+    let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| s.to_string()).collect();
+    if config.headless {
+        args.push("--headless=new".into());
+    }
+    if let Some(p) = profile {
+        args.push(format!("--user-data-dir={}", p.display()));
+    }
+    let mut chrome = json!({
+        "args": args,
+        "prefs": {
+            "download.default_directory": downloads.display().to_string(),
+            "download.prompt_for_download": false,
+            "download.directory_upgrade": true,
+            "safebrowsing.enabled": false,
+            "credentials_enable_service": false,
+            "profile.password_manager_enabled": false
+        }
+    });
+    if let Some(bin) = chromium_binary(config) {
+        chrome["binary"] = json!(bin);
+    }
+    let caps = json!({
+        "browserName": "chrome",
+        "pageLoadStrategy": "normal",
+        // A click that opens confirm() must not fail; `browser.dialog` handles it.
+        "unhandledPromptBehavior": "ignore",
+        "goog:chromeOptions": chrome,
+    });
+    match caps {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
+fn chromium_binary(config: &BrowserConfig) -> Option<String> {
+    if let Some(b) = &config.chromium {
+        return Some(b.clone());
+    }
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| which(name))
+        .map(|p| p.display().to_string())
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").trim().to_string()
+}
+
+/// chromedriver and everything it starts, in one process group.
+pub struct Driver {
+    guard: Option<Child>,
+    /// Held open; the guard kills the group when it closes.
+    pipe: Option<ChildStdin>,
+    pgid: i32,
+    pub port: u16,
+    /// Private folder: the Chromium profile and chromedriver's log.
+    root: Option<tempfile::TempDir>,
+}
+
+impl Driver {
+    async fn spawn(config: &BrowserConfig) -> Result<Driver, BrowserError> {
+        let binary = match &config.chromedriver {
+            Some(b) => PathBuf::from(b),
+            None => which("chromedriver").ok_or_else(|| {
+                BrowserError::permanent(
+                    "chromedriver was not found on PATH; install the Debian packages `chromium` \
+                     and `chromium-driver`, or set `browser.chromedriver` (or `browser.webdriver_url`) \
+                     in clerk.yaml",
+                )
+            })?,
+        };
+        if !binary.is_file() {
+            return Err(BrowserError::permanent(format!(
+                "chromedriver {} does not exist (check `browser.chromedriver` in clerk.yaml)",
+                binary.display()
+            )));
+        }
+        let mut last_error = String::new();
+        // The port is free when chosen but another process may take it first: try again.
+        for _ in 0..3 {
+            match Driver::try_spawn(&binary).await {
+                Ok(d) => return Ok(d),
+                Err(e) => last_error = e,
+            }
+        }
+        Err(BrowserError::permanent(format!(
+            "cannot start {}: {last_error}",
+            binary.display()
+        )))
+    }
+
+    async fn try_spawn(binary: &Path) -> Result<Driver, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| format!("no free port: {e}"))?;
+        let root = tempfile::Builder::new()
+            .prefix("clerk-browser-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a profile folder: {e}"))?;
+        std::fs::create_dir_all(root.path().join("profile"))
+            .map_err(|e| format!("cannot create a profile folder: {e}"))?;
+        let log_path = root.path().join("chromedriver.log");
+        let log = std::fs::File::create(&log_path).map_err(|e| format!("cannot create its log: {e}"))?;
+        let log2 = log.try_clone().map_err(|e| format!("cannot create its log: {e}"))?;
+        // The guard: chromedriver in the background, then wait for clerk's pipe
+        // to close and kill the whole group (chromedriver, Chromium, helpers).
+        let script = "\"$1\" --port=\"$2\" & read -r _ ; kill -s KILL 0";
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(script)
+            .arg("clerk-browser-guard")
+            .arg(binary)
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2));
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
+        let mut guard = cmd.spawn().map_err(|e| format!("cannot run /bin/sh: {e}"))?;
+        let pipe = guard.stdin.take();
+        let pgid = guard.id() as i32;
+        let mut driver = Driver {
+            guard: Some(guard),
+            pipe,
+            pgid,
+            port,
+            root: Some(root),
+        };
+        let started = Instant::now();
+        loop {
+            if let Ok(reply) = http(port, "GET", "/status", None).await
+                && reply.contains("\"ready\":true")
+            {
+                return Ok(driver);
+            }
+            if let Some(g) = driver.guard.as_mut()
+                && let Ok(Some(status)) = g.try_wait()
+            {
+                return Err(format!("it exited ({status}){}", driver.log_tail()));
+            }
+            if started.elapsed() > START_LIMIT {
+                return Err(format!(
+                    "it did not answer on port {port} within {} s{}",
+                    START_LIMIT.as_secs(),
+                    driver.log_tail()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn profile_dir(&self) -> PathBuf {
+        self.root
+            .as_ref()
+            .map(|r| r.path().join("profile"))
+            .unwrap_or_default()
+    }
+
+    fn log_tail(&self) -> String {
+        let Some(root) = &self.root else {
+            return String::new();
+        };
+        let text = std::fs::read_to_string(root.path().join("chromedriver.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().rev().take(5).collect();
+        if lines.is_empty() {
+            String::new()
+        } else {
+            let mut l = lines;
+            l.reverse();
+            format!(" — chromedriver says: {}", l.join(" | "))
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // SAFETY: killpg only sends a signal; pgid is the guard's own group,
+        // created for this driver and still reserved while the guard is unreaped.
+        unsafe {
+            libc::killpg(self.pgid, libc::SIGKILL);
+        }
+        if let Some(mut g) = self.guard.take() {
+            let _ = g.wait();
+        }
+        drop(self.pipe.take());
+        if let Some(root) = self.root.take() {
+            // Anything that left the group but still uses our profile goes too.
+            kill_processes_naming(root.path());
+            // Chromium may still be writing for a moment after its death.
+            for _ in 0..5 {
+                if std::fs::remove_dir_all(root.path()).is_ok() || !root.path().exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// Kills every process whose command line contains `marker` (the run's
+/// private profile path, so nothing else can match).
+pub fn kill_processes_naming(marker: &Path) {
+    let marker = marker.display().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmdline).contains(&marker) {
+            // SAFETY: sends a signal to a process we identified by our own unique path.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// A tiny HTTP/1.0 exchange with chromedriver on loopback (its `/status`
+/// and the CDP bridge), without pulling in an HTTP client crate.
+async fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> std::io::Result<String> {
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let body = body.unwrap_or("");
+        let req = format!(
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&out).into_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))?
+}
