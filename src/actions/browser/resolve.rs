@@ -16,7 +16,7 @@ use super::locator::Locator;
 const SCRIPT: &str = include_str!("resolve.js");
 
 /// The W3C key of an element reference inside script results.
-const ELEMENT_KEY: &str = "element-6066-11e4-a52f-4f735466cecf";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// What the element must be before the operation runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

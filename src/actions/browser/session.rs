@@ -417,6 +417,14 @@ impl Drop for Driver {
         if let Some(mut g) = self.guard.take() {
             let _ = g.wait();
         }
+        // SIGKILL is delivered asynchronously: wait (briefly) until the group is empty,
+        // so that "the run is over" also means "its browser is gone".
+        for _ in 0..100 {
+            if !group_alive(self.pgid) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         drop(self.pipe.take());
         if let Some(root) = self.root.take() {
             // Anything that left the group but still uses our profile goes too.
@@ -430,6 +438,24 @@ impl Drop for Driver {
             }
         }
     }
+}
+
+/// True while a live (non-zombie) process is in process group `pgid`.
+fn group_alive(pgid: i32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // `pid (comm) state ppid pgrp ...`; comm may hold spaces, so split after ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            return false;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields.first() != Some(&"Z") && fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
+    })
 }
 
 /// Kills every process whose command line contains `marker` (the run's
@@ -455,19 +481,43 @@ pub fn kill_processes_naming(marker: &Path) {
     }
 }
 
-/// A tiny HTTP/1.0 exchange with chromedriver on loopback (its `/status`
+/// A tiny HTTP/1.1 (connection: close) exchange with chromedriver on loopback (its `/status`
 /// and the CDP bridge), without pulling in an HTTP client crate.
 async fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> std::io::Result<String> {
     let exchange = async {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
         let body = body.unwrap_or("");
         let req = format!(
-            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         s.write_all(req.as_bytes()).await?;
+        // chromedriver keeps the connection open despite `Connection: close`:
+        // read up to the end of the body its Content-Length announces.
         let mut out = Vec::new();
-        s.read_to_end(&mut out).await?;
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = s.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&out);
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.trim()
+                            .eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if out.len() >= end + 4 + length {
+                    break;
+                }
+            }
+        }
         Ok::<_, std::io::Error>(String::from_utf8_lossy(&out).into_owned())
     };
     tokio::time::timeout(Duration::from_secs(5), exchange)
