@@ -129,11 +129,11 @@ pub async fn find(
 }
 
 fn secs(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s.fract() == 0.0 {
-        format!("{} s", s as u64)
+    let tenths = (d.as_secs_f64() * 10.0).round() as u64;
+    if tenths % 10 == 0 {
+        format!("{} s", tenths / 10)
     } else {
-        format!("{s:.1} s")
+        format!("{}.{} s", tenths / 10, tenths % 10)
     }
 }
 
