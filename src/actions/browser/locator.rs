@@ -281,7 +281,9 @@ mod tests {
     has_locator!(FillLike);
 
     fn parse(v: Value) -> Result<Checked<FillLike>, String> {
-        serde_json::from_value::<Checked<FillLike>>(v).map_err(|e| e.to_string())
+        let parsed = serde_json::from_value::<Checked<FillLike>>(v).map_err(|e| e.to_string())?;
+        assert!(!parsed.0.value.is_empty());
+        Ok(parsed)
     }
 
     #[test]

@@ -1,12 +1,14 @@
 // clerk's page-side element resolver: finds the element a locator names and
 // performs the step's operation on it, in ONE WebDriver round trip.
 //
-// arguments[0]: locator { kind, value, nth, within }
-// arguments[1]: operation { op, need, ... }
+// This file installs `window.__clerkResolve(loc, op)` (clerk also asks
+// Chromium to install it in every new document, so most calls send only a
+// one-line script):
+// loc: { kind, value, nth, within }
+// op:  { op, need, ... }
 // Returns { ok: true, ... } or { ok: false, reason, message, count, shown,
 // url, title, errors } where errors are the page's visible error messages.
-var loc = arguments[0], op = arguments[1];
-
+Object.defineProperty(window, '__clerkResolve', { configurable: true, writable: true, value: function (loc, op) {
 function norm(s) {
   return String(s == null ? '' : s).replace(/[\s\u00a0]+/g, ' ').trim();
 }
@@ -374,3 +376,4 @@ switch (op.op) {
 }
 return fail('bad', 'unknown operation ' + op.op);
 }
+}});

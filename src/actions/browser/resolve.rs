@@ -13,7 +13,23 @@ use serde_json::{Value, json};
 use super::BrowserError;
 use super::locator::Locator;
 
-const SCRIPT: &str = include_str!("resolve.js");
+/// Defines `window.__clerkResolve` (installed in every new document over CDP).
+pub const INSTALL: &str = include_str!("resolve.js");
+
+/// The usual call: a one-line script, the resolver being installed already.
+const CALL: &str = "var f = window.__clerkResolve; \
+    return f ? f(arguments[0], arguments[1]) : { ok: false, reason: 'missing' };";
+
+/// Runs the resolver, installing it first on pages that lack it (remote
+/// WebDriver servers without CDP, documents that replaced `window`).
+async fn call(client: &Client, args: Vec<Value>) -> Result<Value, fantoccini::error::CmdError> {
+    let v = client.execute(CALL, args.clone()).await?;
+    if v.get("reason").and_then(Value::as_str) != Some("missing") {
+        return Ok(v);
+    }
+    let full = format!("{INSTALL}\nreturn window.__clerkResolve(arguments[0], arguments[1]);");
+    client.execute(&full, args).await
+}
 
 /// The W3C key of an element reference inside script results.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -55,7 +71,7 @@ pub async fn run_op(
     let args = vec![loc.to_js(), op];
     let mut pause = Duration::from_millis(25);
     loop {
-        let last = match client.execute(SCRIPT, args.clone()).await {
+        let last = match call(client, args.clone()).await {
             Ok(v) => v,
             Err(e) => {
                 // A page that is navigating has no script context for a moment;
@@ -94,8 +110,7 @@ pub async fn run_op(
 /// A single look without waiting (e.g. "is there a Next link?").
 pub async fn probe(client: &Client, loc: &Locator, need: Need) -> Result<Option<Element>, BrowserError> {
     let op = json!({ "op": "find", "need": need.as_str() });
-    let v = client
-        .execute(SCRIPT, vec![loc.to_js(), op])
+    let v = call(client, vec![loc.to_js(), op])
         .await
         .map_err(|e| BrowserError::permanent(format!("{loc}: {}", super::wd_message(&e))))?;
     if v.get("ok").and_then(Value::as_bool) == Some(true) {

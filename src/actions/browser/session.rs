@@ -187,6 +187,15 @@ pub async fn start(config: &BrowserConfig, downloads: PathBuf) -> Result<Browser
         if let Err(e) = cdp(&client, &url, cmd).await {
             tracing::debug!("cannot set the download folder over CDP: {e}");
         }
+        // The element resolver in every new document: element actions then
+        // send a one-line script instead of the whole resolver.
+        let cmd = json!({
+            "cmd": "Page.addScriptToEvaluateOnNewDocument",
+            "params": { "source": super::resolve::INSTALL }
+        });
+        if let Err(e) = cdp(&client, &url, cmd).await {
+            tracing::debug!("cannot preinstall the resolver over CDP: {e}");
+        }
     }
     tracing::info!(
         webdriver = %url,
@@ -308,11 +317,17 @@ impl Driver {
             )));
         }
         let mut last_error = String::new();
-        // The port is free when chosen but another process may take it first: try again.
+        // The port is free when chosen but another process may take it first:
+        // when chromedriver exits at once, try another port.
         for _ in 0..3 {
             match Driver::try_spawn(&binary).await {
                 Ok(d) => return Ok(d),
-                Err(e) => last_error = e,
+                Err((exited, e)) => {
+                    last_error = e;
+                    if !exited {
+                        break;
+                    }
+                }
             }
         }
         Err(BrowserError::permanent(format!(
@@ -321,20 +336,21 @@ impl Driver {
         )))
     }
 
-    async fn try_spawn(binary: &Path) -> Result<Driver, String> {
+    /// Errors say whether chromedriver exited (worth another port) or hung.
+    async fn try_spawn(binary: &Path) -> Result<Driver, (bool, String)> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
-            .map_err(|e| format!("no free port: {e}"))?;
+            .map_err(|e| (false, format!("no free port: {e}")))?;
         let root = tempfile::Builder::new()
             .prefix("clerk-browser-")
             .tempdir()
-            .map_err(|e| format!("cannot create a profile folder: {e}"))?;
+            .map_err(|e| (false, format!("cannot create a profile folder: {e}")))?;
         std::fs::create_dir_all(root.path().join("profile"))
-            .map_err(|e| format!("cannot create a profile folder: {e}"))?;
+            .map_err(|e| (false, format!("cannot create a profile folder: {e}")))?;
         let log_path = root.path().join("chromedriver.log");
-        let log = std::fs::File::create(&log_path).map_err(|e| format!("cannot create its log: {e}"))?;
-        let log2 = log.try_clone().map_err(|e| format!("cannot create its log: {e}"))?;
+        let log = std::fs::File::create(&log_path).map_err(|e| (false, format!("cannot create its log: {e}")))?;
+        let log2 = log.try_clone().map_err(|e| (false, format!("cannot create its log: {e}")))?;
         // The guard: chromedriver in the background, then wait for clerk's pipe
         // to close and kill the whole group (chromedriver, Chromium, helpers).
         let script = "\"$1\" --port=\"$2\" & read -r _ ; kill -s KILL 0";
@@ -351,7 +367,7 @@ impl Driver {
             use std::os::unix::process::CommandExt;
             cmd.process_group(0);
         }
-        let mut guard = cmd.spawn().map_err(|e| format!("cannot run /bin/sh: {e}"))?;
+        let mut guard = cmd.spawn().map_err(|e| (false, format!("cannot run /bin/sh: {e}")))?;
         let pipe = guard.stdin.take();
         let pgid = guard.id() as i32;
         let mut driver = Driver {
@@ -371,13 +387,16 @@ impl Driver {
             if let Some(g) = driver.guard.as_mut()
                 && let Ok(Some(status)) = g.try_wait()
             {
-                return Err(format!("it exited ({status}){}", driver.log_tail()));
+                return Err((true, format!("it exited ({status}){}", driver.log_tail())));
             }
             if started.elapsed() > START_LIMIT {
-                return Err(format!(
-                    "it did not answer on port {port} within {} s{}",
-                    START_LIMIT.as_secs(),
-                    driver.log_tail()
+                return Err((
+                    false,
+                    format!(
+                        "it did not answer on port {port} within {} s{}",
+                        START_LIMIT.as_secs(),
+                        driver.log_tail()
+                    ),
                 ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
