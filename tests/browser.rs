@@ -820,3 +820,87 @@ steps:
     assert!(message(&v).contains("timed out after 2s"), "{}", message(&v));
     b.assert_no_orphans("after a step timeout");
 }
+
+/// The example playbook enters a case; run again, it finds the case on file
+/// instead of entering it twice.
+#[test]
+fn example_playbook_is_safe_to_rerun() {
+    let portal = Portal::start(&["--password", "example-pw-77"]);
+    let b = Bench::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    b.ws.write(
+        "portal-new-case.yaml",
+        &std::fs::read_to_string(root.join("playbooks/portal-new-case.yaml")).unwrap(),
+    );
+    b.ws.write(
+        "fixtures/hello.txt",
+        &std::fs::read_to_string(root.join("fixtures/hello.txt")).unwrap(),
+    );
+    let env = [("CLERK_SECRET_PORTAL_PASSWORD", "example-pw-77")];
+    let first = b.run("portal-new-case.yaml", &portal, &env);
+    let v1 = first.json();
+    assert_eq!(v1["status"], "succeeded", "{}\n{}", first.stdout(), first.stderr());
+    let second = b.run("portal-new-case.yaml", &portal, &env);
+    let v2 = second.json();
+    assert_eq!(v2["status"], "succeeded", "{}\n{}", second.stdout(), second.stderr());
+    let stored = portal.cases();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0]["request_id"], "REQ-EXAMPLE-1");
+    assert_eq!(stored[0]["applicant_name"], "Zoë O'Brien");
+    assert_eq!(stored[0]["document_name"], "hello.txt");
+    assert_eq!(v1["vars"]["reference"], stored[0]["reference"]);
+    assert_eq!(v2["vars"]["reference"], stored[0]["reference"]);
+    assert_eq!(v1["vars"]["already_on_file"], false);
+    assert_eq!(v2["vars"]["already_on_file"], true);
+    assert!(b.ws.path().join("out/case-REQ-EXAMPLE-1.png").is_file());
+    b.assert_no_orphans("after the example runs");
+}
+
+/// `browser.webdriver_url` uses a WebDriver server that is already running;
+/// clerk starts no chromedriver of its own and leaves that server running.
+#[test]
+fn an_existing_webdriver_server_can_be_used() {
+    let portal = Portal::start(&[]);
+    let b = Bench::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut driver = {
+        use std::os::unix::process::CommandExt;
+        Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("chromedriver on PATH")
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    b.ws.write(
+        "remote.yaml",
+        "name: remote\ninputs:\n  portal: { type: string }\nsteps:\n  - browser.open: \"{{ inputs.portal }}/login\"\n  - browser.read_text: { css: h2 }\n    save_as: heading\n",
+    );
+    let run = b.run(
+        "remote.yaml",
+        &portal,
+        &[("CLERK_BROWSER_WEBDRIVER_URL", url.as_str())],
+    );
+    let v = run.json();
+    assert_eq!(v["status"], "succeeded", "{}\n{}", run.stdout(), run.stderr());
+    assert_eq!(v["vars"]["heading"], "Sign in");
+    assert!(run.stderr().contains(&format!("webdriver={url}")), "{}", run.stderr());
+    assert!(b.browser_processes().is_empty(), "clerk started a browser of its own");
+    assert!(driver.try_wait().unwrap().is_none(), "the external server must keep running");
+    // The group holds chromedriver and anything it left behind.
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", driver.id())])
+        .status();
+    let _ = driver.wait();
+}
