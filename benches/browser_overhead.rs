@@ -66,7 +66,11 @@ impl Stats {
 
     fn mean(&self) -> f64 {
         let n = self.samples.len().max(1) as f64;
-        self.samples.iter().map(|d| d.as_secs_f64() * 1e3).sum::<f64>() / n
+        self.samples
+            .iter()
+            .map(|d| d.as_secs_f64() * 1e3)
+            .sum::<f64>()
+            / n
     }
 
     fn print(&self) {
@@ -163,7 +167,10 @@ async fn main() -> anyhow::Result<()> {
 
     let started = Instant::now();
     h.action("browser.open", json!({ "url": form_url })).await;
-    println!("browser start + first page: {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "browser start + first page: {:.0} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
     let client = {
         let ctx_probe = ActionContext {
             run: &h.run,
@@ -191,7 +198,11 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..10 {
         bare_fill_idiomatic(&client, "f1", &format!("warm {i}")).await;
         bare_fill_script(&client, "f1", "warm").await;
-        h.action("browser.fill", json!({ "label": "Applicant name", "value": "warm" })).await;
+        h.action(
+            "browser.fill",
+            json!({ "label": "Applicant name", "value": "warm" }),
+        )
+        .await;
     }
     for round in 0..ROUNDS {
         for i in 0..PER_ROUND {
@@ -205,19 +216,26 @@ async fn main() -> anyhow::Result<()> {
             script.samples.push(t.elapsed());
 
             let t = Instant::now();
-            h.action("browser.fill", json!({ "id": "f1", "value": value })).await;
+            h.action("browser.fill", json!({ "id": "f1", "value": value }))
+                .await;
             by_id.samples.push(t.elapsed());
 
             let t = Instant::now();
-            h.action("browser.fill", json!({ "label": "Applicant name", "value": value }))
-                .await;
+            h.action(
+                "browser.fill",
+                json!({ "label": "Applicant name", "value": value }),
+            )
+            .await;
             by_label.samples.push(t.elapsed());
         }
     }
     let check = client
         .execute("return document.getElementById('f1').value", vec![])
         .await?;
-    assert_eq!(check, json!(format!("Applicant {}-{}", ROUNDS - 1, PER_ROUND - 1)));
+    assert_eq!(
+        check,
+        json!(format!("Applicant {}-{}", ROUNDS - 1, PER_ROUND - 1))
+    );
 
     // --- open the form, fill three fields, submit, read the confirmation
     let mut form_bare = Stats::new("bare fantoccini: open, 3 fills, submit");
@@ -225,7 +243,11 @@ async fn main() -> anyhow::Result<()> {
     for round in 0..FORM_ROUNDS {
         let t = Instant::now();
         client.goto(&form_url).await?;
-        for (id, v) in [("f1", "Zoë O'Brien"), ("f2", "1000"), ("f3", "zoe@example.org")] {
+        for (id, v) in [
+            ("f1", "Zoë O'Brien"),
+            ("f2", "1000"),
+            ("f3", "zoe@example.org"),
+        ] {
             bare_fill_idiomatic(&client, id, v).await;
         }
         client.find(Locator::Css("button")).await?.click().await?;
@@ -242,13 +264,26 @@ async fn main() -> anyhow::Result<()> {
 
         let t = Instant::now();
         h.action("browser.open", json!({ "url": form_url })).await;
-        h.action("browser.fill", json!({ "label": "Applicant name", "value": "Zoë O'Brien" }))
+        h.action(
+            "browser.fill",
+            json!({ "label": "Applicant name", "value": "Zoë O'Brien" }),
+        )
+        .await;
+        h.action(
+            "browser.fill",
+            json!({ "label": "Postcode", "value": "1000" }),
+        )
+        .await;
+        h.action(
+            "browser.fill",
+            json!({ "label": "Email", "value": "zoe@example.org" }),
+        )
+        .await;
+        h.action("browser.click", json!({ "text": "Submit case" }))
             .await;
-        h.action("browser.fill", json!({ "label": "Postcode", "value": "1000" })).await;
-        h.action("browser.fill", json!({ "label": "Email", "value": "zoe@example.org" }))
+        let r = h
+            .action("browser.read_text", json!({ "css": ".case-ref" }))
             .await;
-        h.action("browser.click", json!({ "text": "Submit case" })).await;
-        let r = h.action("browser.read_text", json!({ "css": ".case-ref" })).await;
         assert_eq!(r, json!("CASE-000001"));
         if round > 0 {
             form_clerk.samples.push(t.elapsed());
@@ -256,7 +291,10 @@ async fn main() -> anyhow::Result<()> {
     }
 
     println!();
-    println!("one field fill ({} samples each, interleaved):", ROUNDS * PER_ROUND);
+    println!(
+        "one field fill ({} samples each, interleaved):",
+        ROUNDS * PER_ROUND
+    );
     for s in [&idiomatic, &script, &by_id, &by_label] {
         s.print();
     }

@@ -240,10 +240,7 @@ fn case_form_steps(indent: &str) -> String {
 - browser.fill: { label: "Notes", value: "{{ c.notes }}" }
 - browser.check: { label: "Details confirmed" }
 "#;
-    steps
-        .lines()
-        .map(|l| format!("{indent}{l}\n"))
-        .collect()
+    steps.lines().map(|l| format!("{indent}{l}\n")).collect()
 }
 
 fn submit_steps(indent: &str, ref_timeout: &str) -> String {
@@ -255,10 +252,7 @@ fn submit_steps(indent: &str, ref_timeout: &str) -> String {
   save_as: reference
 "#
     );
-    steps
-        .lines()
-        .map(|l| format!("{indent}{l}\n"))
-        .collect()
+    steps.lines().map(|l| format!("{indent}{l}\n")).collect()
 }
 
 /// `n` valid cases with awkward but legal data.
@@ -330,15 +324,26 @@ steps:
         submit = submit_steps("      ", "10s"),
     );
     b.ws.write("cases.yaml", &playbook);
-    let run = b.run("cases.yaml", &portal,
+    let run = b.run(
+        "cases.yaml",
+        &portal,
         &[
             ("CLERK_SECRET_PORTAL_PASSWORD", password),
             ("RUST_LOG", "clerk=info"),
         ],
     );
     let v = run.json();
-    assert_eq!(v["status"], "succeeded", "{}\n{}", run.stdout(), run.stderr());
-    assert_ne!(v["vars"]["first_id"], v["vars"]["second_id"], "ids must be random");
+    assert_eq!(
+        v["status"],
+        "succeeded",
+        "{}\n{}",
+        run.stdout(),
+        run.stderr()
+    );
+    assert_ne!(
+        v["vars"]["first_id"], v["vars"]["second_id"],
+        "ids must be random"
+    );
 
     let stored = portal.cases();
     assert_eq!(stored.len(), 20, "{stored:?}");
@@ -373,10 +378,19 @@ steps:
         .find(|e| e["action"] == "browser.fill" && e["target"] == "label 'Password'")
         .expect("the password fill is audited");
     assert_eq!(pw_fill["detail"]["value"], "***");
-    assert!(pw_fill["detail"]["url"].as_str().unwrap().ends_with("/login"));
+    assert!(
+        pw_fill["detail"]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/login")
+    );
     let postcode = events
         .iter()
-        .find(|e| e["action"] == "browser.fill" && e["target"] == "label 'Postcode'" && e["detail"]["value"] == "1000")
+        .find(|e| {
+            e["action"] == "browser.fill"
+                && e["target"] == "label 'Postcode'"
+                && e["detail"]["value"] == "1000"
+        })
         .expect("postcode fill audited with its value");
     assert!(postcode["detail"]["duration_ms"].is_u64());
     let everything = [run.stdout(), run.stderr(), dump_store(&b.ws)].join("\n");
@@ -411,8 +425,14 @@ steps:
     assert_eq!(run.code(), 1, "{}\n{}", run.stdout(), run.stderr());
     let v = run.json();
     let msg = message(&v);
-    assert!(msg.contains("no element matches css '.case-ref' after 2 s"), "{msg}");
-    assert!(msg.contains(&format!("on {}/cases/new", portal.url)), "{msg}");
+    assert!(
+        msg.contains("no element matches css '.case-ref' after 2 s"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("on {}/cases/new", portal.url)),
+        "{msg}"
+    );
     assert!(msg.contains("Postcode must be 4 digits"), "{msg}");
     assert!(
         msg.contains("Vehicle plate must be 4 to 10 capitals, digits or dashes"),
@@ -420,9 +440,20 @@ steps:
     );
     assert!(portal.cases().is_empty());
 
-    let artifacts: Vec<&str> = v["artifacts"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    let png = artifacts.iter().find(|a| a.ends_with(".png")).expect("a screenshot");
-    let html = artifacts.iter().find(|a| a.ends_with(".html")).expect("the page HTML");
+    let artifacts: Vec<&str> = v["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let png = artifacts
+        .iter()
+        .find(|a| a.ends_with(".png"))
+        .expect("a screenshot");
+    let html = artifacts
+        .iter()
+        .find(|a| a.ends_with(".html"))
+        .expect("the page HTML");
     let png_path = b.ws.path().join(png);
     let bytes = std::fs::read(&png_path).unwrap();
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
@@ -484,7 +515,13 @@ steps:
     b.ws.write("loc.yaml", &playbook);
     let run = b.run("loc.yaml", &portal, &[]);
     let v = run.json();
-    assert_eq!(v["status"], "succeeded", "{}\n{}", run.stdout(), run.stderr());
+    assert_eq!(
+        v["status"],
+        "succeeded",
+        "{}\n{}",
+        run.stdout(),
+        run.stderr()
+    );
     assert_eq!(v["vars"]["by_post"], true);
     assert!(v["vars"]["labels"].as_i64().unwrap() > 110);
     let events = b.events(v["id"].as_str().unwrap());
@@ -507,7 +544,10 @@ steps:
     assert!(none.contains("(screenshot: .clerk/artifacts/"), "{none}");
     assert!(error_of("two radios").starts_with("2 elements match css 'input[type=radio]'"));
     assert!(error_of("hidden").starts_with("name 'csrf' is present but hidden"));
-    assert!(error_of("wrong kind of element").contains("is a <select>, not a text field (use browser.select)"));
+    assert!(
+        error_of("wrong kind of element")
+            .contains("is a <select>, not a text field (use browser.select)")
+    );
     assert!(error_of("no such option").contains("no option 'Diplomat' in label 'Permit type' (options: -- choose --, Resident, Visitor, Business)"));
     let xpath = error_of("bad xpath");
     assert!(xpath.starts_with("invalid xpath '//button['"), "{xpath}");
@@ -528,9 +568,18 @@ steps:
     let r = b.ws.clerk(&["validate", "invalid.yaml"]);
     assert_eq!(r.code(), 2, "{}{}", r.stdout(), r.stderr());
     let out = r.stdout() + &r.stderr();
-    assert!(out.contains("invalid.yaml:3:") && out.contains("only one locator kind, not css and label"), "{out}");
-    assert!(out.contains("invalid.yaml:4:") && out.contains("give one locator"), "{out}");
-    assert!(out.contains("invalid.yaml:5:") && out.contains("`option`"), "{out}");
+    assert!(
+        out.contains("invalid.yaml:3:") && out.contains("only one locator kind, not css and label"),
+        "{out}"
+    );
+    assert!(
+        out.contains("invalid.yaml:4:") && out.contains("give one locator"),
+        "{out}"
+    );
+    assert!(
+        out.contains("invalid.yaml:5:") && out.contains("`option`"),
+        "{out}"
+    );
     b.assert_no_orphans("after a run with failed steps");
 }
 
@@ -550,7 +599,8 @@ fn search_iframe_upload_and_download() {
         c["document_size"] = Value::Null;
         seeded.push(c);
     }
-    let data = b.ws.write("portal-data.json", &serde_json::to_string(&seeded).unwrap());
+    let data =
+        b.ws.write("portal-data.json", &serde_json::to_string(&seeded).unwrap());
     let portal = Portal::start(&["--slow", "150", "--data", data.to_str().unwrap()]);
     b.ws.write("fixtures/permit.txt", "scanned permit application\n");
     let new_case = sample_cases(1, "UPL")[0].clone();
@@ -585,18 +635,30 @@ steps:
     b.ws.write("files.yaml", &playbook);
     let run = b.run("files.yaml", &portal, &[]);
     let v = run.json();
-    assert_eq!(v["status"], "succeeded", "{}\n{}", run.stdout(), run.stderr());
+    assert_eq!(
+        v["status"],
+        "succeeded",
+        "{}\n{}",
+        run.stdout(),
+        run.stderr()
+    );
     let vars = &v["vars"];
 
     let listed = vars["listed"].as_array().unwrap();
     assert_eq!(listed.len(), 44);
-    let refs: BTreeSet<&str> = listed.iter().map(|r| r["Reference"].as_str().unwrap()).collect();
+    let refs: BTreeSet<&str> = listed
+        .iter()
+        .map(|r| r["Reference"].as_str().unwrap())
+        .collect();
     let want: BTreeSet<String> = (0..44).map(|i| format!("CASE-{:06}", 500 + i)).collect();
     assert_eq!(refs, want.iter().map(String::as_str).collect());
     assert_eq!(listed[0]["Applicant name"], "Zoë O'Brien");
     assert_eq!(listed[43]["Request id"], "OLD-044");
     let events = b.events(v["id"].as_str().unwrap());
-    let table = events.iter().find(|e| e["action"] == "browser.read_table").unwrap();
+    let table = events
+        .iter()
+        .find(|e| e["action"] == "browser.read_table")
+        .unwrap();
     assert_eq!(table["detail"]["pages"], 3);
 
     assert_eq!(vars["in_frame"], "44");
@@ -609,7 +671,10 @@ steps:
     assert_eq!(vars["uploaded"]["size"], 27);
 
     let csv = b.ws.read("out/cases.csv");
-    assert!(csv.starts_with("Reference,Request id,Applicant name"), "{csv}");
+    assert!(
+        csv.starts_with("Reference,Request id,Applicant name"),
+        "{csv}"
+    );
     let records: Vec<csv::StringRecord> = csv::Reader::from_reader(csv.as_bytes())
         .records()
         .collect::<Result<_, _>>()
@@ -619,10 +684,20 @@ steps:
     assert_eq!(&last[1], "UPL-001");
     assert_eq!(&last[12], "permit.txt");
     assert_eq!(&last[13], "27");
-    assert_eq!(&last[9], "Case 1 of the batch\nsecond line & <b>not html</b>");
+    assert_eq!(
+        &last[9],
+        "Case 1 of the batch\nsecond line & <b>not html</b>"
+    );
     assert_eq!(vars["export"]["name"], "cases.csv");
-    assert_eq!(vars["export"]["sha256"], sha256_file(&b.ws.path().join("out/cases.csv")));
-    let kept = b.ws.path().join(".clerk/artifacts").join(v["id"].as_str().unwrap()).join("downloads/cases.csv");
+    assert_eq!(
+        vars["export"]["sha256"],
+        sha256_file(&b.ws.path().join("out/cases.csv"))
+    );
+    let kept =
+        b.ws.path()
+            .join(".clerk/artifacts")
+            .join(v["id"].as_str().unwrap())
+            .join("downloads/cases.csv");
     assert_eq!(std::fs::read_to_string(kept).unwrap(), csv);
     let png = std::fs::read(b.ws.path().join("out/menu.png")).unwrap();
     assert_eq!(&png[..4], b"\x89PNG");
@@ -691,9 +766,18 @@ steps:
     b.ws.write("expiry.yaml", &playbook);
     let run = b.run("expiry.yaml", &portal, &[]);
     let v = run.json();
-    assert_eq!(v["status"], "succeeded", "{}\n{}", run.stdout(), run.stderr());
+    assert_eq!(
+        v["status"],
+        "succeeded",
+        "{}\n{}",
+        run.stdout(),
+        run.stderr()
+    );
     let stored = portal.cases();
-    let ids: Vec<&str> = stored.iter().map(|c| c["request_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = stored
+        .iter()
+        .map(|c| c["request_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["EXP-001", "EXP-002", "EXP-003"]);
     let refs: Vec<&Value> = stored.iter().map(|c| &c["reference"]).collect();
     let entered: Vec<&Value> = v["vars"]["entered"].as_array().unwrap().iter().collect();
@@ -706,12 +790,23 @@ steps:
         .collect();
     let timeline: Vec<String> = events
         .iter()
-        .map(|e| format!("{} {} {} {} {}", e["kind"], e["step"], e["action"], e["outcome"], e["error"]))
+        .map(|e| {
+            format!(
+                "{} {} {} {} {}",
+                e["kind"], e["step"], e["action"], e["outcome"], e["error"]
+            )
+        })
         .collect();
     assert_eq!(failed.len(), 1, "{}", timeline.join("\n"));
     let err = failed[0]["error"].as_str().unwrap();
     assert!(err.contains("/login?expired=1"), "{err}");
-    assert!(events.iter().any(|e| e["step_name"] == "Sign in again (the session expired)" && e["outcome"] == "ok" && e["kind"] == "step.finished"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["step_name"] == "Sign in again (the session expired)"
+                && e["outcome"] == "ok"
+                && e["kind"] == "step.finished")
+    );
     b.assert_no_orphans("after the expiry run");
 }
 
@@ -736,10 +831,22 @@ steps:
     b.ws.write("faults.yaml", &playbook);
     let run = b.run("faults.yaml", &portal, &[]);
     let v = run.json();
-    assert_eq!(v["status"], "succeeded", "{}\n{}", run.stdout(), run.stderr());
+    assert_eq!(
+        v["status"],
+        "succeeded",
+        "{}\n{}",
+        run.stdout(),
+        run.stderr()
+    );
     let stored = portal.cases();
-    let ids: Vec<&str> = stored.iter().map(|c| c["request_id"].as_str().unwrap()).collect();
-    let want: Vec<String> = cases.iter().map(|c| c["request_id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<&str> = stored
+        .iter()
+        .map(|c| c["request_id"].as_str().unwrap())
+        .collect();
+    let want: Vec<String> = cases
+        .iter()
+        .map(|c| c["request_id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(ids, want, "each case exactly once, in order");
     // 7 cases + 3 failed submissions (the 3rd, 6th and 9th) = 10 submissions.
     let events = b.events(v["id"].as_str().unwrap());
@@ -809,15 +916,18 @@ steps:
     }
 
     // A step timeout ends the run; the browser goes with it.
-    let r = Run(
-        b.cmd()
-            .args(["run", "stuck.yaml", "--json", "--input", &portal_input])
-            .output()
-            .unwrap(),
-    );
+    let r = Run(b
+        .cmd()
+        .args(["run", "stuck.yaml", "--json", "--input", &portal_input])
+        .output()
+        .unwrap());
     assert_eq!(r.code(), 1, "{}{}", r.stdout(), r.stderr());
     let v = r.json();
-    assert!(message(&v).contains("timed out after 2s"), "{}", message(&v));
+    assert!(
+        message(&v).contains("timed out after 2s"),
+        "{}",
+        message(&v)
+    );
     b.assert_no_orphans("after a step timeout");
 }
 
@@ -839,10 +949,22 @@ fn example_playbook_is_safe_to_rerun() {
     let env = [("CLERK_SECRET_PORTAL_PASSWORD", "example-pw-77")];
     let first = b.run("portal-new-case.yaml", &portal, &env);
     let v1 = first.json();
-    assert_eq!(v1["status"], "succeeded", "{}\n{}", first.stdout(), first.stderr());
+    assert_eq!(
+        v1["status"],
+        "succeeded",
+        "{}\n{}",
+        first.stdout(),
+        first.stderr()
+    );
     let second = b.run("portal-new-case.yaml", &portal, &env);
     let v2 = second.json();
-    assert_eq!(v2["status"], "succeeded", "{}\n{}", second.stdout(), second.stderr());
+    assert_eq!(
+        v2["status"],
+        "succeeded",
+        "{}\n{}",
+        second.stdout(),
+        second.stderr()
+    );
     let stored = portal.cases();
     assert_eq!(stored.len(), 1, "{stored:?}");
     assert_eq!(stored[0]["request_id"], "REQ-EXAMPLE-1");
@@ -893,11 +1015,27 @@ fn an_existing_webdriver_server_can_be_used() {
         &[("CLERK_BROWSER_WEBDRIVER_URL", url.as_str())],
     );
     let v = run.json();
-    assert_eq!(v["status"], "succeeded", "{}\n{}", run.stdout(), run.stderr());
+    assert_eq!(
+        v["status"],
+        "succeeded",
+        "{}\n{}",
+        run.stdout(),
+        run.stderr()
+    );
     assert_eq!(v["vars"]["heading"], "Sign in");
-    assert!(run.stderr().contains(&format!("webdriver={url}")), "{}", run.stderr());
-    assert!(b.browser_processes().is_empty(), "clerk started a browser of its own");
-    assert!(driver.try_wait().unwrap().is_none(), "the external server must keep running");
+    assert!(
+        run.stderr().contains(&format!("webdriver={url}")),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        b.browser_processes().is_empty(),
+        "clerk started a browser of its own"
+    );
+    assert!(
+        driver.try_wait().unwrap().is_none(),
+        "the external server must keep running"
+    );
     // The group holds chromedriver and anything it left behind.
     let _ = Command::new("kill")
         .args(["-KILL", "--", &format!("-{}", driver.id())])

@@ -4,7 +4,9 @@
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::{Action, ActionContext, ActionError, ActionResult, DefaultRetry, browser, builtin, file};
+use super::{
+    Action, ActionContext, ActionError, ActionResult, DefaultRetry, browser, builtin, file,
+};
 use crate::playbook::{ActionCatalog, ArgProblem, yaml::PathSeg};
 use crate::template;
 

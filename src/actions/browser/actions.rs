@@ -65,7 +65,10 @@ pub(super) fn note_url(ctx: &mut ActionContext<'_>, answer: &Value) {
 }
 
 /// Notes the current URL (one round trip; after clicks and navigation).
-pub(super) async fn note_current_url(ctx: &mut ActionContext<'_>, client: &Client) -> Option<String> {
+pub(super) async fn note_current_url(
+    ctx: &mut ActionContext<'_>,
+    client: &Client,
+) -> Option<String> {
     match client.current_url().await {
         Ok(u) => {
             let u = u.to_string();
@@ -106,7 +109,8 @@ pub struct Click;
 impl Action for Click {
     type Args = Checked<ClickArgs>;
     const NAME: &'static str = "browser.click";
-    const SUMMARY: &'static str = "Click a button, link or other element (waits until it is visible and enabled).";
+    const SUMMARY: &'static str =
+        "Click a button, link or other element (waits until it is visible and enabled).";
     const EXAMPLE: &'static str = "- browser.click: { text: \"Sign in\" }\n  if: \"{{ false }}\"\n";
     const SHORTHAND: Option<&'static str> = Some("text");
 
@@ -167,7 +171,8 @@ pub struct Fill;
 impl Action for Fill {
     type Args = Checked<FillArgs>;
     const NAME: &'static str = "browser.fill";
-    const SUMMARY: &'static str = "Clear a field and enter a value (one round trip; fires input/change).";
+    const SUMMARY: &'static str =
+        "Clear a field and enter a value (one round trip; fires input/change).";
     const EXAMPLE: &'static str =
         "- browser.fill: { label: \"Postcode\", value: \"1000\" }\n  if: \"{{ false }}\"\n";
 
@@ -208,9 +213,9 @@ pub struct Type;
 impl Action for Type {
     type Args = Checked<TypeArgs>;
     const NAME: &'static str = "browser.type";
-    const SUMMARY: &'static str = "Type text with real key events (for pages that react to keystrokes).";
-    const EXAMPLE: &'static str =
-        "- browser.type: { label: \"Search\", value: \"Visitor\", clear: true }\n  if: \"{{ false }}\"\n";
+    const SUMMARY: &'static str =
+        "Type text with real key events (for pages that react to keystrokes).";
+    const EXAMPLE: &'static str = "- browser.type: { label: \"Search\", value: \"Visitor\", clear: true }\n  if: \"{{ false }}\"\n";
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
         let started = Instant::now();
@@ -269,8 +274,7 @@ impl Action for Select {
     type Args = Checked<SelectArgs>;
     const NAME: &'static str = "browser.select";
     const SUMMARY: &'static str = "Choose an option of a drop-down by its visible text or value.";
-    const EXAMPLE: &'static str =
-        "- browser.select: { label: \"Permit type\", option: \"Visitor\" }\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- browser.select: { label: \"Permit type\", option: \"Visitor\" }\n  if: \"{{ false }}\"\n";
     const RESULT: &'static str = "{ value, option }";
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
@@ -288,9 +292,15 @@ impl Action for Select {
             }
             (None, None) => json!({ "op": "select", "option": "" }),
         };
-        let r = op(ctx, &args.locator(), op_args, Need::Interact, args.wait_limit())
-            .await
-            .map(|a| json!({ "value": a["value"], "option": a["option"] }));
+        let r = op(
+            ctx,
+            &args.locator(),
+            op_args,
+            Need::Interact,
+            args.wait_limit(),
+        )
+        .await
+        .map(|a| json!({ "value": a["value"], "option": a["option"] }));
         finish(ctx, started, r).await
     }
 }
@@ -340,7 +350,8 @@ impl Action for Uncheck {
     type Args = Checked<CheckArgs>;
     const NAME: &'static str = "browser.uncheck";
     const SUMMARY: &'static str = "Untick a checkbox (no-op if already unticked).";
-    const EXAMPLE: &'static str = "- browser.uncheck: { label: \"Newsletter\" }\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str =
+        "- browser.uncheck: { label: \"Newsletter\" }\n  if: \"{{ false }}\"\n";
     const SHORTHAND: Option<&'static str> = Some("label");
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
@@ -382,8 +393,7 @@ impl Action for ReadValue {
     type Args = Checked<ReadArgs>;
     const NAME: &'static str = "browser.read_value";
     const SUMMARY: &'static str = "Read a form field's current value (checkboxes: true/false).";
-    const EXAMPLE: &'static str =
-        "- browser.read_value: { label: \"Postcode\" }\n  save_as: postcode\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- browser.read_value: { label: \"Postcode\" }\n  save_as: postcode\n  if: \"{{ false }}\"\n";
     const RESULT: &'static str = "string (bool for checkboxes)";
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
@@ -484,9 +494,17 @@ async fn upload(ctx: &mut ActionContext<'_>, args: &UploadArgs) -> Result<Value,
     let h = begin(ctx, &loc).await?;
     let limit = wait_limit(ctx, args.wait_limit());
     // File inputs are often styled away behind a nicer button: present is enough.
-    let answer = resolve::run_op(&h.client, &loc, json!({ "op": "find" }), Need::Present, limit).await?;
-    let el = resolve::element_of(&h.client, &answer)
-        .ok_or_else(|| BrowserError::permanent(format!("{loc}: the browser returned no element")))?;
+    let answer = resolve::run_op(
+        &h.client,
+        &loc,
+        json!({ "op": "find" }),
+        Need::Present,
+        limit,
+    )
+    .await?;
+    let el = resolve::element_of(&h.client, &answer).ok_or_else(|| {
+        BrowserError::permanent(format!("{loc}: the browser returned no element"))
+    })?;
     if answer.get("tag").and_then(Value::as_str) != Some("input") {
         return Err(BrowserError::permanent(format!(
             "{loc} is not a file input"

@@ -132,7 +132,10 @@ pub async fn finish(
                 }
             }
             let error = anyhow::anyhow!(message);
-            Err(ActionError { kind: e.kind, error })
+            Err(ActionError {
+                kind: e.kind,
+                error,
+            })
         }
     }
 }

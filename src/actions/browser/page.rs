@@ -91,7 +91,8 @@ pub struct Press;
 impl Action for Press {
     type Args = Checked<PressArgs>;
     const NAME: &'static str = "browser.press";
-    const SUMMARY: &'static str = "Press keys (Enter, Tab, Control+a, ...) on an element or the focused one.";
+    const SUMMARY: &'static str =
+        "Press keys (Enter, Tab, Control+a, ...) on an element or the focused one.";
     const EXAMPLE: &'static str =
         "- browser.press: { keys: Enter, label: \"Search\" }\n  if: \"{{ false }}\"\n";
     const SHORTHAND: Option<&'static str> = Some("keys");
@@ -106,7 +107,11 @@ impl Action for Press {
 /// Turns `Control+a` into WebDriver key codes (modifiers stay down until NULL).
 fn key_codes(spec: &str) -> Result<String, String> {
     let mut out = String::new();
-    let parts: Vec<&str> = if spec == "+" { vec!["+"] } else { spec.split('+').collect() };
+    let parts: Vec<&str> = if spec == "+" {
+        vec!["+"]
+    } else {
+        spec.split('+').collect()
+    };
     for part in &parts {
         let k: char = match part.to_ascii_lowercase().as_str() {
             "enter" | "return" => Key::Enter.into(),
@@ -214,9 +219,9 @@ pub struct WaitFor;
 impl Action for WaitFor {
     type Args = Checked<WaitForArgs>;
     const NAME: &'static str = "browser.wait_for";
-    const SUMMARY: &'static str = "Wait until an element is present, visible, hidden or gone, or contains a text.";
-    const EXAMPLE: &'static str =
-        "- browser.wait_for: { css: \"#results\", contains: \"cases found\", timeout: 30s }\n  if: \"{{ false }}\"\n";
+    const SUMMARY: &'static str =
+        "Wait until an element is present, visible, hidden or gone, or contains a text.";
+    const EXAMPLE: &'static str = "- browser.wait_for: { css: \"#results\", contains: \"cases found\", timeout: 30s }\n  if: \"{{ false }}\"\n";
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
         let started = Instant::now();
@@ -282,7 +287,8 @@ pub struct ReadTable;
 impl Action for ReadTable {
     type Args = Checked<ReadTableArgs>;
     const NAME: &'static str = "browser.read_table";
-    const SUMMARY: &'static str = "Read an HTML table into rows keyed by header cells, following a next link across pages.";
+    const SUMMARY: &'static str =
+        "Read an HTML table into rows keyed by header cells, following a next link across pages.";
     const EXAMPLE: &'static str = "- browser.read_table: { css: \"table#results\", next: { text: \"Next\" }, timeout: 30s }\n  save_as: cases\n  if: \"{{ false }}\"\n";
     const RESULT: &'static str = "list of { header: cell }";
 
@@ -293,7 +299,10 @@ impl Action for ReadTable {
     }
 }
 
-async fn read_table(ctx: &mut ActionContext<'_>, args: &ReadTableArgs) -> Result<Value, BrowserError> {
+async fn read_table(
+    ctx: &mut ActionContext<'_>,
+    args: &ReadTableArgs,
+) -> Result<Value, BrowserError> {
     let loc = args.locator();
     let h = begin(ctx, &loc).await?;
     let limit = wait_limit(ctx, args.wait_limit());
@@ -308,7 +317,10 @@ async fn read_table(ctx: &mut ActionContext<'_>, args: &ReadTableArgs) -> Result
             .await
             .map_err(|e| {
                 if pages > 0 {
-                    e.context(format!("page {} of the table (after clicking next)", pages + 1))
+                    e.context(format!(
+                        "page {} of the table (after clicking next)",
+                        pages + 1
+                    ))
                 } else {
                     e
                 }
@@ -317,7 +329,11 @@ async fn read_table(ctx: &mut ActionContext<'_>, args: &ReadTableArgs) -> Result
         note_url(ctx, &answer);
         let headers: Vec<String> = answer["headers"]
             .as_array()
-            .map(|a| a.iter().map(|h| h.as_str().unwrap_or("").to_string()).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|h| h.as_str().unwrap_or("").to_string())
+                    .collect()
+            })
             .unwrap_or_default();
         for row in answer["rows"].as_array().into_iter().flatten() {
             let mut obj = serde_json::Map::new();
@@ -367,8 +383,10 @@ pub struct Screenshot;
 impl Action for Screenshot {
     type Args = Checked<ScreenshotArgs>;
     const NAME: &'static str = "browser.screenshot";
-    const SUMMARY: &'static str = "Save a PNG of the page or of one element (recorded with its SHA-256).";
-    const EXAMPLE: &'static str = "- browser.screenshot: { path: out/confirmation.png }\n  if: \"{{ false }}\"\n";
+    const SUMMARY: &'static str =
+        "Save a PNG of the page or of one element (recorded with its SHA-256).";
+    const EXAMPLE: &'static str =
+        "- browser.screenshot: { path: out/confirmation.png }\n  if: \"{{ false }}\"\n";
     const SHORTHAND: Option<&'static str> = Some("path");
     const RESULT: &'static str = "{ path, sha256 }";
 
@@ -379,7 +397,10 @@ impl Action for Screenshot {
     }
 }
 
-async fn screenshot(ctx: &mut ActionContext<'_>, args: &ScreenshotArgs) -> Result<Value, BrowserError> {
+async fn screenshot(
+    ctx: &mut ActionContext<'_>,
+    args: &ScreenshotArgs,
+) -> Result<Value, BrowserError> {
     let loc = args.locator();
     let (h, png) = if loc.is_empty() {
         let h = session::handle(ctx).await?;
@@ -396,8 +417,9 @@ async fn screenshot(ctx: &mut ActionContext<'_>, args: &ScreenshotArgs) -> Resul
     let path = match &args.path {
         Some(p) => {
             let path = ctx.resolve(p);
-            write_atomic(&path, &png)
-                .map_err(|e| BrowserError::permanent(format!("cannot save the screenshot: {e:#}")))?;
+            write_atomic(&path, &png).map_err(|e| {
+                BrowserError::permanent(format!("cannot save the screenshot: {e:#}"))
+            })?;
             if path.starts_with(&ctx.run.artifacts_dir) {
                 ctx.artifact(&path, &sha);
             } else {
@@ -407,8 +429,9 @@ async fn screenshot(ctx: &mut ActionContext<'_>, args: &ScreenshotArgs) -> Resul
         }
         None => {
             let name = format!("{}-screenshot.png", evidence::file_stem(ctx));
-            evidence::save(ctx, &name, &png)
-                .map_err(|e| BrowserError::permanent(format!("cannot save the screenshot: {e:#}")))?
+            evidence::save(ctx, &name, &png).map_err(|e| {
+                BrowserError::permanent(format!("cannot save the screenshot: {e:#}"))
+            })?
         }
     };
     let shown = ctx.display_path(&path);
@@ -436,7 +459,8 @@ pub struct Download;
 impl Action for Download {
     type Args = Checked<DownloadArgs>;
     const NAME: &'static str = "browser.download";
-    const SUMMARY: &'static str = "Click to download a file; waits for it to finish and returns its path.";
+    const SUMMARY: &'static str =
+        "Click to download a file; waits for it to finish and returns its path.";
     const EXAMPLE: &'static str = "- browser.download: { text: \"Export CSV\", save_to: out/cases.csv }\n  save_as: export\n  if: \"{{ false }}\"\n";
     const RESULT: &'static str = "{ path, name, sha256, size }";
 
@@ -458,7 +482,9 @@ fn listing(dir: &std::path::Path) -> HashSet<String> {
 }
 
 fn is_partial(name: &str) -> bool {
-    name.ends_with(".crdownload") || name.ends_with(".tmp") || name.starts_with(".com.google.Chrome")
+    name.ends_with(".crdownload")
+        || name.ends_with(".tmp")
+        || name.starts_with(".com.google.Chrome")
 }
 
 async fn download(ctx: &mut ActionContext<'_>, args: &DownloadArgs) -> Result<Value, BrowserError> {
@@ -497,13 +523,18 @@ async fn download(ctx: &mut ActionContext<'_>, args: &DownloadArgs) -> Result<Va
             return Err(BrowserError::retryable(format!(
                 "clicking {loc} did not download a file within {} s{}",
                 limit.as_secs(),
-                if busy { " (a download was still in progress)" } else { "" }
+                if busy {
+                    " (a download was still in progress)"
+                } else {
+                    ""
+                }
             )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let bytes = std::fs::read(&found)
-        .map_err(|e| BrowserError::permanent(format!("cannot read the download {}: {e}", found.display())))?;
+    let bytes = std::fs::read(&found).map_err(|e| {
+        BrowserError::permanent(format!("cannot read the download {}: {e}", found.display()))
+    })?;
     let sha = sha256_hex(&bytes);
     ctx.artifact(&found, &sha);
     let name = found
@@ -554,7 +585,9 @@ impl HasLocator for FrameArgs {
     fn check_rest(&self) -> Result<(), String> {
         match (self.leave.is_some(), self.locator().is_empty()) {
             (true, false) => Err("give a locator (to enter a frame) or `leave`, not both".into()),
-            (false, true) => Err("give a locator of the frame to enter, or `leave: parent|top`".into()),
+            (false, true) => {
+                Err("give a locator of the frame to enter, or `leave: parent|top`".into())
+            }
             _ => Ok(()),
         }
     }
@@ -567,8 +600,7 @@ impl Action for Frame {
     type Args = Checked<FrameArgs>;
     const NAME: &'static str = "browser.frame";
     const SUMMARY: &'static str = "Enter an iframe by locator, or leave it (`leave: parent|top`).";
-    const EXAMPLE: &'static str =
-        "- browser.frame: { css: \"iframe[name=reportframe]\" }\n  if: \"{{ false }}\"\n- browser.frame: top\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- browser.frame: { css: \"iframe[name=reportframe]\" }\n  if: \"{{ false }}\"\n- browser.frame: top\n  if: \"{{ false }}\"\n";
     const SHORTHAND: Option<&'static str> = Some("leave");
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
@@ -599,12 +631,23 @@ async fn frame(ctx: &mut ActionContext<'_>, args: &FrameArgs) -> Result<(), Brow
             let loc = args.locator();
             let h = begin(ctx, &loc).await?;
             let limit = wait_limit(ctx, args.wait_limit());
-            let answer = resolve::run_op(&h.client, &loc, json!({ "op": "find" }), Need::Visible, limit).await?;
-            if !matches!(answer.get("tag").and_then(Value::as_str), Some("iframe" | "frame")) {
+            let answer = resolve::run_op(
+                &h.client,
+                &loc,
+                json!({ "op": "find" }),
+                Need::Visible,
+                limit,
+            )
+            .await?;
+            if !matches!(
+                answer.get("tag").and_then(Value::as_str),
+                Some("iframe" | "frame")
+            ) {
                 return Err(BrowserError::permanent(format!("{loc} is not an iframe")));
             }
-            let el = resolve::element_of(&h.client, &answer)
-                .ok_or_else(|| BrowserError::permanent(format!("{loc}: the browser returned no element")))?;
+            let el = resolve::element_of(&h.client, &answer).ok_or_else(|| {
+                BrowserError::permanent(format!("{loc}: the browser returned no element"))
+            })?;
             wd(&h.client, el.enter_frame().await).await?;
             h.enter_frame();
             note_url(ctx, &answer);
@@ -640,8 +683,10 @@ pub struct Dialog;
 impl Action for Dialog {
     type Args = DialogArgs;
     const NAME: &'static str = "browser.dialog";
-    const SUMMARY: &'static str = "Accept or dismiss an alert/confirm/prompt dialog; returns its text.";
-    const EXAMPLE: &'static str = "- browser.dialog: { accept: true }\n  save_as: question\n  if: \"{{ false }}\"\n";
+    const SUMMARY: &'static str =
+        "Accept or dismiss an alert/confirm/prompt dialog; returns its text.";
+    const EXAMPLE: &'static str =
+        "- browser.dialog: { accept: true }\n  save_as: question\n  if: \"{{ false }}\"\n";
     const SHORTHAND: Option<&'static str> = Some("accept");
     const RESULT: &'static str = "string (the dialog's text)";
 
@@ -706,7 +751,8 @@ pub struct ExecuteScript;
 impl Action for ExecuteScript {
     type Args = ExecuteScriptArgs;
     const NAME: &'static str = "browser.execute_script";
-    const SUMMARY: &'static str = "Run JavaScript in the page and return its result (audited in full).";
+    const SUMMARY: &'static str =
+        "Run JavaScript in the page and return its result (audited in full).";
     const EXAMPLE: &'static str = "- browser.execute_script: { script: \"return document.title\" }\n  save_as: title\n  if: \"{{ false }}\"\n";
     const SHORTHAND: Option<&'static str> = Some("script");
     const RESULT: &'static str = "what the script returns";
@@ -746,6 +792,10 @@ mod tests {
         let ctrl: char = Key::Control.into();
         let null: char = Key::Null.into();
         assert_eq!(key_codes("Control+a").unwrap(), format!("{ctrl}a{null}"));
-        assert!(key_codes("Hyper").unwrap_err().contains("unknown key `Hyper`"));
+        assert!(
+            key_codes("Hyper")
+                .unwrap_err()
+                .contains("unknown key `Hyper`")
+        );
     }
 }

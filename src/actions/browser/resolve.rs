@@ -108,7 +108,11 @@ pub async fn run_op(
 }
 
 /// A single look without waiting (e.g. "is there a Next link?").
-pub async fn probe(client: &Client, loc: &Locator, need: Need) -> Result<Option<Element>, BrowserError> {
+pub async fn probe(
+    client: &Client,
+    loc: &Locator,
+    need: Need,
+) -> Result<Option<Element>, BrowserError> {
     let op = json!({ "op": "find", "need": need.as_str() });
     let v = call(client, vec![loc.to_js(), op])
         .await
@@ -145,7 +149,7 @@ pub async fn find(
 
 fn secs(d: Duration) -> String {
     let tenths = (d.as_secs_f64() * 10.0).round() as u64;
-    if tenths % 10 == 0 {
+    if tenths.is_multiple_of(10) {
         format!("{} s", tenths / 10)
     } else {
         format!("{}.{} s", tenths / 10, tenths % 10)

@@ -130,7 +130,10 @@ pub async fn existing(ctx: &ActionContext<'_>) -> Option<Handle> {
 }
 
 /// Starts chromedriver (unless `webdriver_url` is set) and opens a session.
-pub async fn start(config: &BrowserConfig, downloads: PathBuf) -> Result<BrowserSession, BrowserError> {
+pub async fn start(
+    config: &BrowserConfig,
+    downloads: PathBuf,
+) -> Result<BrowserSession, BrowserError> {
     std::fs::create_dir_all(&downloads).map_err(|e| {
         BrowserError::permanent(format!(
             "cannot create the download folder {}: {e}",
@@ -231,7 +234,11 @@ async fn cdp(client: &Client, base: &str, body: Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn capabilities(config: &BrowserConfig, profile: Option<&Path>, downloads: &Path) -> serde_json::Map<String, Value> {
+fn capabilities(
+    config: &BrowserConfig,
+    profile: Option<&Path>,
+    downloads: &Path,
+) -> serde_json::Map<String, Value> {
     let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| s.to_string()).collect();
     if config.headless {
         args.push("--headless=new".into());
@@ -349,8 +356,11 @@ impl Driver {
         std::fs::create_dir_all(root.path().join("profile"))
             .map_err(|e| (false, format!("cannot create a profile folder: {e}")))?;
         let log_path = root.path().join("chromedriver.log");
-        let log = std::fs::File::create(&log_path).map_err(|e| (false, format!("cannot create its log: {e}")))?;
-        let log2 = log.try_clone().map_err(|e| (false, format!("cannot create its log: {e}")))?;
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| (false, format!("cannot create its log: {e}")))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| (false, format!("cannot create its log: {e}")))?;
         // The guard: chromedriver in the background, then wait for clerk's pipe
         // to close and kill the whole group (chromedriver, Chromium, helpers).
         let script = "\"$1\" --port=\"$2\" & read -r _ ; kill -s KILL 0";
@@ -367,7 +377,9 @@ impl Driver {
             use std::os::unix::process::CommandExt;
             cmd.process_group(0);
         }
-        let mut guard = cmd.spawn().map_err(|e| (false, format!("cannot run /bin/sh: {e}")))?;
+        let mut guard = cmd
+            .spawn()
+            .map_err(|e| (false, format!("cannot run /bin/sh: {e}")))?;
         let pipe = guard.stdin.take();
         let pgid = guard.id() as i32;
         let mut driver = Driver {
@@ -414,7 +426,8 @@ impl Driver {
         let Some(root) = &self.root else {
             return String::new();
         };
-        let text = std::fs::read_to_string(root.path().join("chromedriver.log")).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(root.path().join("chromedriver.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().rev().take(5).collect();
         if lines.is_empty() {
             String::new()
@@ -473,7 +486,8 @@ fn group_alive(pgid: i32) -> bool {
             return false;
         };
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        fields.first() != Some(&"Z") && fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
+        fields.first() != Some(&"Z")
+            && fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
     })
 }
 
@@ -485,7 +499,11 @@ pub fn kill_processes_naming(marker: &Path) {
         return;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
