@@ -157,10 +157,19 @@ pub async fn start(
     {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
-            let tail = driver.as_ref().map(Driver::log_tail).unwrap_or_default();
+            // chromedriver explains a refused session itself ("no chrome binary at ...");
+            // for anything else its log may say more.
+            let (text, tail) = match &e {
+                fantoccini::error::NewSessionError::SessionNotCreated(w) => {
+                    (without_stacktrace(&w.message), String::new())
+                }
+                other => (
+                    without_stacktrace(&other.to_string()),
+                    driver.as_ref().map(Driver::log_tail).unwrap_or_default(),
+                ),
+            };
             return Err(BrowserError::permanent(format!(
-                "cannot open a browser session at {url}: {}{tail}",
-                first_line(&e.to_string())
+                "cannot open a browser session at {url}: {text}{tail}"
             )));
         }
         Err(_) => {
@@ -288,6 +297,18 @@ fn which(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
+}
+
+/// A WebDriver message on one line, without chromedriver's stack trace.
+fn without_stacktrace(s: &str) -> String {
+    s.lines()
+        .take_while(|l| {
+            !l.trim_start().starts_with("Stacktrace") && !l.trim_start().starts_with("#0 ")
+        })
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn first_line(s: &str) -> String {
