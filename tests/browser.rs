@@ -494,10 +494,19 @@ steps:
   - name: hidden
     browser.fill: {{ name: "csrf", value: x, timeout: 1s }}
     on_error: continue
+  - browser.read_attribute: {{ label: "Start date", attribute: id }}
+    save_as: date_id
   - name: nth and within work
     browser.check: {{ css: "input[type=radio]", nth: 2, within: {{ css: fieldset }} }}
   - browser.read_value: {{ label: "By post" }}
     save_as: by_post
+  - browser.check: "Details confirmed"
+  - browser.uncheck: {{ label: "Details confirmed" }}
+  - browser.read_value: {{ label: "Details confirmed" }}
+    save_as: confirmed
+  - browser.fill: {{ label: "Start date", value: "2026-02-28" }}
+  - browser.read_value: {{ id: "{{{{ date_id }}}}" }}
+    save_as: date
   - name: wrong kind of element
     browser.fill: {{ label: "Permit type", value: Visitor }}
     on_error: continue
@@ -523,6 +532,8 @@ steps:
         run.stderr()
     );
     assert_eq!(v["vars"]["by_post"], true);
+    assert_eq!(v["vars"]["confirmed"], false);
+    assert_eq!(v["vars"]["date"], "2026-02-28");
     assert!(v["vars"]["labels"].as_i64().unwrap() > 110);
     let events = b.events(v["id"].as_str().unwrap());
     let error_of = |name: &str| -> String {
@@ -605,13 +616,20 @@ fn search_iframe_upload_and_download() {
     b.ws.write("fixtures/permit.txt", "scanned permit application\n");
     let new_case = sample_cases(1, "UPL")[0].clone();
     let playbook = format!(
-        r#"name: search-and-files
+        r##"name: search-and-files
 inputs:
   portal: {{ type: string }}
 steps:
 {login}  - browser.open: "{{{{ inputs.portal }}}}/cases?q="
   - browser.read_table: {{ css: "table#results", next: {{ text: "Next" }}, timeout: 20s }}
     save_as: listed
+  - name: Real keystrokes in the search box, then Enter
+    browser.type: {{ label: "Search", value: "OLD-04", clear: true }}
+  - browser.press: Enter
+  - browser.wait_for: {{ id: "results-area", contains: "5 cases found", timeout: 20s }}
+  - browser.read_table: {{ css: "#results-area" }}
+    save_as: narrowed
+  - browser.wait_for: {{ text: "Next", state: gone }}
   - browser.open: "{{{{ inputs.portal }}}}/reports"
   - browser.frame: {{ css: "iframe[name=reportframe]" }}
   - browser.read_text: {{ id: "case-count" }}
@@ -626,7 +644,7 @@ steps:
   - browser.download: {{ text: "Export CSV", save_to: out/cases.csv }}
     save_as: export
   - browser.screenshot: {{ path: out/menu.png }}
-"#,
+"##,
         login = login_steps("demo"),
         data = yaml_value(&new_case),
         form = case_form_steps("  "),
@@ -661,6 +679,27 @@ steps:
         .unwrap();
     assert_eq!(table["detail"]["pages"], 3);
 
+    let narrowed: Vec<&str> = vars["narrowed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Request id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        narrowed,
+        ["OLD-040", "OLD-041", "OLD-042", "OLD-043", "OLD-044"]
+    );
+    let typed = events
+        .iter()
+        .find(|e| e["action"] == "browser.press")
+        .unwrap();
+    assert!(
+        typed["detail"]["url"]
+            .as_str()
+            .unwrap()
+            .contains("q=OLD-04"),
+        "{typed}"
+    );
     assert_eq!(vars["in_frame"], "44");
     assert_eq!(vars["heading"], "Reports");
 
