@@ -35,6 +35,11 @@ pub const KEY: &str = "browser";
 /// How long chromedriver may take to answer `/status`.
 const START_LIMIT: Duration = Duration::from_secs(20);
 
+/// The guard (`sh -c`, leader of a new process group): chromedriver in the
+/// background, then wait until clerk's pipe closes and kill the whole group
+/// (chromedriver, Chromium, its helpers, the guard itself).
+const GUARD_SCRIPT: &str = "\"$1\" --port=\"$2\" & read -r _ ; kill -s KILL 0";
+
 /// Flags Chromium needs to run headless as root in a container, plus quiet defaults.
 const CHROMIUM_FLAGS: &[&str] = &[
     "--no-sandbox",
@@ -382,12 +387,9 @@ impl Driver {
         let log2 = log
             .try_clone()
             .map_err(|e| (false, format!("cannot create its log: {e}")))?;
-        // The guard: chromedriver in the background, then wait for clerk's pipe
-        // to close and kill the whole group (chromedriver, Chromium, helpers).
-        let script = "\"$1\" --port=\"$2\" & read -r _ ; kill -s KILL 0";
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
-            .arg(script)
+            .arg(GUARD_SCRIPT)
             .arg("clerk-browser-guard")
             .arg(binary)
             .arg(port.to_string())
@@ -581,4 +583,61 @@ async fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> std::i
     tokio::time::timeout(Duration::from_secs(5), exchange)
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webdriver_messages_lose_their_stack_trace() {
+        let m = "session not created\nfrom unknown error: no chrome binary at /x\nStacktrace:\n#0 0x55 <unknown>";
+        assert_eq!(
+            without_stacktrace(m),
+            "session not created; from unknown error: no chrome binary at /x"
+        );
+    }
+
+    #[test]
+    fn process_groups_are_seen_in_proc() {
+        // SAFETY: getpgrp has no preconditions.
+        let own = unsafe { libc::getpgrp() };
+        assert!(group_alive(own));
+        assert!(!group_alive(i32::MAX - 7));
+    }
+
+    #[test]
+    fn a_guarded_driver_takes_its_whole_group_down() {
+        // A stand-in "chromedriver" that starts a child of its own and never answers.
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("fake-driver");
+        std::fs::write(&fake, "#!/bin/sh\nsleep 300 &\nsleep 300\n").unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(GUARD_SCRIPT)
+            .arg("guard")
+            .arg(&fake)
+            .arg("1")
+            .stdin(Stdio::piped());
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
+        let mut guard = cmd.spawn().unwrap();
+        let pgid = guard.id() as i32;
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(group_alive(pgid));
+        // Closing the pipe (what the kernel does when clerk dies) ends the group.
+        drop(guard.stdin.take());
+        let _ = guard.wait();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while group_alive(pgid) {
+            assert!(Instant::now() < deadline, "the group survived its guard");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
