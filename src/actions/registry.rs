@@ -5,7 +5,8 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use super::{
-    Action, ActionContext, ActionError, ActionResult, DefaultRetry, builtin, file, mail, sheet,
+    Action, ActionContext, ActionError, ActionResult, DefaultRetry, browser, builtin, file, mail,
+    sheet,
 };
 use crate::playbook::{ActionCatalog, ArgProblem, yaml::PathSeg};
 use crate::template;
@@ -56,6 +57,25 @@ pub static REGISTRY: &[ActionDef] = &[
     def::<sheet::Write>(),
     def::<sheet::Append>(),
     def::<mail::Send>(),
+    def::<browser::page::Open>(),
+    def::<browser::actions::Click>(),
+    def::<browser::actions::Fill>(),
+    def::<browser::actions::Type>(),
+    def::<browser::actions::Select>(),
+    def::<browser::actions::Check>(),
+    def::<browser::actions::Uncheck>(),
+    def::<browser::page::Press>(),
+    def::<browser::actions::ReadText>(),
+    def::<browser::actions::ReadValue>(),
+    def::<browser::actions::ReadAttribute>(),
+    def::<browser::page::ReadTable>(),
+    def::<browser::page::WaitFor>(),
+    def::<browser::page::Screenshot>(),
+    def::<browser::actions::Upload>(),
+    def::<browser::page::Download>(),
+    def::<browser::page::Frame>(),
+    def::<browser::page::Dialog>(),
+    def::<browser::page::ExecuteScript>(),
 ];
 
 pub fn find(name: &str) -> Option<&'static ActionDef> {

@@ -1,0 +1,516 @@
+//! Element actions: click, fill, type, select, check, uncheck, read_text,
+//! read_value, read_attribute, upload. Each waits for its element (see
+//! [`super::resolve`]) and records locator, value (masked), URL and duration.
+
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
+
+use fantoccini::Client;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
+
+use super::locator::{Checked, HasLocator, Locator, element_args, has_locator, locator_of};
+use super::resolve::{self, Need};
+use super::{BrowserError, finish, session, shown_value, wait_limit, wd};
+use crate::actions::{Action, ActionContext, ActionResult};
+
+/// A value typed into a page: text, or a number / boolean written as text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Text(pub String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(Text(s)),
+            Value::Number(n) => Ok(Text(n.to_string())),
+            Value::Bool(b) => Ok(Text(b.to_string())),
+            Value::Null => Ok(Text(String::new())),
+            _ => Err(serde::de::Error::custom(
+                "expected text (a string, number or boolean), not a list or map",
+            )),
+        }
+    }
+}
+
+impl JsonSchema for Text {
+    fn schema_name() -> Cow<'static, str> {
+        "Text".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "Text; numbers and booleans are entered as written.",
+            "type": ["string", "number", "boolean", "null"]
+        })
+    }
+}
+
+/// Records what every element action records, and returns the session.
+pub(super) async fn begin(
+    ctx: &mut ActionContext<'_>,
+    loc: &Locator,
+) -> Result<session::Handle, BrowserError> {
+    let shown = loc.to_string();
+    ctx.target(shown.clone());
+    ctx.detail("locator", shown);
+    session::handle(ctx).await
+}
+
+/// Notes the page URL the resolver reported (no extra round trip).
+pub(super) fn note_url(ctx: &mut ActionContext<'_>, answer: &Value) {
+    if let Some(u) = answer.get("url").and_then(Value::as_str) {
+        ctx.detail("url", u.to_string());
+    }
+}
+
+/// Notes the current URL (one round trip; after clicks and navigation).
+pub(super) async fn note_current_url(
+    ctx: &mut ActionContext<'_>,
+    client: &Client,
+) -> Option<String> {
+    match client.current_url().await {
+        Ok(u) => {
+            let u = u.to_string();
+            ctx.detail("url", u.clone());
+            Some(u)
+        }
+        Err(_) => None,
+    }
+}
+
+/// Runs a resolver operation and notes the URL.
+async fn op(
+    ctx: &mut ActionContext<'_>,
+    loc: &Locator,
+    op: Value,
+    need: Need,
+    timeout: Option<Duration>,
+) -> Result<Value, BrowserError> {
+    let h = begin(ctx, loc).await?;
+    let limit = wait_limit(ctx, timeout);
+    let answer = resolve::run_op(&h.client, loc, op, need, limit).await?;
+    note_url(ctx, &answer);
+    Ok(answer)
+}
+
+// ---------------------------------------------------------------- click
+
+element_args! {
+    /// Arguments of `browser.click`: a locator.
+    pub struct ClickArgs {}
+}
+has_locator!(ClickArgs);
+
+/// Clicks an element (a real WebDriver click: scrolls it into view, fires
+/// every mouse event, follows links, submits forms).
+pub struct Click;
+
+impl Action for Click {
+    type Args = Checked<ClickArgs>;
+    const NAME: &'static str = "browser.click";
+    const SUMMARY: &'static str =
+        "Click a button, link or other element (waits until it is visible and enabled).";
+    const EXAMPLE: &'static str = "- browser.click: { text: \"Sign in\" }\n  if: \"{{ false }}\"\n";
+    const SHORTHAND: Option<&'static str> = Some("text");
+
+    async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
+        let started = Instant::now();
+        let r = click(ctx, &args.locator(), args.wait_limit()).await;
+        finish(ctx, started, r.map(|_| Value::Null)).await
+    }
+}
+
+/// Finds and clicks, retrying while something covers the element.
+pub(super) async fn click(
+    ctx: &mut ActionContext<'_>,
+    loc: &Locator,
+    timeout: Option<Duration>,
+) -> Result<(), BrowserError> {
+    let h = begin(ctx, loc).await?;
+    let limit = wait_limit(ctx, timeout);
+    let started = Instant::now();
+    loop {
+        let left = limit.saturating_sub(started.elapsed());
+        let el = resolve::find(&h.client, loc, Need::Interact, left).await?;
+        match el.click().await {
+            Ok(()) => break,
+            Err(e) => {
+                let msg = super::wd_message(&e);
+                let passing = msg.contains("click intercepted")
+                    || e.is_element_not_interactable()
+                    || e.is_stale_element_reference();
+                if !passing || started.elapsed() >= limit {
+                    return Err(BrowserError::webdriver(&h.client, e)
+                        .await
+                        .context(format!("cannot click {loc}")));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    note_current_url(ctx, &h.client).await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- fill
+
+element_args! {
+    /// Arguments of `browser.fill`.
+    pub struct FillArgs {
+        /// The value; replaces what the field holds. Date fields take `YYYY-MM-DD`.
+        pub value: Text,
+    }
+}
+has_locator!(FillArgs);
+
+/// Sets a text field, textarea or date field (clears it first) in one round
+/// trip, firing `input` and `change` like a person's typing would.
+pub struct Fill;
+
+impl Action for Fill {
+    type Args = Checked<FillArgs>;
+    const NAME: &'static str = "browser.fill";
+    const SUMMARY: &'static str =
+        "Clear a field and enter a value (one round trip; fires input/change).";
+    const EXAMPLE: &'static str =
+        "- browser.fill: { label: \"Postcode\", value: \"1000\" }\n  if: \"{{ false }}\"\n";
+
+    async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
+        let started = Instant::now();
+        let value = args.value.0.clone();
+        let shown = shown_value(ctx, &value);
+        ctx.detail("value", shown);
+        let r = op(
+            ctx,
+            &args.locator(),
+            json!({ "op": "fill", "value": value }),
+            Need::Interact,
+            args.wait_limit(),
+        )
+        .await;
+        finish(ctx, started, r.map(|_| Value::Null)).await
+    }
+}
+
+// ---------------------------------------------------------------- type
+
+element_args! {
+    /// Arguments of `browser.type`.
+    pub struct TypeArgs {
+        /// The text, sent as real key events one character at a time.
+        pub value: Text,
+        /// Clear the field first (default false: the text is added).
+        #[serde(default)]
+        pub clear: bool,
+    }
+}
+has_locator!(TypeArgs);
+
+/// Types text with real key events (for pages that listen to keystrokes).
+pub struct Type;
+
+impl Action for Type {
+    type Args = Checked<TypeArgs>;
+    const NAME: &'static str = "browser.type";
+    const SUMMARY: &'static str =
+        "Type text with real key events (for pages that react to keystrokes).";
+    const EXAMPLE: &'static str = "- browser.type: { label: \"Search\", value: \"Visitor\", clear: true }\n  if: \"{{ false }}\"\n";
+
+    async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
+        let started = Instant::now();
+        let shown = shown_value(ctx, &args.value.0);
+        ctx.detail("value", shown);
+        let r = type_text(ctx, &args).await;
+        finish(ctx, started, r.map(|_| Value::Null)).await
+    }
+}
+
+async fn type_text(ctx: &mut ActionContext<'_>, args: &TypeArgs) -> Result<(), BrowserError> {
+    let loc = args.locator();
+    let h = begin(ctx, &loc).await?;
+    let limit = wait_limit(ctx, args.wait_limit());
+    let el = resolve::find(&h.client, &loc, Need::Interact, limit).await?;
+    if args.clear {
+        wd(&h.client, el.clear().await).await?;
+    }
+    wd(&h.client, el.send_keys(&args.value.0).await).await?;
+    note_current_url(ctx, &h.client).await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- select
+
+element_args! {
+    /// Arguments of `browser.select`: `option` (visible text) or `value`.
+    pub struct SelectArgs {
+        /// The option's visible text, e.g. `Visitor`.
+        #[serde(default)]
+        pub option: Option<Text>,
+        /// The option's `value` attribute.
+        #[serde(default)]
+        pub value: Option<Text>,
+    }
+}
+
+impl HasLocator for SelectArgs {
+    fn locator(&self) -> Locator {
+        locator_of!(self)
+    }
+
+    fn check_rest(&self) -> Result<(), String> {
+        match (&self.option, &self.value) {
+            (Some(_), Some(_)) => Err("give `option` (visible text) or `value`, not both".into()),
+            (None, None) => Err("give `option` (the visible text) or `value`".into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Chooses an option of a `<select>`.
+pub struct Select;
+
+impl Action for Select {
+    type Args = Checked<SelectArgs>;
+    const NAME: &'static str = "browser.select";
+    const SUMMARY: &'static str = "Choose an option of a drop-down by its visible text or value.";
+    const EXAMPLE: &'static str = "- browser.select: { label: \"Permit type\", option: \"Visitor\" }\n  if: \"{{ false }}\"\n";
+    const RESULT: &'static str = "{ value, option }";
+
+    async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
+        let started = Instant::now();
+        let op_args = match (&args.option, &args.value) {
+            (Some(o), _) => {
+                let shown = shown_value(ctx, &o.0);
+                ctx.detail("option", shown);
+                json!({ "op": "select", "option": o.0 })
+            }
+            (None, Some(v)) => {
+                let shown = shown_value(ctx, &v.0);
+                ctx.detail("value", shown);
+                json!({ "op": "select", "value": v.0 })
+            }
+            (None, None) => json!({ "op": "select", "option": "" }),
+        };
+        let r = op(
+            ctx,
+            &args.locator(),
+            op_args,
+            Need::Interact,
+            args.wait_limit(),
+        )
+        .await
+        .map(|a| json!({ "value": a["value"], "option": a["option"] }));
+        finish(ctx, started, r).await
+    }
+}
+
+// ---------------------------------------------------------------- check / uncheck
+
+element_args! {
+    /// Arguments of `browser.check` / `browser.uncheck`: a locator.
+    pub struct CheckArgs {}
+}
+has_locator!(CheckArgs);
+
+async fn set_checked(ctx: &mut ActionContext<'_>, args: CheckArgs, on: bool) -> ActionResult {
+    let started = Instant::now();
+    ctx.detail("checked", on);
+    let r = op(
+        ctx,
+        &args.locator(),
+        json!({ "op": "check", "checked": on }),
+        Need::Interact,
+        args.wait_limit(),
+    )
+    .await;
+    finish(ctx, started, r.map(|_| Value::Null)).await
+}
+
+/// Ticks a checkbox or chooses a radio button (nothing happens if it already is).
+pub struct Check;
+
+impl Action for Check {
+    type Args = Checked<CheckArgs>;
+    const NAME: &'static str = "browser.check";
+    const SUMMARY: &'static str = "Tick a checkbox or choose a radio button (no-op if already so).";
+    const EXAMPLE: &'static str =
+        "- browser.check: { label: \"Details confirmed\" }\n  if: \"{{ false }}\"\n";
+    const SHORTHAND: Option<&'static str> = Some("label");
+
+    async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
+        set_checked(ctx, args, true).await
+    }
+}
+
+/// Unticks a checkbox.
+pub struct Uncheck;
+
+impl Action for Uncheck {
+    type Args = Checked<CheckArgs>;
+    const NAME: &'static str = "browser.uncheck";
+    const SUMMARY: &'static str = "Untick a checkbox (no-op if already unticked).";
+    const EXAMPLE: &'static str =
+        "- browser.uncheck: { label: \"Newsletter\" }\n  if: \"{{ false }}\"\n";
+    const SHORTHAND: Option<&'static str> = Some("label");
+
+    async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
+        set_checked(ctx, args, false).await
+    }
+}
+
+// ---------------------------------------------------------------- reads
+
+element_args! {
+    /// Arguments of `browser.read_text` / `browser.read_value`: a locator.
+    pub struct ReadArgs {}
+}
+has_locator!(ReadArgs);
+
+/// Reads an element's visible text (whitespace collapsed).
+pub struct ReadText;
+
+impl Action for ReadText {
+    type Args = Checked<ReadArgs>;
+    const NAME: &'static str = "browser.read_text";
+    const SUMMARY: &'static str = "Read an element's visible text (waits until it is visible).";
+    const EXAMPLE: &'static str =
+        "- browser.read_text: { css: \".case-ref\" }\n  save_as: case_ref\n  if: \"{{ false }}\"\n";
+    const SHORTHAND: Option<&'static str> = Some("css");
+    const RESULT: &'static str = "string";
+
+    async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
+        let started = Instant::now();
+        let r = read(ctx, &args, json!({ "op": "text" }), Need::Visible).await;
+        finish(ctx, started, r).await
+    }
+}
+
+/// Reads a form field's current value (checkboxes give true / false).
+pub struct ReadValue;
+
+impl Action for ReadValue {
+    type Args = Checked<ReadArgs>;
+    const NAME: &'static str = "browser.read_value";
+    const SUMMARY: &'static str = "Read a form field's current value (checkboxes: true/false).";
+    const EXAMPLE: &'static str = "- browser.read_value: { label: \"Postcode\" }\n  save_as: postcode\n  if: \"{{ false }}\"\n";
+    const RESULT: &'static str = "string (bool for checkboxes)";
+
+    async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
+        let started = Instant::now();
+        let r = read(ctx, &args, json!({ "op": "value" }), Need::Present).await;
+        finish(ctx, started, r).await
+    }
+}
+
+async fn read(
+    ctx: &mut ActionContext<'_>,
+    args: &ReadArgs,
+    op_args: Value,
+    need: Need,
+) -> Result<Value, BrowserError> {
+    let answer = op(ctx, &args.locator(), op_args, need, args.wait_limit()).await?;
+    let value = answer.get("value").cloned().unwrap_or(Value::Null);
+    if let Value::String(s) = &value {
+        ctx.detail("chars", s.chars().count() as u64);
+    }
+    Ok(value)
+}
+
+element_args! {
+    /// Arguments of `browser.read_attribute`.
+    pub struct ReadAttributeArgs {
+        /// The attribute, e.g. `href`.
+        pub attribute: String,
+    }
+}
+has_locator!(ReadAttributeArgs);
+
+/// Reads an attribute of an element (null when it has none).
+pub struct ReadAttribute;
+
+impl Action for ReadAttribute {
+    type Args = Checked<ReadAttributeArgs>;
+    const NAME: &'static str = "browser.read_attribute";
+    const SUMMARY: &'static str = "Read an element's attribute (null when absent).";
+    const EXAMPLE: &'static str = "- browser.read_attribute: { text: \"Export CSV\", attribute: href }\n  save_as: link\n  if: \"{{ false }}\"\n";
+    const RESULT: &'static str = "string or null";
+
+    async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
+        let started = Instant::now();
+        ctx.detail("attribute", args.attribute.clone());
+        let r = op(
+            ctx,
+            &args.locator(),
+            json!({ "op": "attr", "name": args.attribute }),
+            Need::Present,
+            args.wait_limit(),
+        )
+        .await
+        .map(|a| a.get("value").cloned().unwrap_or(Value::Null));
+        finish(ctx, started, r).await
+    }
+}
+
+// ---------------------------------------------------------------- upload
+
+element_args! {
+    /// Arguments of `browser.upload`.
+    pub struct UploadArgs {
+        /// The file to attach, relative to the workspace.
+        pub path: String,
+    }
+}
+has_locator!(UploadArgs);
+
+/// Attaches a file to an `<input type="file">`.
+pub struct Upload;
+
+impl Action for Upload {
+    type Args = Checked<UploadArgs>;
+    const NAME: &'static str = "browser.upload";
+    const SUMMARY: &'static str = "Attach a workspace file to a file input.";
+    const EXAMPLE: &'static str = "- browser.upload: { label: \"Supporting document\", path: fixtures/hello.txt }\n  if: \"{{ false }}\"\n";
+    const RESULT: &'static str = "{ path, sha256, size }";
+
+    async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
+        let started = Instant::now();
+        let r = upload(ctx, &args).await;
+        finish(ctx, started, r).await
+    }
+}
+
+async fn upload(ctx: &mut ActionContext<'_>, args: &UploadArgs) -> Result<Value, BrowserError> {
+    let path = ctx.resolve(&args.path);
+    let shown = ctx.display_path(&path);
+    ctx.detail("path", shown.clone());
+    let (sha, size) = crate::fsutil::sha256_file(&path)
+        .map_err(|e| BrowserError::permanent(format!("cannot upload {shown}: {e:#}")))?;
+    ctx.detail("sha256", sha.clone());
+    ctx.detail("size", size);
+    let abs = std::path::absolute(&path)
+        .map_err(|e| BrowserError::permanent(format!("cannot upload {shown}: {e}")))?;
+    let loc = args.locator();
+    let h = begin(ctx, &loc).await?;
+    let limit = wait_limit(ctx, args.wait_limit());
+    // File inputs are often styled away behind a nicer button: present is enough.
+    let answer = resolve::run_op(
+        &h.client,
+        &loc,
+        json!({ "op": "find" }),
+        Need::Present,
+        limit,
+    )
+    .await?;
+    let el = resolve::element_of(&h.client, &answer).ok_or_else(|| {
+        BrowserError::permanent(format!("{loc}: the browser returned no element"))
+    })?;
+    if answer.get("tag").and_then(Value::as_str) != Some("input") {
+        return Err(BrowserError::permanent(format!(
+            "{loc} is not a file input"
+        )));
+    }
+    wd(&h.client, el.send_keys(&abs.display().to_string()).await).await?;
+    note_url(ctx, &answer);
+    Ok(json!({ "path": shown, "sha256": sha, "size": size }))
+}

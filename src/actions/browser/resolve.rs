@@ -1,0 +1,190 @@
+//! Auto-wait: runs the page-side resolver (`resolve.js`) until the locator
+//! names exactly one usable element and the operation succeeded, or the
+//! wait limit passes. Each poll is ONE WebDriver round trip that both finds
+//! the element and acts on it, which is why a clerk `fill` costs less than a
+//! bare find + clear + send-keys.
+
+use std::time::{Duration, Instant};
+
+use fantoccini::Client;
+use fantoccini::elements::{Element, ElementRef};
+use serde_json::{Value, json};
+
+use super::BrowserError;
+use super::locator::Locator;
+
+/// Defines `window.__clerkResolve` (installed in every new document over CDP).
+pub const INSTALL: &str = include_str!("resolve.js");
+
+/// The usual call: a one-line script, the resolver being installed already.
+const CALL: &str = "var f = window.__clerkResolve; \
+    return f ? f(arguments[0], arguments[1]) : { ok: false, reason: 'missing' };";
+
+/// Runs the resolver, installing it first on pages that lack it (remote
+/// WebDriver servers without CDP, documents that replaced `window`).
+async fn call(client: &Client, args: Vec<Value>) -> Result<Value, fantoccini::error::CmdError> {
+    let v = client.execute(CALL, args.clone()).await?;
+    if v.get("reason").and_then(Value::as_str) != Some("missing") {
+        return Ok(v);
+    }
+    let full = format!("{INSTALL}\nreturn window.__clerkResolve(arguments[0], arguments[1]);");
+    client.execute(&full, args).await
+}
+
+/// The W3C key of an element reference inside script results.
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// What the element must be before the operation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// In the DOM (a hidden input's value, a file input styled away).
+    Present,
+    /// Displayed (reading text).
+    Visible,
+    /// Displayed and enabled (clicking, typing).
+    Interact,
+}
+
+impl Need {
+    fn as_str(self) -> &'static str {
+        match self {
+            Need::Present => "present",
+            Need::Visible => "visible",
+            Need::Interact => "interact",
+        }
+    }
+}
+
+/// Runs `op` against the element `loc` names, polling until it succeeds or
+/// `limit` passes. Returns the resolver's answer (`ok: true`).
+pub async fn run_op(
+    client: &Client,
+    loc: &Locator,
+    mut op: Value,
+    need: Need,
+    limit: Duration,
+) -> Result<Value, BrowserError> {
+    if let Some(obj) = op.as_object_mut() {
+        obj.insert("need".into(), json!(need.as_str()));
+    }
+    let started = Instant::now();
+    let args = vec![loc.to_js(), op];
+    let mut pause = Duration::from_millis(25);
+    loop {
+        let last = match call(client, args.clone()).await {
+            Ok(v) => v,
+            Err(e) => {
+                // A page that is navigating has no script context for a moment;
+                // anything else (an open dialog, a lost browser) is final.
+                let transient = e.is_javascript_error()
+                    || e.is_stale_element_reference()
+                    || e.is_no_such_element()
+                    || e.to_string().contains("context");
+                if !transient {
+                    return Err(BrowserError::webdriver(client, e).await);
+                }
+                if started.elapsed() >= limit {
+                    return Err(BrowserError::retryable(format!(
+                        "{loc}: the page did not settle after {} ({})",
+                        secs(limit),
+                        super::wd_message(&e)
+                    )));
+                }
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+        };
+        if last.get("ok").and_then(Value::as_bool) == Some(true) {
+            return Ok(last);
+        }
+        let reason = last.get("reason").and_then(Value::as_str).unwrap_or("none");
+        // Bad selectors and wrong element kinds do not improve by waiting.
+        if matches!(reason, "bad" | "op" | "readonly") || started.elapsed() >= limit {
+            return Err(failure(&last, reason, limit));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// A single look without waiting (e.g. "is there a Next link?").
+pub async fn probe(
+    client: &Client,
+    loc: &Locator,
+    need: Need,
+) -> Result<Option<Element>, BrowserError> {
+    let op = json!({ "op": "find", "need": need.as_str() });
+    let v = call(client, vec![loc.to_js(), op])
+        .await
+        .map_err(|e| BrowserError::permanent(format!("{loc}: {}", super::wd_message(&e))))?;
+    if v.get("ok").and_then(Value::as_bool) == Some(true) {
+        return Ok(element_of(client, &v));
+    }
+    if v.get("reason").and_then(Value::as_str) == Some("bad") {
+        return Err(failure(&v, "bad", Duration::ZERO));
+    }
+    Ok(None)
+}
+
+/// The element reference inside a resolver answer.
+pub fn element_of(client: &Client, v: &Value) -> Option<Element> {
+    let id = v.get("el")?.get(ELEMENT_KEY)?.as_str()?;
+    Some(Element::from_element_id(
+        client.clone(),
+        ElementRef::from(id.to_string()),
+    ))
+}
+
+/// Finds one element (waiting), for operations WebDriver itself performs.
+pub async fn find(
+    client: &Client,
+    loc: &Locator,
+    need: Need,
+    limit: Duration,
+) -> Result<Element, BrowserError> {
+    let v = run_op(client, loc, json!({ "op": "find" }), need, limit).await?;
+    element_of(client, &v)
+        .ok_or_else(|| BrowserError::permanent(format!("{loc}: the browser returned no element")))
+}
+
+fn secs(d: Duration) -> String {
+    let tenths = (d.as_secs_f64() * 10.0).round() as u64;
+    if tenths.is_multiple_of(10) {
+        format!("{} s", tenths / 10)
+    } else {
+        format!("{}.{} s", tenths / 10, tenths % 10)
+    }
+}
+
+/// Turns the resolver's last answer into the error a person reads.
+fn failure(last: &Value, reason: &str, limit: Duration) -> BrowserError {
+    let message = last
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("the element was not found");
+    let url = last.get("url").and_then(Value::as_str).unwrap_or("?");
+    let title = last.get("title").and_then(Value::as_str).unwrap_or("");
+    let mut text = match reason {
+        "bad" | "op" | "readonly" => message.to_string(),
+        _ => format!("{message} after {}", secs(limit)),
+    };
+    text.push_str(&format!(" on {url}"));
+    if !title.is_empty() {
+        text.push_str(&format!(" (page '{title}')"));
+    }
+    let errors: Vec<&str> = last
+        .get("errors")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !errors.is_empty() {
+        text.push_str("; the page shows: ");
+        let quoted: Vec<String> = errors.iter().map(|e| format!("'{e}'")).collect();
+        text.push_str(&quoted.join(", "));
+    }
+    if reason == "bad" {
+        BrowserError::permanent(text)
+    } else {
+        BrowserError::retryable(text)
+    }
+}

@@ -1,0 +1,643 @@
+//! The run's browser: chromedriver started by clerk on a free port, one
+//! headless Chromium session, and their cleanup.
+//!
+//! The session is a per-run [`Resource`], created by the first browser action
+//! and closed by the engine when the run ends (success, failure, timeout,
+//! cancellation). Orphans are prevented at three levels:
+//! - chromedriver runs under a small `sh` guard that leads a new process
+//!   group; Chromium and its helpers stay in that group, so one `killpg`
+//!   ends them all;
+//! - the guard waits on a pipe from clerk and kills its group when the pipe
+//!   closes — which the kernel does however clerk ends, even by SIGKILL;
+//! - dropping the [`Driver`] (also when the starting action is cancelled
+//!   half-way) kills the group and any process still naming the run's
+//!   private profile folder.
+
+use std::any::Any;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder};
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::BrowserError;
+use crate::actions::{ActionContext, Resource};
+use crate::config::BrowserConfig;
+
+/// The slot of the session in the run's resources.
+pub const KEY: &str = "browser";
+
+/// How long chromedriver may take to answer `/status`.
+const START_LIMIT: Duration = Duration::from_secs(20);
+
+/// The guard (`sh -c`, leader of a new process group): chromedriver in the
+/// background, then wait until clerk's pipe closes and kill the whole group
+/// (chromedriver, Chromium, its helpers, the guard itself).
+const GUARD_SCRIPT: &str = "\"$1\" --port=\"$2\" & read -r _ ; kill -s KILL 0";
+
+/// Flags Chromium needs to run headless as root in a container, plus quiet defaults.
+const CHROMIUM_FLAGS: &[&str] = &[
+    "--no-sandbox",
+    "--disable-dev-shm-usage",
+    "--disable-gpu",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-extensions",
+    "--disable-background-networking",
+    "--disable-sync",
+    "--disable-features=Translate,MediaRouter,OptimizationHints",
+    "--password-store=basic",
+    "--window-size=1366,900",
+];
+
+/// What browser actions hold on to while they work (cheap to clone).
+#[derive(Clone)]
+pub struct Handle {
+    pub client: Client,
+    /// Where Chromium saves downloads.
+    pub downloads: PathBuf,
+    /// How deep in frames the session is (to get back to the top).
+    pub frame_depth: Arc<AtomicU32>,
+}
+
+impl Handle {
+    pub fn enter_frame(&self) {
+        self.frame_depth.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn left_frames(&self, n: u32) {
+        let _ = self
+            .frame_depth
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| {
+                Some(d.saturating_sub(n))
+            });
+    }
+
+    pub fn depth(&self) -> u32 {
+        self.frame_depth.load(Ordering::SeqCst)
+    }
+}
+
+/// The run's browser session (a [`Resource`]).
+pub struct BrowserSession {
+    handle: Handle,
+    driver: Option<Driver>,
+}
+
+impl Resource for BrowserSession {
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let BrowserSession { handle, driver } = *self;
+            // A polite goodbye first, so Chromium can flush the profile and downloads.
+            match tokio::time::timeout(Duration::from_secs(5), handle.client.close()).await {
+                Ok(Ok(())) => tracing::debug!("browser session closed"),
+                Ok(Err(e)) => tracing::debug!("closing the browser session: {e}"),
+                Err(_) => tracing::warn!("the browser did not close within 5 s; killing it"),
+            }
+            drop(driver);
+        })
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// The run's browser, started on first use.
+pub async fn handle(ctx: &ActionContext<'_>) -> Result<Handle, BrowserError> {
+    let resources = ctx.resources;
+    let mut slots = resources.lock().await;
+    if let Some(s) = slots
+        .get_mut(KEY)
+        .and_then(|r| r.as_any_mut().downcast_mut::<BrowserSession>())
+    {
+        return Ok(s.handle.clone());
+    }
+    let downloads = ctx.run.artifacts_dir.join("downloads");
+    let session = start(&ctx.config.browser, downloads).await?;
+    let handle = session.handle.clone();
+    slots.insert(KEY, Box::new(session));
+    Ok(handle)
+}
+
+/// The run's browser if one was started (for failure evidence).
+pub async fn existing(ctx: &ActionContext<'_>) -> Option<Handle> {
+    let mut slots = ctx.resources.lock().await;
+    slots
+        .get_mut(KEY)
+        .and_then(|r| r.as_any_mut().downcast_mut::<BrowserSession>())
+        .map(|s| s.handle.clone())
+}
+
+/// Starts chromedriver (unless `webdriver_url` is set) and opens a session.
+pub async fn start(
+    config: &BrowserConfig,
+    downloads: PathBuf,
+) -> Result<BrowserSession, BrowserError> {
+    std::fs::create_dir_all(&downloads).map_err(|e| {
+        BrowserError::permanent(format!(
+            "cannot create the download folder {}: {e}",
+            downloads.display()
+        ))
+    })?;
+    let (url, driver) = match &config.webdriver_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let driver = Driver::spawn(config).await?;
+            (format!("http://127.0.0.1:{}", driver.port), Some(driver))
+        }
+    };
+    let profile = driver.as_ref().map(|d| d.profile_dir());
+    let caps = capabilities(config, profile.as_deref(), &downloads);
+    let client = match tokio::time::timeout(
+        START_LIMIT,
+        ClientBuilder::native().capabilities(caps).connect(&url),
+    )
+    .await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            // chromedriver explains a refused session itself ("no chrome binary at ...");
+            // for anything else its log may say more.
+            let (text, tail) = match &e {
+                fantoccini::error::NewSessionError::SessionNotCreated(w) => {
+                    (without_stacktrace(&w.message), String::new())
+                }
+                other => (
+                    without_stacktrace(&other.to_string()),
+                    driver.as_ref().map(Driver::log_tail).unwrap_or_default(),
+                ),
+            };
+            return Err(BrowserError::permanent(format!(
+                "cannot open a browser session at {url}: {text}{tail}"
+            )));
+        }
+        Err(_) => {
+            return Err(BrowserError::retryable(format!(
+                "the browser did not start within {} s at {url}",
+                START_LIMIT.as_secs()
+            )));
+        }
+    };
+    let mut timeouts = fantoccini::wd::TimeoutConfiguration::default();
+    timeouts.set_page_load(Some(Duration::from_secs(60)));
+    timeouts.set_implicit(Some(Duration::ZERO));
+    timeouts.set_script(Some(Duration::from_secs(30)));
+    if let Err(e) = client.update_timeouts(timeouts).await {
+        tracing::debug!("cannot set WebDriver timeouts: {e}");
+    }
+    // Headless Chromium needs to be told where downloads go (prefs alone are not enough).
+    if driver.is_some() {
+        let cmd = json!({
+            "cmd": "Browser.setDownloadBehavior",
+            "params": {
+                "behavior": "allow",
+                "downloadPath": downloads.display().to_string(),
+                "eventsEnabled": false
+            }
+        });
+        if let Err(e) = cdp(&client, &url, cmd).await {
+            tracing::debug!("cannot set the download folder over CDP: {e}");
+        }
+        // The element resolver in every new document: element actions then
+        // send a one-line script instead of the whole resolver.
+        let cmd = json!({
+            "cmd": "Page.addScriptToEvaluateOnNewDocument",
+            "params": { "source": super::resolve::INSTALL }
+        });
+        if let Err(e) = cdp(&client, &url, cmd).await {
+            tracing::debug!("cannot preinstall the resolver over CDP: {e}");
+        }
+    }
+    tracing::info!(
+        webdriver = %url,
+        "browser session started{}",
+        if config.headless { " (headless)" } else { "" }
+    );
+    Ok(BrowserSession {
+        handle: Handle {
+            client,
+            downloads,
+            frame_depth: Arc::new(AtomicU32::new(0)),
+        },
+        driver,
+    })
+}
+
+/// Sends a Chrome DevTools command through chromedriver's `goog/cdp/execute`.
+async fn cdp(client: &Client, base: &str, body: Value) -> anyhow::Result<()> {
+    let sid = client
+        .session_id()
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no session id"))?;
+    let port = base
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
+        .ok_or_else(|| anyhow::anyhow!("no port in {base}"))?;
+    let path = format!("/session/{sid}/goog/cdp/execute");
+    let reply = http(port, "POST", &path, Some(&body.to_string())).await?;
+    if !reply.starts_with("HTTP/1.1 200") && !reply.starts_with("HTTP/1.0 200") {
+        anyhow::bail!("{}", first_line(&reply));
+    }
+    Ok(())
+}
+
+fn capabilities(
+    config: &BrowserConfig,
+    profile: Option<&Path>,
+    downloads: &Path,
+) -> serde_json::Map<String, Value> {
+    let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| s.to_string()).collect();
+    if config.headless {
+        args.push("--headless=new".into());
+    }
+    if let Some(p) = profile {
+        args.push(format!("--user-data-dir={}", p.display()));
+    }
+    let mut chrome = json!({
+        "args": args,
+        "prefs": {
+            "download.default_directory": downloads.display().to_string(),
+            "download.prompt_for_download": false,
+            "download.directory_upgrade": true,
+            "safebrowsing.enabled": false,
+            "credentials_enable_service": false,
+            "profile.password_manager_enabled": false
+        }
+    });
+    if let Some(bin) = chromium_binary(config) {
+        chrome["binary"] = json!(bin);
+    }
+    let caps = json!({
+        "browserName": "chrome",
+        "pageLoadStrategy": "normal",
+        // A click that opens confirm() must not fail; `browser.dialog` handles it.
+        "unhandledPromptBehavior": "ignore",
+        "goog:chromeOptions": chrome,
+    });
+    match caps {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
+fn chromium_binary(config: &BrowserConfig) -> Option<String> {
+    if let Some(b) = &config.chromium {
+        return Some(b.clone());
+    }
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| which(name))
+        .map(|p| p.display().to_string())
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// A WebDriver message on one line, without chromedriver's stack trace.
+fn without_stacktrace(s: &str) -> String {
+    s.lines()
+        .take_while(|l| {
+            !l.trim_start().starts_with("Stacktrace") && !l.trim_start().starts_with("#0 ")
+        })
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").trim().to_string()
+}
+
+/// chromedriver and everything it starts, in one process group.
+pub struct Driver {
+    guard: Option<Child>,
+    /// Held open; the guard kills the group when it closes.
+    pipe: Option<ChildStdin>,
+    pgid: i32,
+    pub port: u16,
+    /// Private folder: the Chromium profile and chromedriver's log.
+    root: Option<tempfile::TempDir>,
+}
+
+impl Driver {
+    async fn spawn(config: &BrowserConfig) -> Result<Driver, BrowserError> {
+        let binary = match &config.chromedriver {
+            Some(b) => PathBuf::from(b),
+            None => which("chromedriver").ok_or_else(|| {
+                BrowserError::permanent(
+                    "chromedriver was not found on PATH; install the Debian packages `chromium` \
+                     and `chromium-driver`, or set `browser.chromedriver` (or `browser.webdriver_url`) \
+                     in clerk.yaml",
+                )
+            })?,
+        };
+        if !binary.is_file() {
+            return Err(BrowserError::permanent(format!(
+                "chromedriver {} does not exist (check `browser.chromedriver` in clerk.yaml)",
+                binary.display()
+            )));
+        }
+        let mut last_error = String::new();
+        // The port is free when chosen but another process may take it first:
+        // when chromedriver exits at once, try another port.
+        for _ in 0..3 {
+            match Driver::try_spawn(&binary).await {
+                Ok(d) => return Ok(d),
+                Err((exited, e)) => {
+                    last_error = e;
+                    if !exited {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(BrowserError::permanent(format!(
+            "cannot start {}: {last_error}",
+            binary.display()
+        )))
+    }
+
+    /// Errors say whether chromedriver exited (worth another port) or hung.
+    async fn try_spawn(binary: &Path) -> Result<Driver, (bool, String)> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| (false, format!("no free port: {e}")))?;
+        let root = tempfile::Builder::new()
+            .prefix("clerk-browser-")
+            .tempdir()
+            .map_err(|e| (false, format!("cannot create a profile folder: {e}")))?;
+        std::fs::create_dir_all(root.path().join("profile"))
+            .map_err(|e| (false, format!("cannot create a profile folder: {e}")))?;
+        let log_path = root.path().join("chromedriver.log");
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| (false, format!("cannot create its log: {e}")))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| (false, format!("cannot create its log: {e}")))?;
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(GUARD_SCRIPT)
+            .arg("clerk-browser-guard")
+            .arg(binary)
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2));
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
+        let mut guard = cmd
+            .spawn()
+            .map_err(|e| (false, format!("cannot run /bin/sh: {e}")))?;
+        let pipe = guard.stdin.take();
+        let pgid = guard.id() as i32;
+        let mut driver = Driver {
+            guard: Some(guard),
+            pipe,
+            pgid,
+            port,
+            root: Some(root),
+        };
+        let started = Instant::now();
+        loop {
+            if let Ok(reply) = http(port, "GET", "/status", None).await
+                && reply.contains("\"ready\":true")
+            {
+                return Ok(driver);
+            }
+            if let Some(g) = driver.guard.as_mut()
+                && let Ok(Some(status)) = g.try_wait()
+            {
+                return Err((true, format!("it exited ({status}){}", driver.log_tail())));
+            }
+            if started.elapsed() > START_LIMIT {
+                return Err((
+                    false,
+                    format!(
+                        "it did not answer on port {port} within {} s{}",
+                        START_LIMIT.as_secs(),
+                        driver.log_tail()
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn profile_dir(&self) -> PathBuf {
+        self.root
+            .as_ref()
+            .map(|r| r.path().join("profile"))
+            .unwrap_or_default()
+    }
+
+    fn log_tail(&self) -> String {
+        let Some(root) = &self.root else {
+            return String::new();
+        };
+        let text =
+            std::fs::read_to_string(root.path().join("chromedriver.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().rev().take(5).collect();
+        if lines.is_empty() {
+            String::new()
+        } else {
+            let mut l = lines;
+            l.reverse();
+            format!(" — chromedriver says: {}", l.join(" | "))
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // SAFETY: killpg only sends a signal; pgid is the guard's own group,
+        // created for this driver and still reserved while the guard is unreaped.
+        unsafe {
+            libc::killpg(self.pgid, libc::SIGKILL);
+        }
+        if let Some(mut g) = self.guard.take() {
+            let _ = g.wait();
+        }
+        // SIGKILL is delivered asynchronously: wait (briefly) until the group is empty,
+        // so that "the run is over" also means "its browser is gone".
+        for _ in 0..100 {
+            if !group_alive(self.pgid) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(self.pipe.take());
+        if let Some(root) = self.root.take() {
+            // Anything that left the group but still uses our profile goes too.
+            kill_processes_naming(root.path());
+            // Chromium may still be writing for a moment after its death.
+            for _ in 0..5 {
+                if std::fs::remove_dir_all(root.path()).is_ok() || !root.path().exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// True while a live (non-zombie) process is in process group `pgid`.
+fn group_alive(pgid: i32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // `pid (comm) state ppid pgrp ...`; comm may hold spaces, so split after ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            return false;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields.first() != Some(&"Z")
+            && fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
+    })
+}
+
+/// Kills every process whose command line contains `marker` (the run's
+/// private profile path, so nothing else can match).
+pub fn kill_processes_naming(marker: &Path) {
+    let marker = marker.display().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmdline).contains(&marker) {
+            // SAFETY: sends a signal to a process we identified by our own unique path.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// A tiny HTTP/1.1 (connection: close) exchange with chromedriver on loopback (its `/status`
+/// and the CDP bridge), without pulling in an HTTP client crate.
+async fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> std::io::Result<String> {
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let body = body.unwrap_or("");
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await?;
+        // chromedriver keeps the connection open despite `Connection: close`:
+        // read up to the end of the body its Content-Length announces.
+        let mut out = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = s.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&out);
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.trim()
+                            .eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if out.len() >= end + 4 + length {
+                    break;
+                }
+            }
+        }
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&out).into_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webdriver_messages_lose_their_stack_trace() {
+        let m = "session not created\nfrom unknown error: no chrome binary at /x\nStacktrace:\n#0 0x55 <unknown>";
+        assert_eq!(
+            without_stacktrace(m),
+            "session not created; from unknown error: no chrome binary at /x"
+        );
+    }
+
+    #[test]
+    fn process_groups_are_seen_in_proc() {
+        // SAFETY: getpgrp has no preconditions.
+        let own = unsafe { libc::getpgrp() };
+        assert!(group_alive(own));
+        assert!(!group_alive(i32::MAX - 7));
+    }
+
+    #[test]
+    fn a_guarded_driver_takes_its_whole_group_down() {
+        // A stand-in "chromedriver" that starts a child of its own and never answers.
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("fake-driver");
+        std::fs::write(&fake, "#!/bin/sh\nsleep 300 &\nsleep 300\n").unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(GUARD_SCRIPT)
+            .arg("guard")
+            .arg(&fake)
+            .arg("1")
+            .stdin(Stdio::piped());
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
+        let mut guard = cmd.spawn().unwrap();
+        let pgid = guard.id() as i32;
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(group_alive(pgid));
+        // Closing the pipe (what the kernel does when clerk dies) ends the group.
+        drop(guard.stdin.take());
+        let _ = guard.wait();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while group_alive(pgid) {
+            assert!(Instant::now() < deadline, "the group survived its guard");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
