@@ -194,7 +194,11 @@ fn timeline(run: &RunRow, events: &[crate::audit::AuditEvent]) -> String {
                         .map(|t| format!("→ {t}"))
                         .unwrap_or_default()
                 );
-                if let Some(v) = e.detail.get("args").and_then(|a| a.get("value")) {
+                let args = e.detail.get("args");
+                if let Some(v) = args
+                    .and_then(|a| a.get("value"))
+                    .or_else(|| args.and_then(|a| a.get("option")))
+                {
                     s.push_str(&format!(" = {}", short(v)));
                 }
                 if let Some(a) = e.detail.get("attempt").and_then(Value::as_i64)
@@ -219,7 +223,13 @@ fn timeline(run: &RunRow, events: &[crate::audit::AuditEvent]) -> String {
                 } else {
                     items_failed += 1;
                 }
-                format!("{indent}{step} item {outcome} {dur}")
+                let output = e
+                    .detail
+                    .get("output")
+                    .filter(|v| !v.is_null())
+                    .map(|v| format!(" → {}", shortened(v, 240)))
+                    .unwrap_or_default();
+                format!("{indent}{step} item {outcome} {dur}{output}")
             }
             "step.started" => {
                 let attempt = e.detail.get("attempt").and_then(Value::as_i64).unwrap_or(1);
@@ -258,12 +268,16 @@ fn timeline(run: &RunRow, events: &[crate::audit::AuditEvent]) -> String {
 }
 
 fn short(v: &Value) -> String {
+    shortened(v, 80)
+}
+
+fn shortened(v: &Value, max: usize) -> String {
     let s = match v {
         Value::String(s) => format!("\"{s}\""),
         other => other.to_string(),
     };
-    if s.chars().count() > 80 {
-        format!("{}…", s.chars().take(80).collect::<String>())
+    if s.chars().count() > max {
+        format!("{}…", s.chars().take(max).collect::<String>())
     } else {
         s
     }

@@ -721,10 +721,17 @@ impl Exec {
                 Ok((value, tainted)) => {
                     ok += 1;
                     outputs_tainted |= tainted;
+                    // The item's `output` goes in its event so the run report can
+                    // say what each item produced (a case reference, say).
+                    let shown = if tainted || step.sensitive {
+                        json!("***")
+                    } else {
+                        value.clone()
+                    };
                     outputs.push(value);
-                    let ev = finished
-                        .outcome("ok")
-                        .detail(json!({ "index": i + 1, "checkpoint": checkpoint }));
+                    let ev = finished.outcome("ok").detail(
+                        json!({ "index": i + 1, "checkpoint": checkpoint, "output": shown }),
+                    );
                     if let Err(f) = self.record_step(step, &item_path, ev).await {
                         result = Err(f);
                         break;

@@ -1,0 +1,625 @@
+//! The flagship virtual worker end to end: `playbooks/parking-permits.yaml`
+//! reads the 40-request export, enters it into the real legacy portal through
+//! real headless Chromium, writes the results and exceptions workbooks and
+//! mails both to a real SMTP server on loopback. Then everything it left behind
+//! is checked against the source: the portal's cases field by field, both
+//! sheets, the mail and its attachments, the audit chain, and the absence of
+//! the portal password anywhere.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use calamine::{Data, Reader as _};
+use common::{Backend, Workspace, dump_store};
+use serde_json::Value;
+
+const PORTAL_USER: &str = "permits-bot";
+/// Distinctive, so that a leak anywhere is found by a plain text search.
+const PORTAL_PASSWORD: &str = "Pw-7f3e9c1a-Flagship";
+const REJECTION_MESSAGES: [(&str, &str); 4] = [
+    (
+        "PR-2026-0007",
+        "Vehicle plate must be 4 to 10 capitals, digits or dashes",
+    ),
+    ("PR-2026-0015", "Postcode must be 4 digits"),
+    (
+        "PR-2026-0023",
+        "Start date must be a real date between 2020-01-01 and 2099-12-31",
+    ),
+    ("PR-2026-0031", "Email must be a valid address"),
+];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Kills a child process when dropped, so a failing assertion cleans up.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The real legacy portal on a free port.
+struct Portal {
+    _child: Guard,
+    url: String,
+}
+
+fn portal_binary() -> PathBuf {
+    let bin = repo().join("target/debug/legacy-portal");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "legacy-portal"])
+            .current_dir(repo())
+            .status()
+            .expect("run cargo build -p legacy-portal");
+        assert!(status.success(), "building the legacy portal failed");
+    }
+    bin
+}
+
+fn start_portal(extra: &[&str]) -> Portal {
+    let mut child = Command::new(portal_binary())
+        .args([
+            "--port",
+            "0",
+            "--user",
+            PORTAL_USER,
+            "--password",
+            PORTAL_PASSWORD,
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start legacy-portal");
+    let stdout = child.stdout.take().expect("portal stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the portal's first line");
+    let url = line
+        .trim()
+        .strip_prefix("legacy-portal listening on ")
+        .unwrap_or_else(|| panic!("unexpected portal output: {line:?}"))
+        .to_string();
+    Portal {
+        _child: Guard(child),
+        url,
+    }
+}
+
+fn portal_cases(portal: &Portal) -> Vec<Value> {
+    let out = Command::new("curl")
+        .args(["-sf", &format!("{}/_fixture/cases.json", portal.url)])
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "GET /_fixture/cases.json failed");
+    serde_json::from_slice::<Value>(&out.stdout)
+        .expect("cases.json is JSON")
+        .as_array()
+        .expect("cases.json is an array")
+        .clone()
+}
+
+/// A real SMTP server (`tests/support/smtp_server.py`, Python's aiosmtpd) on a
+/// free loopback port that saves every message it accepts as `<n>.eml`.
+struct Smtp {
+    _child: Guard,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+fn python() -> String {
+    std::env::var("CLERK_TEST_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into())
+}
+
+fn start_smtp() -> Smtp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(python())
+        .arg(repo().join("tests/support/smtp_server.py"))
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the aiosmtpd server");
+    let stdout = child.stdout.take().expect("smtp stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the SMTP server's port");
+    let port = line
+        .trim()
+        .strip_prefix("PORT ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the SMTP server did not print its port: {line:?}"));
+    Smtp {
+        _child: Guard(child),
+        port,
+        dir,
+    }
+}
+
+impl Smtp {
+    /// Waits for `n` messages and returns them parsed by Python's email package.
+    fn messages(&self, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let count = std::fs::read_dir(self.dir.path())
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                        .count()
+                })
+                .unwrap_or(0);
+            if count >= n || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = Command::new(python())
+            .args(["-c", PARSE_MAIL])
+            .arg(self.dir.path())
+            .output()
+            .expect("parse the received mail");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Vec<Value>>(&out.stdout).expect("parsed mail as JSON")
+    }
+}
+
+const PARSE_MAIL: &str = r#"
+import sys, os, json, hashlib, email
+from email import policy
+msgs = []
+for name in sorted(os.listdir(sys.argv[1])):
+    if not name.endswith(".eml"):
+        continue
+    m = email.message_from_bytes(open(os.path.join(sys.argv[1], name), "rb").read(), policy=policy.default)
+    atts = []
+    for part in m.iter_attachments():
+        data = part.get_payload(decode=True)
+        atts.append({"filename": part.get_filename(), "content_type": part.get_content_type(),
+                     "sha256": hashlib.sha256(data).hexdigest()})
+    body = m.get_body(preferencelist=("plain",))
+    msgs.append({"subject": str(m["subject"]), "to": str(m["to"]), "message_id": str(m["message-id"]),
+                 "text": body.get_content() if body else "", "attachments": atts})
+print(json.dumps(msgs))
+"#;
+
+/// The 40 source rows, read straight from the workbook with calamine.
+fn source_rows() -> Vec<BTreeMap<String, String>> {
+    let path = repo().join("fixtures/sheets/permit-requests.xlsx");
+    let mut wb = calamine::open_workbook_auto(&path).expect("open permit-requests.xlsx");
+    let range = wb.worksheet_range("Requests").expect("sheet Requests");
+    let mut rows = range.rows();
+    let header: Vec<String> = rows
+        .next()
+        .expect("header row")
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    rows.filter(|r| r.iter().any(|c| !matches!(c, Data::Empty)))
+        .map(|r| {
+            header
+                .iter()
+                .zip(r)
+                .map(|(h, c)| (h.clone(), cell_text(c)))
+                .collect()
+        })
+        .collect()
+}
+
+fn cell_text(c: &Data) -> String {
+    match c {
+        Data::DateTime(d) => d
+            .as_datetime()
+            .map(|t| t.date().format("%Y-%m-%d").to_string())
+            .unwrap_or_default(),
+        Data::Float(f) if f.fract() == 0.0 => format!("{}", *f as i64),
+        other => other.to_string(),
+    }
+}
+
+/// Reads an output workbook's first sheet as header-keyed rows of text.
+fn output_rows(path: &Path) -> Vec<BTreeMap<String, String>> {
+    let mut wb = calamine::open_workbook_auto(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let range = wb
+        .worksheet_range_at(0)
+        .expect("a first sheet")
+        .expect("readable sheet");
+    let mut rows = range.rows();
+    let header: Vec<String> = rows
+        .next()
+        .expect("header row")
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    rows.map(|r| {
+        header
+            .iter()
+            .zip(r)
+            .map(|(h, c)| (h.clone(), cell_text(c)))
+            .collect()
+    })
+    .collect()
+}
+
+fn sha256_file(path: &Path) -> String {
+    use sha2::Digest as _;
+    let bytes = std::fs::read(path).expect("read file");
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+fn workspace(smtp: &Smtp) -> Workspace {
+    let ws = Workspace::new(Backend::Sqlite);
+    std::fs::create_dir_all(ws.path().join("playbooks")).expect("mkdir");
+    std::fs::create_dir_all(ws.path().join("fixtures/sheets")).expect("mkdir");
+    std::fs::copy(
+        repo().join("playbooks/parking-permits.yaml"),
+        ws.path().join("playbooks/parking-permits.yaml"),
+    )
+    .expect("copy playbook");
+    std::fs::copy(
+        repo().join("fixtures/sheets/permit-requests.xlsx"),
+        ws.path().join("fixtures/sheets/permit-requests.xlsx"),
+    )
+    .expect("copy export");
+    ws.write(
+        "clerk.yaml",
+        &format!(
+            "mail:\n  transport: smtp\n  from: clerk@city.example\n  smtp:\n    host: 127.0.0.1\n    port: {}\n    tls: none\n",
+            smtp.port
+        ),
+    );
+    ws
+}
+
+struct Outcome {
+    run: Value,
+    stdout: String,
+    stderr: String,
+}
+
+fn run_flagship(ws: &Workspace, portal: &Portal) -> Outcome {
+    let r = ws.clerk_env(
+        &[
+            "run",
+            "playbooks/parking-permits.yaml",
+            "--input",
+            &format!("portal_url={}", portal.url),
+            "--json",
+        ],
+        &[
+            ("CLERK_SECRET_PORTAL_USER", PORTAL_USER),
+            ("CLERK_SECRET_PORTAL_PASSWORD", PORTAL_PASSWORD),
+        ],
+    );
+    let stdout = r.stdout();
+    let stderr = r.stderr();
+    assert_eq!(
+        r.code(),
+        0,
+        "the flagship run failed\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    Outcome {
+        run: r.json(),
+        stdout,
+        stderr,
+    }
+}
+
+/// Everything the job must leave behind after entering the whole export once.
+fn check_first_run(
+    ws: &Workspace,
+    portal: &Portal,
+    smtp: &Smtp,
+    out: &Outcome,
+    retries_expected: bool,
+) {
+    let summary = &out.run["vars"]["summary"];
+    assert_eq!(summary["entered"], 36, "summary: {summary}");
+    assert_eq!(summary["already"], 0, "summary: {summary}");
+    assert_eq!(summary["rejected"], 4, "summary: {summary}");
+    assert_eq!(summary["failed"], 0, "summary: {summary}");
+
+    // The portal holds exactly the 36 valid requests, field by field.
+    let source = source_rows();
+    assert_eq!(source.len(), 40);
+    let rejected: BTreeSet<&str> = REJECTION_MESSAGES.iter().map(|(id, _)| *id).collect();
+    let cases = portal_cases(portal);
+    assert_eq!(cases.len(), 36, "portal cases: {cases:#?}");
+    let mut by_request: BTreeMap<String, &Value> = BTreeMap::new();
+    for c in &cases {
+        let id = c["request_id"].as_str().expect("request_id").to_string();
+        assert!(
+            by_request.insert(id.clone(), c).is_none(),
+            "{id} entered twice"
+        );
+    }
+    for row in &source {
+        let id = &row["request_id"];
+        if rejected.contains(id.as_str()) {
+            assert!(
+                !by_request.contains_key(id),
+                "{id} should have been rejected"
+            );
+            continue;
+        }
+        let case = by_request
+            .get(id)
+            .unwrap_or_else(|| panic!("{id} missing from the portal"));
+        for field in [
+            "applicant_name",
+            "street_address",
+            "postcode",
+            "vehicle_plate",
+            "permit_type",
+            "start_date",
+            "email",
+        ] {
+            assert_eq!(
+                case[field].as_str(),
+                Some(row[field].as_str()),
+                "{id}: field {field}"
+            );
+        }
+        assert_eq!(case["details_confirmed"], true, "{id}: details confirmed");
+    }
+
+    // The results sheet lists the 36 references the portal gave.
+    let entered_file = ws
+        .path()
+        .join(summary["entered_file"].as_str().expect("entered_file"));
+    let exceptions_file = ws.path().join(
+        summary["exceptions_file"]
+            .as_str()
+            .expect("exceptions_file"),
+    );
+    let stamps = [
+        chrono::Local::now().format("%Y-%m-%d").to_string(),
+        chrono::Utc::now().format("%Y-%m-%d").to_string(),
+    ];
+    assert!(
+        stamps
+            .iter()
+            .any(|d| entered_file.ends_with(format!("out/permits-{d}.xlsx"))
+                && exceptions_file.ends_with(format!("out/permit-exceptions-{d}.xlsx"))),
+        "{} / {}",
+        entered_file.display(),
+        exceptions_file.display()
+    );
+    let results = output_rows(&entered_file);
+    assert_eq!(results.len(), 36, "results: {results:#?}");
+    for r in &results {
+        let case = by_request.get(&r["request_id"]).unwrap_or_else(|| {
+            panic!(
+                "results list {} which is not in the portal",
+                r["request_id"]
+            )
+        });
+        assert_eq!(
+            case["reference"].as_str(),
+            Some(r["reference"].as_str()),
+            "{}: reference",
+            r["request_id"]
+        );
+        assert!(r["reference"].starts_with("CASE-"));
+        assert_eq!(r["status"], "entered");
+    }
+
+    // The exceptions sheet lists the 4 rejected with the portal's messages.
+    let exceptions = output_rows(&exceptions_file);
+    assert_eq!(exceptions.len(), 4, "exceptions: {exceptions:#?}");
+    for (id, message) in REJECTION_MESSAGES {
+        let e = exceptions
+            .iter()
+            .find(|e| e["request_id"] == id)
+            .unwrap_or_else(|| panic!("{id} missing from the exceptions sheet"));
+        assert!(
+            e["reason"].contains(message),
+            "{id}: reason {:?} should quote the portal's {message:?}",
+            e["reason"]
+        );
+    }
+
+    // The mail arrived with both workbooks, byte for byte.
+    let mails = smtp.messages(1);
+    assert_eq!(mails.len(), 1, "mails: {mails:#?}");
+    let mail = &mails[0];
+    assert_eq!(mail["to"], "permits-team@city.example");
+    assert!(
+        mail["subject"]
+            .as_str()
+            .is_some_and(|s| s.contains("36 entered") && s.contains("4 rejected")),
+        "subject: {}",
+        mail["subject"]
+    );
+    let attachments = mail["attachments"].as_array().expect("attachments");
+    assert_eq!(attachments.len(), 2, "{attachments:#?}");
+    for file in [&entered_file, &exceptions_file] {
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("file name");
+        let a = attachments
+            .iter()
+            .find(|a| a["filename"] == name)
+            .unwrap_or_else(|| panic!("{name} not attached: {attachments:#?}"));
+        assert_eq!(a["sha256"].as_str(), Some(sha256_file(file).as_str()));
+        assert_eq!(
+            a["content_type"],
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        );
+    }
+    assert_eq!(
+        summary["message_id"]
+            .as_str()
+            .map(|s| s.trim_matches(['<', '>'])),
+        mail["message_id"]
+            .as_str()
+            .map(|s| s.trim_matches(['<', '>'])),
+    );
+
+    // The audit chain verifies and holds one action event per field filled.
+    let verify = ws.clerk(&["audit", "verify"]);
+    assert_eq!(verify.code(), 0, "{}", verify.stdout());
+    assert!(verify.stdout().starts_with("ok:"), "{}", verify.stdout());
+    let run_id = out.run["id"].as_str().expect("run id");
+    let events = audit_events(ws, run_id);
+    for (i, row) in source.iter().enumerate() {
+        let id = &row["request_id"];
+        let item = format!("/item[{}]/", i + 1);
+        let filled: Vec<&Value> = events
+            .iter()
+            .filter(|e| {
+                e["kind"] == "action"
+                    && e["outcome"] == "ok"
+                    && matches!(
+                        e["action"].as_str(),
+                        Some("browser.fill" | "browser.select" | "browser.check")
+                    )
+                    && e["step"].as_str().is_some_and(|s| s.contains(&item))
+            })
+            .collect();
+        // Per attempt: request id, name, street, postcode, plate, date, email,
+        // notes filled; permit type selected; "Details confirmed" checked.
+        let attempts = filled
+            .iter()
+            .filter(|e| {
+                e["target"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("Request id"))
+            })
+            .count();
+        assert!(attempts >= 1, "{id}: no fill of Request id");
+        if !retries_expected {
+            assert_eq!(attempts, 1, "{id}: entered once");
+        }
+        assert_eq!(filled.len(), 10 * attempts, "{id}: {filled:#?}");
+        let plate = filled
+            .iter()
+            .find(|e| {
+                e["target"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("Vehicle plate"))
+            })
+            .unwrap_or_else(|| panic!("{id}: no fill of Vehicle plate"));
+        assert!(
+            plate["detail"].to_string().contains(&row["vehicle_plate"]),
+            "{id}: the plate typed is audited: {plate}"
+        );
+    }
+    let password_fill = events
+        .iter()
+        .find(|e| e["action"] == "browser.fill" && e["target"].to_string().contains("Password"))
+        .expect("the sign-in password fill is audited");
+    assert!(password_fill["detail"].to_string().contains("***"));
+
+    // No secret anywhere: database, CLI output, artifacts' names and contents.
+    let store = dump_store(ws);
+    assert!(
+        !store.contains(PORTAL_PASSWORD),
+        "the password is in the store"
+    );
+    assert!(!out.stdout.contains(PORTAL_PASSWORD));
+    assert!(!out.stderr.contains(PORTAL_PASSWORD));
+    for entry in walk(&ws.path().join(".clerk")) {
+        assert!(!entry.to_string_lossy().contains(PORTAL_PASSWORD));
+        if entry.is_file() && entry.extension().is_none_or(|x| x != "db") {
+            let bytes = std::fs::read(&entry).unwrap_or_default();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(PORTAL_PASSWORD),
+                "the password is in {}",
+                entry.display()
+            );
+        }
+    }
+
+    // The run report names each item with its reference or its exception.
+    let show = ws.clerk(&["runs", "show", run_id]);
+    assert_eq!(show.code(), 0);
+    let report = show.stdout();
+    let first = &results[0];
+    assert!(report.contains(&first["reference"]), "{report}");
+    assert!(report.contains("PR-2026-0015"), "{report}");
+    assert!(report.contains("Postcode must be 4 digits"), "{report}");
+}
+
+fn audit_events(ws: &Workspace, run_id: &str) -> Vec<Value> {
+    let export = ws.clerk(&["audit", "export", "--run", run_id, "--format", "jsonl"]);
+    assert_eq!(export.code(), 0, "{}", export.stderr());
+    export
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an audit event per line"))
+        .collect()
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.filter_map(Result::ok) {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+#[test]
+fn parking_permits_enters_the_export_and_a_second_run_enters_nothing_new() {
+    let portal = start_portal(&[]);
+    let smtp = start_smtp();
+    let ws = workspace(&smtp);
+
+    let first = run_flagship(&ws, &portal);
+    check_first_run(&ws, &portal, &smtp, &first, false);
+
+    // The second night over the same export: everything is already on file.
+    let second = run_flagship(&ws, &portal);
+    let summary = &second.run["vars"]["summary"];
+    assert_eq!(summary["entered"], 0, "summary: {summary}");
+    assert_eq!(summary["already"], 36, "summary: {summary}");
+    assert_eq!(summary["rejected"], 4, "summary: {summary}");
+    assert_eq!(summary["failed"], 0, "summary: {summary}");
+    assert_eq!(portal_cases(&portal).len(), 36, "nothing entered twice");
+    let results = output_rows(
+        &ws.path()
+            .join(summary["entered_file"].as_str().expect("entered_file")),
+    );
+    assert_eq!(results.len(), 36);
+    assert!(
+        results
+            .iter()
+            .all(|r| r["status"] == "already_entered" && r["reference"].starts_with("CASE-"))
+    );
+    assert_eq!(smtp.messages(2).len(), 2);
+}
+
+#[test]
+fn parking_permits_survives_a_portal_failing_every_seventh_submission() {
+    let portal = start_portal(&["--fail-every", "7"]);
+    let smtp = start_smtp();
+    let ws = workspace(&smtp);
+    let out = run_flagship(&ws, &portal);
+    check_first_run(&ws, &portal, &smtp, &out, true);
+}
