@@ -7,7 +7,7 @@
 //! error cells become null plus a warning.
 
 use calamine::{Data, DataRef, ExcelDateTime};
-use chrono::Timelike;
+use chrono::{Datelike, Timelike};
 use serde_json::{Number, Value};
 
 /// One decoded cell.
@@ -63,16 +63,27 @@ fn excel_datetime(dt: &ExcelDateTime) -> Cell {
             secs % 60
         )));
     }
+    // Formatted by hand: chrono's `format` re-parses its pattern per call,
+    // which shows in a 100,000-row profile.
     match dt.as_datetime() {
-        Some(d) if d.time() == chrono::NaiveTime::MIN => {
-            Cell::Value(Value::String(d.format("%Y-%m-%d").to_string()))
+        Some(d) => {
+            let (date, time) = (d.date(), d.time());
+            let day = format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day());
+            let text = if time == chrono::NaiveTime::MIN {
+                day
+            } else if time.nanosecond() == 0 {
+                format!("{day}T{:02}:{:02}:{:02}", time.hour(), time.minute(), time.second())
+            } else {
+                format!(
+                    "{day}T{:02}:{:02}:{:02}.{:03}",
+                    time.hour(),
+                    time.minute(),
+                    time.second(),
+                    time.nanosecond() / 1_000_000
+                )
+            };
+            Cell::Value(Value::String(text))
         }
-        Some(d) if d.nanosecond() == 0 => {
-            Cell::Value(Value::String(d.format("%Y-%m-%dT%H:%M:%S").to_string()))
-        }
-        Some(d) => Cell::Value(Value::String(
-            d.format("%Y-%m-%dT%H:%M:%S%.3f").to_string(),
-        )),
         None => Cell::Value(float(serial)),
     }
 }

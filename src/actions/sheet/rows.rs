@@ -153,8 +153,14 @@ impl Builder {
                     }
                 }
             }
-            _ => {
-                self.rows.push(RawRow::new(row));
+            last => {
+                // Rows of one sheet are alike: size the new row like the last.
+                let hint = last.map_or(0, |r| r.cells.len());
+                self.rows.push(RawRow {
+                    idx: row,
+                    cells: Vec::with_capacity(hint),
+                    has_value: false,
+                });
                 self.rows.len() - 1
             }
         };
