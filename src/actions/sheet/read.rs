@@ -8,7 +8,7 @@ use std::num::NonZeroU32;
 use std::path::Path;
 
 use anyhow::{Context, anyhow, bail};
-use calamine::{Data, Ods, Range, Reader, SheetType, Xls, Xlsb, Xlsx, XlsxError};
+use calamine::{Data, DataRef, Ods, Range, Reader, SheetType, Xls, Xlsb, Xlsx, XlsxError};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
@@ -307,19 +307,12 @@ impl Request {
                     // A chart sheet or an empty `<sheetData/>`: no cells.
                     Err(XlsxError::NotAWorksheet(_)) => {}
                     Err(e) => return Err(self.sheet_error(format, &name, e)),
-                    Ok(mut cells) => {
-                        let mut n: u64 = 0;
-                        while let Some(c) = cells.next_cell().map_err(|e| self.sheet_error(format, &name, e))? {
-                            n += 1;
-                            if n % 65_536 == 0 && cancel.is_cancelled() {
-                                bail!("cancelled");
-                            }
-                            let (row, col) = c.get_position();
-                            if builder.push(row, col, from_ref(c.get_value())).is_break() {
-                                break;
-                            }
-                        }
-                    }
+                    Ok(mut cells) => pipeline(&mut builder, cancel, || {
+                        cells
+                            .next_cell()
+                            .map(|c| c.map(|c| (c.get_position(), c.get_value().clone())))
+                            .map_err(|e| self.sheet_error(format, &name, e))
+                    })?,
                 }
                 name
             }
@@ -329,17 +322,12 @@ impl Request {
                 let mut cells = wb
                     .worksheet_cells_reader(&name)
                     .map_err(|e| self.sheet_error(format, &name, e))?;
-                let mut n: u64 = 0;
-                while let Some(c) = cells.next_cell().map_err(|e| self.sheet_error(format, &name, e))? {
-                    n += 1;
-                    if n % 65_536 == 0 && cancel.is_cancelled() {
-                        bail!("cancelled");
-                    }
-                    let (row, col) = c.get_position();
-                    if builder.push(row, col, from_ref(c.get_value())).is_break() {
-                        break;
-                    }
-                }
+                pipeline(&mut builder, cancel, || {
+                    cells
+                        .next_cell()
+                        .map(|c| c.map(|c| (c.get_position(), c.get_value().clone())))
+                        .map_err(|e| self.sheet_error(format, &name, e))
+                })?;
                 name
             }
             Format::Xls => {
@@ -431,6 +419,58 @@ impl Request {
             lowercase_first(&e.to_string())
         )
     }
+}
+
+/// Streams cells from calamine's cell reader (on this thread) to the row
+/// builder (on a second thread), in bounded batches: decoding the XML and
+/// building the result overlap, which keeps `sheet.read` close to calamine's
+/// own speed. A `max_rows` stop on the builder side ends the decoding too.
+fn pipeline<'a>(
+    builder: &mut Builder,
+    cancel: &CancellationToken,
+    mut next: impl FnMut() -> anyhow::Result<Option<((u32, u32), DataRef<'a>)>>,
+) -> anyhow::Result<()> {
+    const BATCH: usize = 4096;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<((u32, u32), DataRef<'a>)>>(4);
+        let consumer = scope.spawn(move || {
+            super::quiet_thread();
+            for batch in rx {
+                for ((row, col), value) in batch {
+                    if builder.push(row, col, from_ref(&value)).is_break() {
+                        return;
+                    }
+                }
+            }
+        });
+        let mut batch = Vec::with_capacity(BATCH);
+        let result = loop {
+            match next() {
+                Ok(Some(cell)) => {
+                    batch.push(cell);
+                    if batch.len() == BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        if tx.send(full).is_err() {
+                            break Ok(()); // the builder has all it wants
+                        }
+                        if cancel.is_cancelled() {
+                            break Err(anyhow!("cancelled"));
+                        }
+                    }
+                }
+                Ok(None) => {
+                    let _ = tx.send(batch);
+                    break Ok(());
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        drop(tx);
+        if let Err(panic) = consumer.join() {
+            std::panic::resume_unwind(panic);
+        }
+        result
+    })
 }
 
 fn feed_range(range: &Range<Data>, ods: bool, builder: &mut Builder) {
