@@ -193,7 +193,9 @@ impl Request {
         let range = match &args.range {
             None => None,
             Some(text) => Some(Rect::parse(text).ok_or_else(|| {
-                anyhow!("`range` `{text}` is not a cell range like `A1:F200` or `B:D` (reading {shown})")
+                anyhow!(
+                    "`range` `{text}` is not a cell range like `A1:F200` or `B:D` (reading {shown})"
+                )
             })?),
         };
         let header_row = args.header_row.map(|n| n.get() - 1);
@@ -205,10 +207,9 @@ impl Request {
                 h + 1
             );
         }
-        let max_rows = match args.max_rows {
-            Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
-            None => None,
-        };
+        let max_rows = args
+            .max_rows
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
         let delimiter = args
             .delimiter
             .as_deref()
@@ -266,13 +267,20 @@ impl Request {
             ),
         };
         if bytes.is_empty() {
-            bail!("cannot read {shown}: the file is empty (0 bytes), not an {} workbook", format.name());
+            bail!(
+                "cannot read {shown}: the file is empty (0 bytes), not an {} workbook",
+                format.name()
+            );
         }
         if ole && format != Format::Xls && is_encrypted_ole(bytes) {
-            bail!("{shown} is password-protected (an encrypted workbook); clerk cannot read it — save an unprotected copy");
+            bail!(
+                "{shown} is password-protected (an encrypted workbook); clerk cannot read it — save an unprotected copy"
+            );
         }
         if ole && ole_truncated(bytes) {
-            bail!("cannot read {shown}: the file is truncated or corrupt (its OLE container declares more sectors than the file holds)");
+            bail!(
+                "cannot read {shown}: the file is truncated or corrupt (its OLE container declares more sectors than the file holds)"
+            );
         }
         Ok(match (format, zip, ole) {
             (_, true, _) if ods => Format::Ods,
@@ -295,13 +303,25 @@ impl Request {
                 let text = delimited::decode(&bytes, self.encoding.as_deref(), &shown)?;
                 drop(bytes);
                 let delimiter = self.delimiter.unwrap_or_else(|| {
-                    if tab { b'\t' } else { delimited::detect_delimiter(&text) }
+                    if tab {
+                        b'\t'
+                    } else {
+                        delimited::detect_delimiter(&text)
+                    }
                 });
-                delimited::read_into(&text, delimiter, self.infer_types, &mut builder, &shown, cancel)?;
+                delimited::read_into(
+                    &text,
+                    delimiter,
+                    self.infer_types,
+                    &mut builder,
+                    &shown,
+                    cancel,
+                )?;
                 self.stem.clone()
             }
             Format::Xlsx => {
-                let mut wb: Xlsx<_> = Xlsx::new(Cursor::new(bytes)).map_err(|e| self.open_error(format, e))?;
+                let mut wb: Xlsx<_> =
+                    Xlsx::new(Cursor::new(bytes)).map_err(|e| self.open_error(format, e))?;
                 let name = self.pick_sheet(wb.sheets_metadata())?;
                 match wb.worksheet_cells_reader(&name) {
                     // A chart sheet or an empty `<sheetData/>`: no cells.
@@ -317,7 +337,8 @@ impl Request {
                 name
             }
             Format::Xlsb => {
-                let mut wb: Xlsb<_> = Xlsb::new(Cursor::new(bytes)).map_err(|e| self.open_error(format, e))?;
+                let mut wb: Xlsb<_> =
+                    Xlsb::new(Cursor::new(bytes)).map_err(|e| self.open_error(format, e))?;
                 let name = self.pick_sheet(wb.sheets_metadata())?;
                 let mut cells = wb
                     .worksheet_cells_reader(&name)
@@ -331,7 +352,8 @@ impl Request {
                 name
             }
             Format::Xls => {
-                let mut wb: Xls<_> = Xls::new(Cursor::new(bytes)).map_err(|e| self.open_error(format, e))?;
+                let mut wb: Xls<_> =
+                    Xls::new(Cursor::new(bytes)).map_err(|e| self.open_error(format, e))?;
                 let name = self.pick_sheet(wb.sheets_metadata())?;
                 let range = wb
                     .worksheet_range(&name)
@@ -340,7 +362,8 @@ impl Request {
                 name
             }
             Format::Ods => {
-                let mut wb: Ods<_> = Ods::new(Cursor::new(bytes)).map_err(|e| self.open_error(format, e))?;
+                let mut wb: Ods<_> =
+                    Ods::new(Cursor::new(bytes)).map_err(|e| self.open_error(format, e))?;
                 let name = self.pick_sheet(wb.sheets_metadata())?;
                 let range = wb
                     .worksheet_range(&name)
@@ -402,7 +425,9 @@ impl Request {
         let shown = &self.shown;
         let text = e.to_string();
         if text.contains("password protected") {
-            return anyhow!("{shown} is password-protected (an encrypted workbook); clerk cannot read it — save an unprotected copy");
+            return anyhow!(
+                "{shown} is password-protected (an encrypted workbook); clerk cannot read it — save an unprotected copy"
+            );
         }
         anyhow!(
             "cannot read {shown}: it is not a valid {} workbook or it is corrupt ({})",
@@ -480,7 +505,11 @@ fn feed_range(range: &Range<Data>, ods: bool, builder: &mut Builder) {
             continue;
         };
         if builder
-            .push(top.saturating_add(r), left.saturating_add(c), from_data(d, ods))
+            .push(
+                top.saturating_add(r),
+                left.saturating_add(c),
+                from_data(d, ods),
+            )
             .is_break()
         {
             break;
@@ -493,7 +522,11 @@ fn feed_range(range: &Range<Data>, ods: bool, builder: &mut Builder) {
 /// held other streams would otherwise read "fine"; a truncated file is
 /// reported instead of trusted.
 fn ole_truncated(bytes: &[u8]) -> bool {
-    let u16_at = |o: usize| bytes.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u16_at = |o: usize| {
+        bytes
+            .get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
     let u32_at = |o: usize| {
         bytes
             .get(o..o + 4)
@@ -523,7 +556,9 @@ fn ole_truncated(bytes: &[u8]) -> bool {
             }
         }
     }
-    let needed = highest_used.map_or(header, |h| header.saturating_add((h + 1).saturating_mul(sector)));
+    let needed = highest_used.map_or(header, |h| {
+        header.saturating_add((h + 1).saturating_mul(sector))
+    });
     bytes.len() < needed
 }
 

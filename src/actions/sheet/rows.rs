@@ -130,9 +130,8 @@ impl Builder {
             Cell::Value(v) => (v, true),
             Cell::Error(e) => {
                 if self.shape.range.is_none_or(|r| r.contains(row, col)) {
-                    self.warnings.push(|| {
-                        format!("{}: error value {e} read as null", address(row, col))
-                    });
+                    self.warnings
+                        .push(|| format!("{}: error value {e} read as null", address(row, col)));
                 }
                 (Value::Null, false)
             }
@@ -268,7 +267,8 @@ impl Builder {
         if !cells.is_sorted_by_key(|c| c.0) {
             cells.sort_by_key(|c| c.0);
         }
-        plan.built.push(build_row(true, &plan.columns, plan.left, cells));
+        plan.built
+            .push(build_row(true, &plan.columns, plan.left, cells));
         plan.built_idx.push(raw.idx);
     }
 
@@ -610,7 +610,12 @@ mod tests {
         });
         feed(
             &mut b,
-            &[(0, 0, json!("k")), (2, 0, json!(1)), (3, 0, json!(2)), (5, 0, json!(3))],
+            &[
+                (0, 0, json!("k")),
+                (2, 0, json!(1)),
+                (3, 0, json!(2)),
+                (5, 0, json!(3)),
+            ],
         );
         let t = b.finish().unwrap();
         assert_eq!(
@@ -652,7 +657,10 @@ mod tests {
         });
         feed(&mut b, &[(0, 0, json!("k")), (3, 0, json!(1))]);
         let t = b.finish().unwrap();
-        assert_eq!(t.rows, vec![json!({"k": null}), json!({"k": null}), json!({"k": 1})]);
+        assert_eq!(
+            t.rows,
+            vec![json!({"k": null}), json!({"k": null}), json!({"k": 1})]
+        );
 
         let mut b = Builder::new(Shape {
             range: Rect::parse("D10:E20"),
