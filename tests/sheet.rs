@@ -445,6 +445,22 @@ fn corrupt_files_fail_cleanly_never_panic() {
             may_pass.push(name);
         }
     }
+    // CSV: a cut-off CSV is still CSV (it may read), but a byte that is not
+    // UTF-8 must fail and name its line.
+    let csv = std::fs::read(fixture("sample.csv")).unwrap();
+    for pct in [10, 50, 90] {
+        let name = format!("corrupt/sample-trunc{pct}.csv");
+        write_bytes(&ws, &name, &csv[..csv.len() * pct / 100]);
+        may_pass.push(name);
+    }
+    for k in 0..8 {
+        let mut one = csv.clone();
+        let i = (csv.len() * k / 8 + 3) % csv.len();
+        one[i] = 0xFF;
+        let name = format!("corrupt/sample-flip{k}.csv");
+        write_bytes(&ws, &name, &one);
+        must_fail.push(name);
+    }
     // One byte that makes calamine 0.38's xls reader panic ("attempt to
     // subtract with overflow"): the panic guard must turn it into an error.
     let mut poisoned = std::fs::read(fixture("sample.xls")).unwrap();
@@ -512,6 +528,18 @@ fn corrupt_files_fail_cleanly_never_panic() {
         "{msg}"
     );
     assert!(!msg.contains('\n'), "{msg}");
+    let ev = reads
+        .iter()
+        .find(|e| e["target"] == "corrupt/sample-flip4.csv")
+        .unwrap();
+    assert!(
+        ev["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not valid UTF-8 (line "),
+        "{}",
+        ev["error"]
+    );
     let msg = read_err(&ws, "path: corrupt/sample-panics.xls");
     assert!(msg.contains("the file is corrupt"), "{msg}");
 }
