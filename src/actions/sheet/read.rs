@@ -262,9 +262,16 @@ impl Request {
             _ if ods => return Ok(Format::Ods),
             _ if zip => return Ok(Format::Xlsx),
             _ if ole => return Ok(Format::Xls),
-            other => bail!(
-                "cannot read {shown}: `.{other}` is not a spreadsheet extension and the content is not a workbook; use .xlsx, .xlsm, .xlsb, .xls, .ods, .csv or .tsv"
-            ),
+            other => {
+                let ext = if other.is_empty() {
+                    "it has no extension".to_string()
+                } else {
+                    format!("`.{other}` is not a spreadsheet extension")
+                };
+                bail!(
+                    "cannot read {shown}: {ext} and the content is not a workbook; use .xlsx, .xlsm, .xlsb, .xls, .ods, .csv or .tsv"
+                )
+            }
         };
         if bytes.is_empty() {
             bail!(
