@@ -34,9 +34,16 @@ fn main() {
     let rows = opt("--rows", 100_000);
     let runs = opt("--runs", 5);
     let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("bench.xlsx");
+    // `--keep PATH`: generate into PATH (or reuse it) for profiling with `--child`.
+    let file = args
+        .iter()
+        .position(|a| a == "--keep")
+        .and_then(|i| args.get(i + 1))
+        .map_or_else(|| dir.path().join("bench.xlsx"), PathBuf::from);
     let t = Instant::now();
-    generate(&file, rows);
+    if !file.exists() {
+        generate(&file, rows);
+    }
     let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
     println!(
         "generated {rows} rows x 10 columns: {:.1} MB in {:.0} ms",
@@ -46,9 +53,10 @@ fn main() {
 
     let exe = std::env::current_exe().expect("own path");
     let mut results: Vec<(&str, Vec<f64>, Vec<u64>, String)> = Vec::new();
-    for mode in ["baseline", "calamine", "clerk"] {
+    for mode in ["baseline", "calamine", "cells", "clerk"] {
         results.push((mode, Vec::new(), Vec::new(), String::new()));
     }
+    let mut cpu: std::collections::HashMap<&str, Vec<f64>> = Default::default();
     // Interleave the modes so that machine noise hits them alike.
     for _ in 0..runs {
         for entry in results.iter_mut() {
@@ -59,17 +67,33 @@ fn main() {
                 .expect("run child");
             let text = String::from_utf8_lossy(&out.stdout);
             if !out.status.success() {
-                panic!("child {} failed: {}{}", entry.0, text, String::from_utf8_lossy(&out.stderr));
+                panic!(
+                    "child {} failed: {}{}",
+                    entry.0,
+                    text,
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
             let mut parts = text.split_whitespace();
-            let ms: f64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+            let ms: f64 = parts
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(f64::NAN);
             let hwm: u64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            let cpu_ms: f64 = parts
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(f64::NAN);
+            cpu.entry(entry.0).or_default().push(cpu_ms);
             entry.1.push(ms);
             entry.2.push(hwm);
             entry.3 = parts.collect::<Vec<_>>().join(" ");
         }
     }
-    println!("{:<10} {:>12} {:>12} {:>14}  check", "reader", "median ms", "min ms", "peak RSS MB");
+    println!(
+        "{:<10} {:>12} {:>12} {:>14} {:>14}  check",
+        "reader", "median ms", "min ms", "median CPU ms", "peak RSS MB"
+    );
     let mut medians = std::collections::HashMap::new();
     for (mode, times, hwms, check) in &results {
         let mut t = times.clone();
@@ -77,7 +101,13 @@ fn main() {
         let median = t[t.len() / 2];
         medians.insert(*mode, median);
         let peak = hwms.iter().max().copied().unwrap_or(0) as f64 / 1024.0;
-        println!("{mode:<10} {median:>12.1} {:>12.1} {peak:>14.1}  {check}", t[0]);
+        let mut c = cpu[mode].clone();
+        c.sort_by(|a, b| a.total_cmp(b));
+        let cpu_median = c[c.len() / 2];
+        println!(
+            "{mode:<10} {median:>12.1} {:>12.1} {cpu_median:>14.0} {peak:>14.1}  {check}",
+            t[0]
+        );
     }
     let ratio = medians["clerk"] / medians["calamine"];
     println!(
@@ -87,8 +117,12 @@ fn main() {
 }
 
 /// One measured read; prints `elapsed_ms vmhwm_kb check...`.
+/// The clock stops once the reader has the data in hand (after the bare
+/// loop has visited every cell; when clerk's result is complete), before
+/// either frees its data.
 fn child(mode: &str, file: &Path) {
     let start = Instant::now();
+    let mut elapsed = None;
     let check = match mode {
         "baseline" => "process only".to_string(),
         "calamine" => {
@@ -106,7 +140,21 @@ fn child(mode: &str, file: &Path) {
                     }
                 }
             }
+            elapsed = Some(start.elapsed());
             format!("cells={cells} text={text}")
+        }
+        "cells" => {
+            // calamine's streaming cell reader alone (what clerk builds on).
+            let mut wb: Xlsx<_> = open_workbook(file).expect("open");
+            let mut reader = wb.worksheet_cells_reader("Data").expect("sheet");
+            let mut cells = 0u64;
+            while let Some(c) = reader.next_cell().expect("cell") {
+                if !matches!(c.get_value(), calamine::DataRef::Empty) {
+                    cells += 1;
+                }
+            }
+            elapsed = Some(start.elapsed());
+            format!("cells={cells}")
         }
         "clerk" => {
             let args: clerk::actions::sheet::ReadArgs =
@@ -115,17 +163,36 @@ fn child(mode: &str, file: &Path) {
             let (_, outcome) =
                 clerk::actions::sheet::read_path(file, "bench.xlsx", &args, &cancel).expect("read");
             let (_, table) = outcome.expect("decode");
+            elapsed = Some(start.elapsed());
             let cells: usize = table
                 .rows
                 .iter()
-                .map(|r| r.as_object().map_or(0, |m| m.values().filter(|v| !v.is_null()).count()))
+                .map(|r| {
+                    r.as_object()
+                        .map_or(0, |m| m.values().filter(|v| !v.is_null()).count())
+                })
                 .sum();
             format!("rows={} cells={cells}", table.rows.len())
         }
         other => panic!("unknown mode {other}"),
     };
-    let ms = start.elapsed().as_secs_f64() * 1e3;
-    println!("{ms:.1} {} {check}", vm_hwm_kb());
+    let ms = elapsed.unwrap_or_else(|| start.elapsed()).as_secs_f64() * 1e3;
+    println!("{ms:.1} {} {} {check}", vm_hwm_kb(), cpu_ms());
+}
+
+/// User + system CPU time of this process so far (utime + stime, clock ticks
+/// of 10 ms): with the second thread clerk uses, CPU time and wall time differ.
+fn cpu_ms() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = after.split_whitespace().collect();
+            let utime: f64 = f.get(11)?.parse().ok()?;
+            let stime: f64 = f.get(12)?.parse().ok()?;
+            Some((utime + stime) * 10.0)
+        })
+        .unwrap_or(f64::NAN)
 }
 
 fn vm_hwm_kb() -> u64 {
@@ -146,25 +213,35 @@ fn generate(path: &Path, rows: usize) {
     let ws = wb.add_worksheet();
     ws.set_name("Data").expect("name");
     let date = Format::new().set_num_format("yyyy-mm-dd");
-    let headers = ["id", "name", "amount", "active", "start", "postcode", "city", "qty", "rate", "note"];
+    let headers = [
+        "id", "name", "amount", "active", "start", "postcode", "city", "qty", "rate", "note",
+    ];
     for (c, h) in headers.iter().enumerate() {
         ws.write_string(0, c as u16, *h).expect("header");
     }
     let cities = ["Brussels", "Antwerp", "Ghent", "Liège", "Namur", "Leuven"];
     for i in 0..rows {
         let r = (i + 1) as u32;
-        let day = ExcelDateTime::from_ymd(2026, (i % 12 + 1) as u8, (i % 28 + 1) as u8).expect("date");
+        let day =
+            ExcelDateTime::from_ymd(2026, (i % 12 + 1) as u8, (i % 28 + 1) as u8).expect("date");
         ws.write_number(r, 0, (100_000 + i) as f64).expect("cell");
-        ws.write_string(r, 1, format!("Applicant {i}")).expect("cell");
-        ws.write_number(r, 2, (i % 1000) as f64 * 1.25).expect("cell");
+        ws.write_string(r, 1, format!("Applicant {i}"))
+            .expect("cell");
+        ws.write_number(r, 2, (i % 1000) as f64 * 1.25)
+            .expect("cell");
         ws.write_boolean(r, 3, i % 3 == 0).expect("cell");
-        ws.write_datetime_with_format(r, 4, &day, &date).expect("cell");
-        ws.write_string(r, 5, format!("{}", 1000 + (i % 9) * 10)).expect("cell");
-        ws.write_string(r, 6, cities[i % cities.len()]).expect("cell");
+        ws.write_datetime_with_format(r, 4, &day, &date)
+            .expect("cell");
+        ws.write_string(r, 5, format!("{}", 1000 + (i % 9) * 10))
+            .expect("cell");
+        ws.write_string(r, 6, cities[i % cities.len()])
+            .expect("cell");
         ws.write_number(r, 7, (i % 17) as f64).expect("cell");
-        ws.write_number(r, 8, 0.01 * (i % 100) as f64).expect("cell");
+        ws.write_number(r, 8, 0.01 * (i % 100) as f64)
+            .expect("cell");
         if i % 4 != 0 {
-            ws.write_string(r, 9, format!("note {}", i % 250)).expect("cell");
+            ws.write_string(r, 9, format!("note {}", i % 250))
+                .expect("cell");
         }
     }
     wb.save(path).expect("save");

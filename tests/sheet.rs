@@ -40,12 +40,21 @@ fn read_ok(ws: &Workspace, args: &str) -> Value {
 /// The error message of a failed one-step read, after checking it failed cleanly.
 fn read_err(ws: &Workspace, args: &str) -> String {
     let r = read(ws, args);
-    assert_eq!(r.code(), 1, "expected a failed run for {args}: {}{}", r.stdout(), r.stderr());
+    assert_eq!(
+        r.code(),
+        1,
+        "expected a failed run for {args}: {}{}",
+        r.stdout(),
+        r.stderr()
+    );
     assert_no_panic(&r);
     let v = r.json();
     assert_eq!(v["status"], "failed");
     let msg = v["error"]["message"].as_str().unwrap().to_string();
-    assert!(!msg.contains("Error {") && !msg.contains("panicked"), "debug text in {msg}");
+    assert!(
+        !msg.contains("Error {") && !msg.contains("panicked"),
+        "debug text in {msg}"
+    );
     msg
 }
 
@@ -59,7 +68,9 @@ fn assert_no_panic(r: &Run) {
 /// Compares rows exactly, numbers by value (`40` equals `40.0`: no spreadsheet
 /// format can tell them apart, see fixtures/sheets/README.md).
 fn assert_rows_eq(got: &Value, want: &[Value], what: &str) {
-    let got = got.as_array().unwrap_or_else(|| panic!("{what}: rows is not a list: {got}"));
+    let got = got
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: rows is not a list: {got}"));
     assert_eq!(got.len(), want.len(), "{what}: row count\n{got:#?}");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let (g, w) = (g.as_object().unwrap(), w.as_object().unwrap());
@@ -114,7 +125,11 @@ fn every_format_returns_the_expected_typed_values() {
             "{file}"
         );
         // Integers stay integers (xlsx stores 1001 as a float).
-        assert!(data["rows"][0]["id"].is_i64(), "{file}: {}", data["rows"][0]);
+        assert!(
+            data["rows"][0]["id"].is_i64(),
+            "{file}: {}",
+            data["rows"][0]
+        );
         assert!(data["rows"][0]["amount"].is_f64(), "{file}");
         let sheet = if file.ends_with(".csv") {
             file.trim_end_matches(".csv")
@@ -130,7 +145,11 @@ fn every_format_returns_the_expected_typed_values() {
             .find(|e| e["action"] == "sheet.read" && e["kind"] == "action")
             .expect("sheet.read event");
         let d = &ev["detail"];
-        assert_eq!(d["sha256"], sha256_of(std::path::Path::new(&path)), "{file}");
+        assert_eq!(
+            d["sha256"],
+            sha256_of(std::path::Path::new(&path)),
+            "{file}"
+        );
         assert_eq!(d["rows"], 6, "{file}");
         assert_eq!(d["sheet"], sheet, "{file}");
         assert_eq!(d["path"], path.as_str(), "{file}");
@@ -156,7 +175,13 @@ fn excel_serial_dates_1900_quirk_and_1904_workbooks() {
         .collect();
     assert_eq!(
         dates,
-        ["1900-01-01", "1900-02-28", "1900-02-28", "1900-03-01", "2023-03-15"]
+        [
+            "1900-01-01",
+            "1900-02-28",
+            "1900-02-28",
+            "1900-03-01",
+            "2023-03-15"
+        ]
     );
     let serials: Vec<Value> = d["rows"]
         .as_array()
@@ -164,7 +189,10 @@ fn excel_serial_dates_1900_quirk_and_1904_workbooks() {
         .iter()
         .map(|r| r["serial"].clone())
         .collect();
-    assert_eq!(serials, [json!(1), json!(59), json!(60), json!(61), json!(45000)]);
+    assert_eq!(
+        serials,
+        [json!(1), json!(59), json!(60), json!(61), json!(45000)]
+    );
 
     let d = read_ok(&ws, &format!("path: \"{}\"", fixture("dates-1904.xlsx")));
     assert_eq!(
@@ -184,7 +212,9 @@ fn awkward_headers_are_named_and_noted_in_the_audit() {
     let d = &v["vars"]["data"];
     assert_eq!(
         d["columns"],
-        json!(["id", "name", "column_C", "name_2", "Period", "column_F", "name_3"])
+        json!([
+            "id", "name", "column_C", "name_2", "Period", "column_F", "name_3"
+        ])
     );
     assert_eq!(
         d["rows"][0],
@@ -210,7 +240,10 @@ fn huge_declared_dimension_reads_only_the_cells_it_holds() {
     let ws = Workspace::new(Backend::Sqlite);
     // Declares A1:XFD1048576 (17 billion cells); a reader sized by the
     // declaration would need hundreds of GB and this test would die.
-    let d = read_ok(&ws, &format!("path: \"{}\"", fixture("huge-dimension.xlsx")));
+    let d = read_ok(
+        &ws,
+        &format!("path: \"{}\"", fixture("huge-dimension.xlsx")),
+    );
     assert_eq!(
         d["rows"],
         json!([{"key": "alpha", "value": 1}, {"key": "beta", "value": 2}])
@@ -219,7 +252,10 @@ fn huge_declared_dimension_reads_only_the_cells_it_holds() {
     // A range as large as the declaration is clipped to the data too.
     let d = read_ok(
         &ws,
-        &format!("path: \"{}\", range: \"A1:XFD1048576\"", fixture("huge-dimension.xlsx")),
+        &format!(
+            "path: \"{}\", range: \"A1:XFD1048576\"",
+            fixture("huge-dimension.xlsx")
+        ),
     );
     assert_eq!(d["count"], 2);
 }
@@ -244,7 +280,10 @@ fn sheet_range_header_and_row_options() {
         ])
     );
     // Without a header: lists, columns named by letter.
-    let d = read_ok(&ws, &format!("path: \"{x}\", sheet: Summary, header: false"));
+    let d = read_ok(
+        &ws,
+        &format!("path: \"{x}\", sheet: Summary, header: false"),
+    );
     assert_eq!(d["rows"], json!([["total", 6], ["currency", "EUR"]]));
     assert_eq!(d["columns"], json!(["A", "B"]));
     // A sheet by position.
@@ -253,7 +292,13 @@ fn sheet_range_header_and_row_options() {
     // Empty rows kept on request: sheet row 5 comes back as nulls.
     let d = read_ok(&ws, &format!("path: \"{x}\", skip_empty_rows: false"));
     assert_eq!(d["count"], 7);
-    assert!(d["rows"][3].as_object().unwrap().values().all(Value::is_null));
+    assert!(
+        d["rows"][3]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(Value::is_null)
+    );
     assert_eq!(d["rows"][4]["id"], 1004);
     // header_row: the second sheet row as header.
     let d = read_ok(&ws, &format!("path: \"{x}\", header_row: 2, max_rows: 1"));
@@ -288,13 +333,22 @@ fn bad_input_gives_clear_errors() {
     let msg = read_err(&ws, &format!("path: \"{x}\", sheet: requests"));
     assert!(msg.contains("(did you mean `Requests`?)"), "{msg}");
     let msg = read_err(&ws, &format!("path: \"{x}\", sheet: 7"));
-    assert!(msg.contains("sheet index 7 is out of range") && msg.contains("has 2 sheet(s)"), "{msg}");
+    assert!(
+        msg.contains("sheet index 7 is out of range") && msg.contains("has 2 sheet(s)"),
+        "{msg}"
+    );
 
     let msg = read_err(&ws, &format!("path: \"{}\"", fixture("not-a-sheet.xlsx")));
-    assert!(msg.contains("not-a-sheet.xlsx: it is not a spreadsheet"), "{msg}");
+    assert!(
+        msg.contains("not-a-sheet.xlsx: it is not a spreadsheet"),
+        "{msg}"
+    );
 
     let msg = read_err(&ws, &format!("path: \"{}\"", fixture("protected.xlsx")));
-    assert!(msg.contains("protected.xlsx is password-protected"), "{msg}");
+    assert!(
+        msg.contains("protected.xlsx is password-protected"),
+        "{msg}"
+    );
 
     let msg = read_err(&ws, &format!("path: \"{x}\", range: \"K100:M200\""));
     assert!(
@@ -319,11 +373,17 @@ fn bad_input_gives_clear_errors() {
     bytes[n - 2] = b'x';
     std::fs::write(ws.path().join("bad-utf8.csv"), &bytes).unwrap();
     let msg = read_err(&ws, "path: bad-utf8.csv");
-    assert!(msg.contains("bad-utf8.csv is not valid UTF-8 (line 3"), "{msg}");
+    assert!(
+        msg.contains("bad-utf8.csv is not valid UTF-8 (line 3"),
+        "{msg}"
+    );
 
     // An empty sheet is not an error.
     let d = read_ok(&ws, &format!("path: \"{}\"", fixture("empty.xlsx")));
-    assert_eq!(d, json!({"rows": [], "columns": [], "count": 0, "sheet": "Empty"}));
+    assert_eq!(
+        d,
+        json!({"rows": [], "columns": [], "count": 0, "sheet": "Empty"})
+    );
     ws.write("empty.csv", "");
     let d = read_ok(&ws, "path: empty.csv");
     assert_eq!(d["count"], 0);
@@ -335,7 +395,11 @@ fn bad_input_gives_clear_errors() {
     );
     let r = ws.clerk(&["validate", "v.yaml"]);
     assert_eq!(r.code(), 2);
-    assert!(r.stdout().contains("unknown field `colour`"), "{}", r.stdout());
+    assert!(
+        r.stdout().contains("unknown field `colour`"),
+        "{}",
+        r.stdout()
+    );
     assert!(r.stdout().contains("max_rows"), "{}", r.stdout());
 }
 
@@ -347,7 +411,14 @@ fn corrupt_files_fail_cleanly_never_panic() {
     let ws = Workspace::new(Backend::Sqlite);
     let mut must_fail: Vec<String> = Vec::new();
     let mut may_pass: Vec<String> = Vec::new();
-    for file in ["sample.xlsx", "sample.xlsm", "sample.xls", "sample.ods", "headers.xlsx", "dates-1904.xlsx"] {
+    for file in [
+        "sample.xlsx",
+        "sample.xlsm",
+        "sample.xls",
+        "sample.ods",
+        "headers.xlsx",
+        "dates-1904.xlsx",
+    ] {
         let bytes = std::fs::read(fixture(file)).unwrap();
         let (stem, ext) = file.rsplit_once('.').unwrap();
         for pct in [1, 10, 35, 50, 75, 90, 99] {
@@ -374,6 +445,22 @@ fn corrupt_files_fail_cleanly_never_panic() {
             may_pass.push(name);
         }
     }
+    // CSV: a cut-off CSV is still CSV (it may read), but a byte that is not
+    // UTF-8 must fail and name its line.
+    let csv = std::fs::read(fixture("sample.csv")).unwrap();
+    for pct in [10, 50, 90] {
+        let name = format!("corrupt/sample-trunc{pct}.csv");
+        write_bytes(&ws, &name, &csv[..csv.len() * pct / 100]);
+        may_pass.push(name);
+    }
+    for k in 0..8 {
+        let mut one = csv.clone();
+        let i = (csv.len() * k / 8 + 3) % csv.len();
+        one[i] = 0xFF;
+        let name = format!("corrupt/sample-flip{k}.csv");
+        write_bytes(&ws, &name, &one);
+        must_fail.push(name);
+    }
     // One byte that makes calamine 0.38's xls reader panic ("attempt to
     // subtract with overflow"): the panic guard must turn it into an error.
     let mut poisoned = std::fs::read(fixture("sample.xls")).unwrap();
@@ -391,7 +478,12 @@ fn corrupt_files_fail_cleanly_never_panic() {
     ws.write("corrupt.yaml", &playbook);
     let r = ws.clerk(&["run", "corrupt.yaml", "--json"]);
     assert_no_panic(&r);
-    assert_eq!(r.code(), 0, "the run must survive every corrupt file: {}", r.stderr());
+    assert_eq!(
+        r.code(),
+        0,
+        "the run must survive every corrupt file: {}",
+        r.stderr()
+    );
     let v = r.json();
     let evs = events(&ws, &v);
     let reads: Vec<&Value> = evs
@@ -403,8 +495,14 @@ fn corrupt_files_fail_cleanly_never_panic() {
         let ev = reads.iter().find(|e| e["target"] == name.as_str()).unwrap();
         assert_eq!(ev["outcome"], "failed", "{name} was read without error");
         let err = ev["error"].as_str().unwrap();
-        assert!(err.contains(name.as_str()), "{name}: error does not name the file: {err}");
-        assert!(!err.contains("panicked") && !err.contains("Error {"), "{err}");
+        assert!(
+            err.contains(name.as_str()),
+            "{name}: error does not name the file: {err}"
+        );
+        assert!(
+            !err.contains("panicked") && !err.contains("Error {"),
+            "{err}"
+        );
     }
     for ev in &reads {
         if ev["outcome"] == "failed" {
@@ -425,8 +523,23 @@ fn corrupt_files_fail_cleanly_never_panic() {
 
     // One corrupt file on its own: exit code 1 and a one-paragraph error.
     let msg = read_err(&ws, "path: corrupt/sample-trunc50.xls");
-    assert!(msg.starts_with("cannot read corrupt/sample-trunc50.xls: "), "{msg}");
+    assert!(
+        msg.starts_with("cannot read corrupt/sample-trunc50.xls: "),
+        "{msg}"
+    );
     assert!(!msg.contains('\n'), "{msg}");
+    let ev = reads
+        .iter()
+        .find(|e| e["target"] == "corrupt/sample-flip4.csv")
+        .unwrap();
+    assert!(
+        ev["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not valid UTF-8 (line "),
+        "{}",
+        ev["error"]
+    );
     let msg = read_err(&ws, "path: corrupt/sample-panics.xls");
     assert!(msg.contains("the file is corrupt"), "{msg}");
 }
@@ -459,7 +572,15 @@ fn write_then_read_round_trips_xlsx_and_csv() {
     for out in ["out/copy.xlsx", "out/copy.csv", "out/copy.tsv"] {
         let src = format!("source={}", fixture("sample.xlsx"));
         let r = ws
-            .clerk(&["run", "rt.yaml", "--input", &src, "--input", &format!("out={out}"), "--json"])
+            .clerk(&[
+                "run",
+                "rt.yaml",
+                "--input",
+                &src,
+                "--input",
+                &format!("out={out}"),
+                "--json",
+            ])
             .ok();
         let v = r.json();
         let again = &v["vars"]["again"];
@@ -479,7 +600,10 @@ fn write_then_read_round_trips_xlsx_and_csv() {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert!(names.iter().all(|n| !n.starts_with(".clerk-tmp")), "{names:?}");
+        assert!(
+            names.iter().all(|n| !n.starts_with(".clerk-tmp")),
+            "{names:?}"
+        );
     }
     assert_eq!(
         ws.read("out/copy.csv").lines().take(2).collect::<Vec<_>>(),
@@ -501,7 +625,11 @@ fn write_then_read_round_trips_xlsx_and_csv() {
     let mut wb: Xlsx<_> = open_workbook(&xlsx).unwrap();
     assert_eq!(wb.sheet_names(), ["Copy"]);
     let range = wb.worksheet_range("Copy").unwrap();
-    assert!(matches!(range.get_value((1, 4)), Some(Data::DateTime(_))), "{:?}", range.get_value((1, 4)));
+    assert!(
+        matches!(range.get_value((1, 4)), Some(Data::DateTime(_))),
+        "{:?}",
+        range.get_value((1, 4))
+    );
     assert!(matches!(range.get_value((1, 5)), Some(Data::DateTime(_))));
     assert_eq!(range.get_value((1, 0)), Some(&Data::Float(1001.0)));
     assert_eq!(range.get_value((1, 3)), Some(&Data::Bool(true)));
@@ -543,9 +671,15 @@ steps:
     // A failing write keeps the old file and leaves no temp file.
     ws.write("out/keep.xlsx", "old content");
     for (args, expect) in [
-        ("rows: \"not rows\"", "`rows` must be a list of maps or a list of lists"),
+        (
+            "rows: \"not rows\"",
+            "`rows` must be a list of maps or a list of lists",
+        ),
         ("rows: [1, 2]", "`rows` item 1 is a number"),
-        ("rows: [{ a: 1 }], sheet: \"bad/name\"", "invalid sheet name `bad/name`"),
+        (
+            "rows: [{ a: 1 }], sheet: \"bad/name\"",
+            "invalid sheet name `bad/name`",
+        ),
     ] {
         ws.write(
             "f.yaml",
@@ -555,16 +689,27 @@ steps:
         assert_eq!(r.code(), 1, "{args}");
         assert_no_panic(&r);
         let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
-        assert!(msg.contains(expect) && msg.contains("out/keep.xlsx"), "{args}: {msg}");
+        assert!(
+            msg.contains(expect) && msg.contains("out/keep.xlsx"),
+            "{args}: {msg}"
+        );
         assert_eq!(ws.read("out/keep.xlsx"), "old content");
     }
     let names: Vec<_> = std::fs::read_dir(ws.path().join("out")).unwrap().collect();
     assert_eq!(names.len(), 3, "temp file left behind");
 
-    ws.write("g.yaml", "name: g\nsteps:\n  - sheet.write: { path: out/r.xls, rows: [] }\n");
+    ws.write(
+        "g.yaml",
+        "name: g\nsteps:\n  - sheet.write: { path: out/r.xls, rows: [] }\n",
+    );
     let r = ws.clerk(&["run", "g.yaml", "--json"]);
     assert_eq!(r.code(), 1);
-    assert!(r.stdout().contains("the extension must be .xlsx, .csv or .tsv"), "{}", r.stdout());
+    assert!(
+        r.stdout()
+            .contains("the extension must be .xlsx, .csv or .tsv"),
+        "{}",
+        r.stdout()
+    );
 }
 
 #[test]
@@ -583,7 +728,10 @@ steps:
 "#,
     );
     ws.clerk(&["run", "a.yaml", "--input", "batch=A"]).ok();
-    let v = ws.clerk(&["run", "a.yaml", "--input", "batch=B", "--json"]).ok().json();
+    let v = ws
+        .clerk(&["run", "a.yaml", "--input", "batch=B", "--json"])
+        .ok()
+        .json();
     assert_eq!(v["vars"]["appended"]["rows"], 2);
     assert_eq!(
         ws.read("out/log.csv"),
@@ -592,7 +740,10 @@ steps:
     let evs = events(&ws, &v);
     let ev = evs.iter().find(|e| e["action"] == "sheet.append").unwrap();
     assert_eq!(ev["detail"]["created"], false);
-    assert_eq!(ev["detail"]["sha256"], sha256_of(&ws.path().join("out/log.csv")));
+    assert_eq!(
+        ev["detail"]["sha256"],
+        sha256_of(&ws.path().join("out/log.csv"))
+    );
 
     // The existing header decides the order; a key it lacks is an error.
     ws.write("out/semi.csv", "status;id\r\nold;0");
@@ -609,7 +760,10 @@ steps:
     let r = ws.clerk(&["run", "c.yaml", "--json"]);
     assert_eq!(r.code(), 1);
     let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
-    assert!(msg.contains("key `colour` is not one of the file's columns (status, id)"), "{msg}");
+    assert!(
+        msg.contains("key `colour` is not one of the file's columns (status, id)"),
+        "{msg}"
+    );
     assert_eq!(ws.read("out/semi.csv"), "status;id\r\nold;0\r\nnew;1\r\n");
     ws.write(
         "d.yaml",
@@ -617,7 +771,11 @@ steps:
     );
     let r = ws.clerk(&["run", "d.yaml", "--json"]);
     assert_eq!(r.code(), 1);
-    assert!(r.stdout().contains("adds rows to CSV files only"), "{}", r.stdout());
+    assert!(
+        r.stdout().contains("adds rows to CSV files only"),
+        "{}",
+        r.stdout()
+    );
 }
 
 #[test]
@@ -627,15 +785,29 @@ fn the_example_playbook_validates_and_runs() {
     ws.clerk(&["validate", &pb]).ok();
     let src = format!("source={}", fixture("permit-requests.xlsx"));
     let v = ws
-        .clerk(&["run", &pb, "--input", &src, "--input", "out=out/residents.xlsx", "--json"])
+        .clerk(&[
+            "run",
+            &pb,
+            "--input",
+            &src,
+            "--input",
+            "out=out/residents.xlsx",
+            "--json",
+        ])
         .ok()
         .json();
     assert_eq!(v["status"], "succeeded", "{v}");
     let d = read_ok(&ws, "path: out/residents.xlsx, sheet: Permits");
     let rows = d["rows"].as_array().unwrap();
     assert!(!rows.is_empty());
-    assert_eq!(d["columns"], json!(["Request", "Applicant", "Postcode", "Start"]));
-    let all = read_ok(&ws, &format!("path: \"{}\"", fixture("permit-requests.xlsx")));
+    assert_eq!(
+        d["columns"],
+        json!(["Request", "Applicant", "Postcode", "Start"])
+    );
+    let all = read_ok(
+        &ws,
+        &format!("path: \"{}\"", fixture("permit-requests.xlsx")),
+    );
     let residents = all["rows"]
         .as_array()
         .unwrap()
@@ -643,5 +815,8 @@ fn the_example_playbook_validates_and_runs() {
         .filter(|r| r["permit_type"] == "Resident")
         .count();
     assert_eq!(rows.len(), residents);
-    assert!(rows.iter().all(|r| r["Request"].as_str().unwrap().starts_with("PR-2026-")));
+    assert!(
+        rows.iter()
+            .all(|r| r["Request"].as_str().unwrap().starts_with("PR-2026-"))
+    );
 }

@@ -7,7 +7,7 @@
 //! error cells become null plus a warning.
 
 use calamine::{Data, DataRef, ExcelDateTime};
-use chrono::Timelike;
+use chrono::{Datelike, Timelike};
 use serde_json::{Number, Value};
 
 /// One decoded cell.
@@ -32,7 +32,9 @@ pub fn float(f: f64) -> Value {
     if f.fract() == 0.0 && f.abs() < EXACT_INT {
         Value::from(f as i64)
     } else {
-        Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)
+        Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)
     }
 }
 
@@ -63,16 +65,32 @@ fn excel_datetime(dt: &ExcelDateTime) -> Cell {
             secs % 60
         )));
     }
+    // Formatted by hand: chrono's `format` re-parses its pattern per call,
+    // which shows in a 100,000-row profile.
     match dt.as_datetime() {
-        Some(d) if d.time() == chrono::NaiveTime::MIN => {
-            Cell::Value(Value::String(d.format("%Y-%m-%d").to_string()))
+        Some(d) => {
+            let (date, time) = (d.date(), d.time());
+            let day = format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day());
+            let text = if time == chrono::NaiveTime::MIN {
+                day
+            } else if time.nanosecond() == 0 {
+                format!(
+                    "{day}T{:02}:{:02}:{:02}",
+                    time.hour(),
+                    time.minute(),
+                    time.second()
+                )
+            } else {
+                format!(
+                    "{day}T{:02}:{:02}:{:02}.{:03}",
+                    time.hour(),
+                    time.minute(),
+                    time.second(),
+                    time.nanosecond() / 1_000_000
+                )
+            };
+            Cell::Value(Value::String(text))
         }
-        Some(d) if d.nanosecond() == 0 => {
-            Cell::Value(Value::String(d.format("%Y-%m-%dT%H:%M:%S").to_string()))
-        }
-        Some(d) => Cell::Value(Value::String(
-            d.format("%Y-%m-%dT%H:%M:%S%.3f").to_string(),
-        )),
         None => Cell::Value(float(serial)),
     }
 }
@@ -203,7 +221,10 @@ impl Rect {
 
     /// Parses `A1:F200`, `B2` or whole columns `A:F`.
     pub fn parse(text: &str) -> Option<Rect> {
-        let (a, b) = text.trim().split_once(':').unwrap_or((text.trim(), text.trim()));
+        let (a, b) = text
+            .trim()
+            .split_once(':')
+            .unwrap_or((text.trim(), text.trim()));
         let (r0, c0) = parse_ref(a)?;
         let (r1, c1) = parse_ref(b)?;
         let (top, bottom) = match (r0, r1) {
@@ -279,7 +300,10 @@ mod tests {
         for bad in ["", "A0", "1A", "D1:A1", "XFE1", "A1:B", "A1048577", "ABCD1"] {
             assert!(Rect::parse(bad).is_none(), "{bad}");
         }
-        assert_eq!(Rect::parse("A1:XFD1048576").unwrap().to_string(), "A1:XFD1048576");
+        assert_eq!(
+            Rect::parse("A1:XFD1048576").unwrap().to_string(),
+            "A1:XFD1048576"
+        );
     }
 
     #[test]
@@ -290,7 +314,16 @@ mod tests {
         assert_eq!(infer("0.25"), serde_json::json!(0.25));
         assert_eq!(infer("TRUE"), Value::Bool(true));
         assert_eq!(infer(""), Value::Null);
-        for text in ["0042", "2026-03-01", "1e5", "12,5", "1.", ".5", "-", "99999999999999999999"] {
+        for text in [
+            "0042",
+            "2026-03-01",
+            "1e5",
+            "12,5",
+            "1.",
+            ".5",
+            "-",
+            "99999999999999999999",
+        ] {
             assert_eq!(infer(text), Value::from(text), "{text}");
         }
     }

@@ -26,8 +26,11 @@ pub fn decode(bytes: &[u8], encoding: Option<&str>, shown: &str) -> anyhow::Resu
         "latin-1" | "iso-8859-1" | "cp1252" | "windows1252" | "ansi" => "windows-1252".to_string(),
         other => other.to_string(),
     };
-    let enc = encoding_rs::Encoding::for_label(normalized.as_bytes())
-        .ok_or_else(|| anyhow!("unknown encoding `{label}` for {shown}; use e.g. `utf-8`, `windows-1252` or `latin-1`"))?;
+    let enc = encoding_rs::Encoding::for_label(normalized.as_bytes()).ok_or_else(|| {
+        anyhow!(
+            "unknown encoding `{label}` for {shown}; use e.g. `utf-8`, `windows-1252` or `latin-1`"
+        )
+    })?;
     if enc == encoding_rs::UTF_8 {
         let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
         return match std::str::from_utf8(body) {
@@ -118,7 +121,7 @@ pub fn read_into(
         if !more {
             return Ok(());
         }
-        if row % 4096 == 0 && cancel.is_cancelled() {
+        if row.is_multiple_of(4096) && cancel.is_cancelled() {
             bail!("cancelled");
         }
         for (col, field) in record.iter().enumerate() {

@@ -27,6 +27,12 @@ thread_local! {
 
 static QUIET_HOOK: Once = Once::new();
 
+/// Marks a helper thread of a guarded decode: its panics are reported by the
+/// guard (through `join`), not printed by the hook.
+pub(crate) fn quiet_thread() {
+    QUIET.with(|q| q.set(true));
+}
+
 /// Runs `f`, turning a panic into `Err(message)`. calamine panics on some
 /// corrupt files (index out of bounds, overflow); the user gets one clear
 /// error, and no backtrace text reaches the terminal. Other threads' panics

@@ -8,7 +8,7 @@ use std::num::NonZeroU32;
 use std::path::Path;
 
 use anyhow::{Context, anyhow, bail};
-use calamine::{Data, Ods, Range, Reader, SheetType, Xls, Xlsb, Xlsx, XlsxError};
+use calamine::{Data, DataRef, Ods, Range, Reader, SheetType, Xls, Xlsb, Xlsx, XlsxError};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
@@ -193,7 +193,9 @@ impl Request {
         let range = match &args.range {
             None => None,
             Some(text) => Some(Rect::parse(text).ok_or_else(|| {
-                anyhow!("`range` `{text}` is not a cell range like `A1:F200` or `B:D` (reading {shown})")
+                anyhow!(
+                    "`range` `{text}` is not a cell range like `A1:F200` or `B:D` (reading {shown})"
+                )
             })?),
         };
         let header_row = args.header_row.map(|n| n.get() - 1);
@@ -205,10 +207,9 @@ impl Request {
                 h + 1
             );
         }
-        let max_rows = match args.max_rows {
-            Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
-            None => None,
-        };
+        let max_rows = args
+            .max_rows
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
         let delimiter = args
             .delimiter
             .as_deref()
@@ -261,18 +262,32 @@ impl Request {
             _ if ods => return Ok(Format::Ods),
             _ if zip => return Ok(Format::Xlsx),
             _ if ole => return Ok(Format::Xls),
-            other => bail!(
-                "cannot read {shown}: `.{other}` is not a spreadsheet extension and the content is not a workbook; use .xlsx, .xlsm, .xlsb, .xls, .ods, .csv or .tsv"
-            ),
+            other => {
+                let ext = if other.is_empty() {
+                    "it has no extension".to_string()
+                } else {
+                    format!("`.{other}` is not a spreadsheet extension")
+                };
+                bail!(
+                    "cannot read {shown}: {ext} and the content is not a workbook; use .xlsx, .xlsm, .xlsb, .xls, .ods, .csv or .tsv"
+                )
+            }
         };
         if bytes.is_empty() {
-            bail!("cannot read {shown}: the file is empty (0 bytes), not an {} workbook", format.name());
+            bail!(
+                "cannot read {shown}: the file is empty (0 bytes), not an {} workbook",
+                format.name()
+            );
         }
         if ole && format != Format::Xls && is_encrypted_ole(bytes) {
-            bail!("{shown} is password-protected (an encrypted workbook); clerk cannot read it — save an unprotected copy");
+            bail!(
+                "{shown} is password-protected (an encrypted workbook); clerk cannot read it — save an unprotected copy"
+            );
         }
         if ole && ole_truncated(bytes) {
-            bail!("cannot read {shown}: the file is truncated or corrupt (its OLE container declares more sectors than the file holds)");
+            bail!(
+                "cannot read {shown}: the file is truncated or corrupt (its OLE container declares more sectors than the file holds)"
+            );
         }
         Ok(match (format, zip, ole) {
             (_, true, _) if ods => Format::Ods,
@@ -295,55 +310,57 @@ impl Request {
                 let text = delimited::decode(&bytes, self.encoding.as_deref(), &shown)?;
                 drop(bytes);
                 let delimiter = self.delimiter.unwrap_or_else(|| {
-                    if tab { b'\t' } else { delimited::detect_delimiter(&text) }
+                    if tab {
+                        b'\t'
+                    } else {
+                        delimited::detect_delimiter(&text)
+                    }
                 });
-                delimited::read_into(&text, delimiter, self.infer_types, &mut builder, &shown, cancel)?;
+                delimited::read_into(
+                    &text,
+                    delimiter,
+                    self.infer_types,
+                    &mut builder,
+                    &shown,
+                    cancel,
+                )?;
                 self.stem.clone()
             }
             Format::Xlsx => {
-                let mut wb: Xlsx<_> = Xlsx::new(Cursor::new(bytes)).map_err(|e| self.open_error(format, e))?;
+                let mut wb: Xlsx<_> =
+                    Xlsx::new(Cursor::new(bytes)).map_err(|e| self.open_error(format, e))?;
                 let name = self.pick_sheet(wb.sheets_metadata())?;
                 match wb.worksheet_cells_reader(&name) {
                     // A chart sheet or an empty `<sheetData/>`: no cells.
                     Err(XlsxError::NotAWorksheet(_)) => {}
                     Err(e) => return Err(self.sheet_error(format, &name, e)),
-                    Ok(mut cells) => {
-                        let mut n: u64 = 0;
-                        while let Some(c) = cells.next_cell().map_err(|e| self.sheet_error(format, &name, e))? {
-                            n += 1;
-                            if n % 65_536 == 0 && cancel.is_cancelled() {
-                                bail!("cancelled");
-                            }
-                            let (row, col) = c.get_position();
-                            if builder.push(row, col, from_ref(c.get_value())).is_break() {
-                                break;
-                            }
-                        }
-                    }
+                    Ok(mut cells) => pipeline(&mut builder, cancel, || {
+                        cells
+                            .next_cell()
+                            .map(|c| c.map(|c| (c.get_position(), c.get_value().clone())))
+                            .map_err(|e| self.sheet_error(format, &name, e))
+                    })?,
                 }
                 name
             }
             Format::Xlsb => {
-                let mut wb: Xlsb<_> = Xlsb::new(Cursor::new(bytes)).map_err(|e| self.open_error(format, e))?;
+                let mut wb: Xlsb<_> =
+                    Xlsb::new(Cursor::new(bytes)).map_err(|e| self.open_error(format, e))?;
                 let name = self.pick_sheet(wb.sheets_metadata())?;
                 let mut cells = wb
                     .worksheet_cells_reader(&name)
                     .map_err(|e| self.sheet_error(format, &name, e))?;
-                let mut n: u64 = 0;
-                while let Some(c) = cells.next_cell().map_err(|e| self.sheet_error(format, &name, e))? {
-                    n += 1;
-                    if n % 65_536 == 0 && cancel.is_cancelled() {
-                        bail!("cancelled");
-                    }
-                    let (row, col) = c.get_position();
-                    if builder.push(row, col, from_ref(c.get_value())).is_break() {
-                        break;
-                    }
-                }
+                pipeline(&mut builder, cancel, || {
+                    cells
+                        .next_cell()
+                        .map(|c| c.map(|c| (c.get_position(), c.get_value().clone())))
+                        .map_err(|e| self.sheet_error(format, &name, e))
+                })?;
                 name
             }
             Format::Xls => {
-                let mut wb: Xls<_> = Xls::new(Cursor::new(bytes)).map_err(|e| self.open_error(format, e))?;
+                let mut wb: Xls<_> =
+                    Xls::new(Cursor::new(bytes)).map_err(|e| self.open_error(format, e))?;
                 let name = self.pick_sheet(wb.sheets_metadata())?;
                 let range = wb
                     .worksheet_range(&name)
@@ -352,7 +369,8 @@ impl Request {
                 name
             }
             Format::Ods => {
-                let mut wb: Ods<_> = Ods::new(Cursor::new(bytes)).map_err(|e| self.open_error(format, e))?;
+                let mut wb: Ods<_> =
+                    Ods::new(Cursor::new(bytes)).map_err(|e| self.open_error(format, e))?;
                 let name = self.pick_sheet(wb.sheets_metadata())?;
                 let range = wb
                     .worksheet_range(&name)
@@ -414,7 +432,9 @@ impl Request {
         let shown = &self.shown;
         let text = e.to_string();
         if text.contains("password protected") {
-            return anyhow!("{shown} is password-protected (an encrypted workbook); clerk cannot read it — save an unprotected copy");
+            return anyhow!(
+                "{shown} is password-protected (an encrypted workbook); clerk cannot read it — save an unprotected copy"
+            );
         }
         anyhow!(
             "cannot read {shown}: it is not a valid {} workbook or it is corrupt ({})",
@@ -433,6 +453,58 @@ impl Request {
     }
 }
 
+/// Streams cells from calamine's cell reader (on this thread) to the row
+/// builder (on a second thread), in bounded batches: decoding the XML and
+/// building the result overlap, which keeps `sheet.read` close to calamine's
+/// own speed. A `max_rows` stop on the builder side ends the decoding too.
+fn pipeline<'a>(
+    builder: &mut Builder,
+    cancel: &CancellationToken,
+    mut next: impl FnMut() -> anyhow::Result<Option<((u32, u32), DataRef<'a>)>>,
+) -> anyhow::Result<()> {
+    const BATCH: usize = 4096;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<((u32, u32), DataRef<'a>)>>(4);
+        let consumer = scope.spawn(move || {
+            super::quiet_thread();
+            for batch in rx {
+                for ((row, col), value) in batch {
+                    if builder.push(row, col, from_ref(&value)).is_break() {
+                        return;
+                    }
+                }
+            }
+        });
+        let mut batch = Vec::with_capacity(BATCH);
+        let result = loop {
+            match next() {
+                Ok(Some(cell)) => {
+                    batch.push(cell);
+                    if batch.len() == BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        if tx.send(full).is_err() {
+                            break Ok(()); // the builder has all it wants
+                        }
+                        if cancel.is_cancelled() {
+                            break Err(anyhow!("cancelled"));
+                        }
+                    }
+                }
+                Ok(None) => {
+                    let _ = tx.send(batch);
+                    break Ok(());
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        drop(tx);
+        if let Err(panic) = consumer.join() {
+            std::panic::resume_unwind(panic);
+        }
+        result
+    })
+}
+
 fn feed_range(range: &Range<Data>, ods: bool, builder: &mut Builder) {
     let (top, left) = range.start().unwrap_or((0, 0));
     for (r, c, d) in range.used_cells() {
@@ -440,7 +512,11 @@ fn feed_range(range: &Range<Data>, ods: bool, builder: &mut Builder) {
             continue;
         };
         if builder
-            .push(top.saturating_add(r), left.saturating_add(c), from_data(d, ods))
+            .push(
+                top.saturating_add(r),
+                left.saturating_add(c),
+                from_data(d, ods),
+            )
             .is_break()
         {
             break;
@@ -453,7 +529,11 @@ fn feed_range(range: &Range<Data>, ods: bool, builder: &mut Builder) {
 /// held other streams would otherwise read "fine"; a truncated file is
 /// reported instead of trusted.
 fn ole_truncated(bytes: &[u8]) -> bool {
-    let u16_at = |o: usize| bytes.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u16_at = |o: usize| {
+        bytes
+            .get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
     let u32_at = |o: usize| {
         bytes
             .get(o..o + 4)
@@ -483,7 +563,9 @@ fn ole_truncated(bytes: &[u8]) -> bool {
             }
         }
     }
-    let needed = highest_used.map_or(header, |h| header.saturating_add((h + 1).saturating_mul(sector)));
+    let needed = highest_used.map_or(header, |h| {
+        header.saturating_add((h + 1).saturating_mul(sector))
+    });
     bytes.len() < needed
 }
 

@@ -69,6 +69,25 @@ struct RawRow {
     has_value: bool,
 }
 
+/// The fast path, taken when the header row is complete and no `range` is
+/// set: columns are the header's, and each data row becomes its result row
+/// as soon as the next row starts, so no second copy of the data piles up.
+/// A cell outside the header's columns or out of row order abandons the
+/// plan (the built rows are turned back into raw rows) and `finish` does the
+/// general work.
+struct Plan {
+    header_idx: u32,
+    left: u32,
+    right: u32,
+    columns: Vec<String>,
+    header_cells: Vec<(u32, Value)>,
+    built: Vec<Value>,
+    built_idx: Vec<u32>,
+    next_expected: u32,
+    /// Warning counts before the header was named (restored on abandon).
+    warnings_before: (usize, usize),
+}
+
 /// Collects cells (in any order, though row order is the fast path).
 pub struct Builder {
     shape: Shape,
@@ -81,18 +100,26 @@ pub struct Builder {
     truncated: bool,
     /// Data rows with a value that are complete (a later row has started).
     completed: usize,
+    /// The first row with a kept cell.
+    first_idx: Option<u32>,
+    plan: Option<Plan>,
+    /// Whether the fast path was ruled out (tried once).
+    no_plan: bool,
 }
 
 impl Builder {
     pub fn new(shape: Shape) -> Builder {
         Builder {
-            shape,
             rows: Vec::new(),
             sheet_box: None,
             kept_box: None,
             warnings: Warnings::default(),
             truncated: false,
             completed: 0,
+            first_idx: None,
+            no_plan: shape_rules_out_plan(&shape),
+            plan: None,
+            shape,
         }
     }
 
@@ -103,9 +130,8 @@ impl Builder {
             Cell::Value(v) => (v, true),
             Cell::Error(e) => {
                 if self.shape.range.is_none_or(|r| r.contains(row, col)) {
-                    self.warnings.push(|| {
-                        format!("{}: error value {e} read as null", address(row, col))
-                    });
+                    self.warnings
+                        .push(|| format!("{}: error value {e} read as null", address(row, col)));
                 }
                 (Value::Null, false)
             }
@@ -124,7 +150,21 @@ impl Builder {
         {
             return ControlFlow::Continue(());
         }
+        if self.first_idx.is_none() {
+            self.first_idx = Some(row);
+        }
+        if let Some(plan) = &self.plan {
+            let behind = plan.built_idx.last().is_some_and(|b| row <= *b)
+                || row <= plan.header_idx
+                || self.rows.last().is_some_and(|l| row < l.idx);
+            if col < plan.left || col > plan.right || behind {
+                self.abandon_plan();
+            }
+        }
         let new_row = self.rows.last().is_none_or(|last| last.idx < row);
+        if new_row && self.plan.is_none() && !self.no_plan && !self.rows.is_empty() {
+            self.try_plan();
+        }
         if new_row {
             if let Some(last) = self.rows.last()
                 && last.has_value
@@ -135,6 +175,9 @@ impl Builder {
             if self.enough_rows(row) {
                 self.truncated = true;
                 return ControlFlow::Break(());
+            }
+            if self.plan.is_some() {
+                self.materialize();
             }
         }
         match &mut self.kept_box {
@@ -153,8 +196,14 @@ impl Builder {
                     }
                 }
             }
-            _ => {
-                self.rows.push(RawRow::new(row));
+            last => {
+                // Rows of one sheet are alike: size the new row like the last.
+                let hint = last.map_or(0, |r| r.cells.len());
+                self.rows.push(RawRow {
+                    idx: row,
+                    cells: Vec::with_capacity(hint),
+                    has_value: false,
+                });
                 self.rows.len() - 1
             }
         };
@@ -164,9 +213,102 @@ impl Builder {
         ControlFlow::Continue(())
     }
 
+    /// Starts the fast path if the rows so far are exactly the header row.
+    fn try_plan(&mut self) {
+        self.no_plan = true;
+        let header_idx = self.shape.header_row.or(self.first_idx).unwrap_or(0);
+        let (Some(kept), [header]) = (self.kept_box, self.rows.as_slice()) else {
+            return;
+        };
+        if header.idx != header_idx {
+            return;
+        }
+        let header_cells = header.cells.clone();
+        let warnings_before = (self.warnings.listed.len(), self.warnings.total);
+        let width = (kept.right - kept.left + 1) as usize;
+        let columns = name_columns(
+            header_idx,
+            kept.left,
+            width,
+            header_cells.clone(),
+            &mut self.warnings,
+        );
+        self.rows.clear();
+        self.plan = Some(Plan {
+            header_idx,
+            left: kept.left,
+            right: kept.right,
+            columns,
+            header_cells,
+            built: Vec::new(),
+            built_idx: Vec::new(),
+            next_expected: header_idx.saturating_add(1),
+            warnings_before,
+        });
+    }
+
+    /// Turns the completed raw row into its result row (fast path).
+    fn materialize(&mut self) {
+        let (Some(plan), Some(raw)) = (self.plan.as_mut(), self.rows.pop()) else {
+            return;
+        };
+        if !self.shape.skip_empty_rows {
+            while plan.next_expected < raw.idx {
+                plan.built.push(empty_row(true, &plan.columns));
+                plan.built_idx.push(plan.next_expected);
+                plan.next_expected += 1;
+            }
+        }
+        plan.next_expected = raw.idx.saturating_add(1);
+        if self.shape.skip_empty_rows && !raw.has_value {
+            return;
+        }
+        let mut cells = raw.cells;
+        if !cells.is_sorted_by_key(|c| c.0) {
+            cells.sort_by_key(|c| c.0);
+        }
+        plan.built
+            .push(build_row(true, &plan.columns, plan.left, cells));
+        plan.built_idx.push(raw.idx);
+    }
+
+    /// Leaves the fast path: built rows become raw rows again.
+    fn abandon_plan(&mut self) {
+        let Some(plan) = self.plan.take() else {
+            return;
+        };
+        self.warnings.listed.truncate(plan.warnings_before.0);
+        self.warnings.total = plan.warnings_before.1;
+        let mut rows = Vec::with_capacity(plan.built.len() + 1 + self.rows.len());
+        rows.push(RawRow {
+            idx: plan.header_idx,
+            cells: plan.header_cells,
+            has_value: true,
+        });
+        for (value, idx) in plan.built.into_iter().zip(plan.built_idx) {
+            let Value::Object(map) = value else { continue };
+            let cells: Vec<(u32, Value)> = map
+                .into_iter()
+                .enumerate()
+                .filter(|(_, (_, v))| !v.is_null())
+                .map(|(i, (_, v))| (plan.left + i as u32, v))
+                .collect();
+            // Gap rows (all null) are regenerated by `finish`.
+            if !cells.is_empty() {
+                rows.push(RawRow {
+                    idx,
+                    cells,
+                    has_value: true,
+                });
+            }
+        }
+        rows.append(&mut self.rows);
+        self.rows = rows;
+    }
+
     /// The first data row (after the header), once the first row is known.
     fn data_start(&self) -> u32 {
-        let first = self.rows.first().map_or(0, |r| r.idx);
+        let first = self.first_idx.unwrap_or(0);
         let header_idx = self.shape.header_row.unwrap_or(first);
         if self.shape.header {
             header_idx.saturating_add(1)
@@ -180,7 +322,7 @@ impl Builder {
         let Some(max) = self.shape.max_rows else {
             return false;
         };
-        if self.rows.is_empty() {
+        if self.first_idx.is_none() {
             return false;
         }
         let done = if self.shape.skip_empty_rows {
@@ -192,6 +334,25 @@ impl Builder {
     }
 
     pub fn finish(mut self) -> Result<Table, ShapeError> {
+        if self.plan.is_some() {
+            self.materialize();
+        }
+        if let Some(plan) = self.plan.take() {
+            let mut rows = plan.built;
+            let mut truncated = self.truncated;
+            if let Some(max) = self.shape.max_rows
+                && rows.len() > max
+            {
+                rows.truncate(max);
+                truncated = true;
+            }
+            return Ok(Table {
+                rows,
+                columns: plan.columns,
+                warnings: self.warnings,
+                truncated,
+            });
+        }
         let mut warnings = std::mem::take(&mut self.warnings);
         let (Some(kept), false) = (self.kept_box, self.rows.is_empty()) else {
             if let (Some(range), Some(data)) = (self.shape.range, self.sheet_box) {
@@ -265,6 +426,12 @@ impl Builder {
             truncated,
         })
     }
+}
+
+/// The fast path needs header-keyed rows and columns fixed by the header
+/// row; a `range` clips columns to the sheet's data, known only at the end.
+fn shape_rules_out_plan(shape: &Shape) -> bool {
+    !shape.header || shape.range.is_some()
 }
 
 fn empty_row(header: bool, columns: &[String]) -> Value {
@@ -406,6 +573,64 @@ mod tests {
     }
 
     #[test]
+    fn leaving_the_fast_path_gives_the_general_result() {
+        // A later row wider than the header, then a row out of order.
+        let mut b = Builder::new(shape());
+        feed(
+            &mut b,
+            &[
+                (0, 0, json!("k")),
+                (0, 1, json!("")),
+                (0, 1, json!("v")),
+                (1, 0, json!("a")),
+                (1, 1, json!(1)),
+                (2, 0, json!("b")),
+                (4, 0, json!("d")),
+                (4, 3, json!(true)),
+                (3, 0, json!("c")),
+            ],
+        );
+        let t = b.finish().unwrap();
+        assert_eq!(t.columns, ["k", "v", "column_C", "column_D"]);
+        assert_eq!(
+            t.rows,
+            vec![
+                json!({"k": "a", "v": 1, "column_C": null, "column_D": null}),
+                json!({"k": "b", "v": null, "column_C": null, "column_D": null}),
+                json!({"k": "c", "v": null, "column_C": null, "column_D": null}),
+                json!({"k": "d", "v": null, "column_C": null, "column_D": true}),
+            ]
+        );
+        assert_eq!(t.warnings.total, 2, "{:?}", t.warnings.listed);
+
+        // The fast path itself, with empty rows kept.
+        let mut b = Builder::new(Shape {
+            skip_empty_rows: false,
+            ..shape()
+        });
+        feed(
+            &mut b,
+            &[
+                (0, 0, json!("k")),
+                (2, 0, json!(1)),
+                (3, 0, json!(2)),
+                (5, 0, json!(3)),
+            ],
+        );
+        let t = b.finish().unwrap();
+        assert_eq!(
+            t.rows,
+            vec![
+                json!({"k": null}),
+                json!({"k": 1}),
+                json!({"k": 2}),
+                json!({"k": null}),
+                json!({"k": 3})
+            ]
+        );
+    }
+
+    #[test]
     fn max_rows_stops_the_stream() {
         let mut b = Builder::new(Shape {
             max_rows: Some(2),
@@ -432,7 +657,10 @@ mod tests {
         });
         feed(&mut b, &[(0, 0, json!("k")), (3, 0, json!(1))]);
         let t = b.finish().unwrap();
-        assert_eq!(t.rows, vec![json!({"k": null}), json!({"k": null}), json!({"k": 1})]);
+        assert_eq!(
+            t.rows,
+            vec![json!({"k": null}), json!({"k": null}), json!({"k": 1})]
+        );
 
         let mut b = Builder::new(Shape {
             range: Rect::parse("D10:E20"),

@@ -80,9 +80,11 @@ impl Action for Write {
         let shown = ctx.display_path(&path);
         ctx.target(shown.clone());
         ctx.detail("path", shown.clone());
-        let kind = OutKind::of(&path, &shown, "sheet.write", true).map_err(ActionError::permanent)?;
+        let kind =
+            OutKind::of(&path, &shown, "sheet.write", true).map_err(ActionError::permanent)?;
         let sheet = args.sheet.clone().unwrap_or_else(|| "Sheet1".to_string());
-        let delimiter = delimiter_for(&path, args.delimiter.as_deref()).map_err(ActionError::permanent)?;
+        let delimiter =
+            delimiter_for(&path, args.delimiter.as_deref()).map_err(ActionError::permanent)?;
         let shown2 = shown.clone();
         let sheet2 = sheet.clone();
         let (sha, n, warnings) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -99,13 +101,22 @@ impl Action for Write {
         .context("the sheet writer task failed")?
         .map_err(ActionError::permanent)?;
         ctx.detail("sha256", sha.clone());
-        ctx.detail("sheet", if kind == OutKind::Xlsx { Value::from(sheet.clone()) } else { Value::Null });
+        ctx.detail(
+            "sheet",
+            if kind == OutKind::Xlsx {
+                Value::from(sheet.clone())
+            } else {
+                Value::Null
+            },
+        );
         ctx.detail("rows", n as u64);
         ctx.detail("warnings", warnings.listed.clone());
         if warnings.total > warnings.listed.len() {
             ctx.detail("warning_count", warnings.total as u64);
         }
-        Ok(json!({ "path": shown, "sha256": sha, "rows": n, "sheet": if kind == OutKind::Xlsx { Value::from(sheet) } else { Value::Null } }))
+        Ok(
+            json!({ "path": shown, "sha256": sha, "rows": n, "sheet": if kind == OutKind::Xlsx { Value::from(sheet) } else { Value::Null } }),
+        )
     }
 }
 
@@ -220,8 +231,12 @@ impl OutKind {
         match ext.as_str() {
             "csv" | "tsv" | "txt" => Ok(OutKind::Csv),
             "xlsx" if xlsx_ok => Ok(OutKind::Xlsx),
-            "xlsx" => bail!("`{action}` adds rows to CSV files only, not {shown}; to extend an xlsx, read it with `sheet.read` and write all rows with `sheet.write`"),
-            _ if xlsx_ok => bail!("`{action}` cannot write {shown}: the extension must be .xlsx, .csv or .tsv"),
+            "xlsx" => bail!(
+                "`{action}` adds rows to CSV files only, not {shown}; to extend an xlsx, read it with `sheet.read` and write all rows with `sheet.write`"
+            ),
+            _ if xlsx_ok => {
+                bail!("`{action}` cannot write {shown}: the extension must be .xlsx, .csv or .tsv")
+            }
             _ => bail!("`{action}` cannot write {shown}: the extension must be .csv or .tsv"),
         }
     }
@@ -231,7 +246,12 @@ impl OutKind {
 fn delimiter_for(path: &Path, given: Option<&str>) -> anyhow::Result<u8> {
     match given {
         Some(d) => delimited::parse_delimiter(d),
-        None if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv")) => Ok(b'\t'),
+        None if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("tsv")) =>
+        {
+            Ok(b'\t')
+        }
         None => Ok(b','),
     }
 }
@@ -265,8 +285,16 @@ impl Grid {
         };
         let maps = items.iter().filter(|v| v.is_object()).count();
         let lists = items.iter().filter(|v| v.is_array()).count();
-        if let Some((i, bad)) = items.iter().enumerate().find(|(_, v)| !v.is_object() && !v.is_array()) {
-            bail!("`rows` item {} is {}, not a map or a list (writing {shown})", i + 1, kind_of(bad));
+        if let Some((i, bad)) = items
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !v.is_object() && !v.is_array())
+        {
+            bail!(
+                "`rows` item {} is {}, not a map or a list (writing {shown})",
+                i + 1,
+                kind_of(bad)
+            );
         }
         if maps > 0 && lists > 0 {
             bail!("`rows` mixes maps and lists (writing {shown}); use one kind");
@@ -282,7 +310,10 @@ impl Grid {
                     (key.to_string(), label.clone())
                 })
                 .collect(),
-            (None, Some(cs)) => cs.iter().map(|c| (c.key().to_string(), c.label().to_string())).collect(),
+            (None, Some(cs)) => cs
+                .iter()
+                .map(|c| (c.key().to_string(), c.label().to_string()))
+                .collect(),
             (None, None) => Vec::new(),
         };
         if maps > 0 && existing_header.is_none() && columns.is_none() {
@@ -317,7 +348,11 @@ impl Grid {
         for item in items {
             match item {
                 Value::Object(mut m) => {
-                    grid_rows.push(cols.iter().map(|(k, _)| m.remove(k).unwrap_or(Value::Null)).collect());
+                    grid_rows.push(
+                        cols.iter()
+                            .map(|(k, _)| m.remove(k).unwrap_or(Value::Null))
+                            .collect(),
+                    );
                 }
                 Value::Array(a) => grid_rows.push(a),
                 _ => {}
@@ -341,7 +376,12 @@ fn kind_of(v: &Value) -> &'static str {
     }
 }
 
-fn csv_bytes(grid: &Grid, delimiter: u8, header: bool, terminator: csv::Terminator) -> anyhow::Result<Vec<u8>> {
+fn csv_bytes(
+    grid: &Grid,
+    delimiter: u8,
+    header: bool,
+    terminator: csv::Terminator,
+) -> anyhow::Result<Vec<u8>> {
     let mut w = csv::WriterBuilder::new()
         .delimiter(delimiter)
         .flexible(true)
@@ -353,17 +393,26 @@ fn csv_bytes(grid: &Grid, delimiter: u8, header: bool, terminator: csv::Terminat
     for row in &grid.rows {
         w.write_record(row.iter().map(delimited::field))?;
     }
-    w.into_inner().map_err(|e| anyhow!("cannot build the CSV: {}", e.error()))
+    w.into_inner()
+        .map_err(|e| anyhow!("cannot build the CSV: {}", e.error()))
 }
 
 /// Largest integer Excel stores exactly (15 significant digits).
 const EXCEL_EXACT: i64 = 999_999_999_999_999;
 
-fn xlsx_bytes(grid: &Grid, sheet: &str, shown: &str, warnings: &mut Warnings) -> anyhow::Result<Vec<u8>> {
+fn xlsx_bytes(
+    grid: &Grid,
+    sheet: &str,
+    shown: &str,
+    warnings: &mut Warnings,
+) -> anyhow::Result<Vec<u8>> {
     const MAX_ROWS: usize = 1_048_576;
     let header_rows = usize::from(!grid.labels.is_empty());
     if grid.rows.len() + header_rows > MAX_ROWS {
-        bail!("cannot write {shown}: {} rows exceed the xlsx limit of {MAX_ROWS} rows per sheet", grid.rows.len());
+        bail!(
+            "cannot write {shown}: {} rows exceed the xlsx limit of {MAX_ROWS} rows per sheet",
+            grid.rows.len()
+        );
     }
     let mut wb = Workbook::new();
     let ws = wb.add_worksheet();
@@ -373,11 +422,16 @@ fn xlsx_bytes(grid: &Grid, sheet: &str, shown: &str, warnings: &mut Warnings) ->
     let date = Format::new().set_num_format("yyyy-mm-dd");
     let datetime = Format::new().set_num_format("yyyy-mm-dd hh:mm:ss");
     let cell_err = |r: usize, c: usize, e: rust_xlsxwriter::XlsxError| {
-        anyhow!("cannot write cell {} of {shown}: {e}", address(r as u32, c as u32))
+        anyhow!(
+            "cannot write cell {} of {shown}: {e}",
+            address(r as u32, c as u32)
+        )
     };
     for (c, label) in grid.labels.iter().enumerate() {
-        let c16 = u16::try_from(c).map_err(|_| anyhow!("cannot write {shown}: more than 16384 columns"))?;
-        ws.write_string_with_format(0, c16, label, &bold).map_err(|e| cell_err(0, c, e))?;
+        let c16 = u16::try_from(c)
+            .map_err(|_| anyhow!("cannot write {shown}: more than 16384 columns"))?;
+        ws.write_string_with_format(0, c16, label, &bold)
+            .map_err(|e| cell_err(0, c, e))?;
     }
     if header_rows == 1 {
         ws.set_freeze_panes(1, 0).map_err(|e| cell_err(0, 0, e))?;
@@ -386,13 +440,19 @@ fn xlsx_bytes(grid: &Grid, sheet: &str, shown: &str, warnings: &mut Warnings) ->
         let r = i + header_rows;
         let r32 = r as u32;
         for (c, v) in row.iter().enumerate() {
-            let c16 = u16::try_from(c).map_err(|_| anyhow!("cannot write {shown}: more than 16384 columns"))?;
+            let c16 = u16::try_from(c)
+                .map_err(|_| anyhow!("cannot write {shown}: more than 16384 columns"))?;
             let res = match v {
                 Value::Null => continue,
                 Value::Bool(b) => ws.write_boolean(r32, c16, *b).map(|_| ()),
                 Value::Number(n) => match n.as_i64() {
                     Some(i) if i.abs() > EXCEL_EXACT => {
-                        warnings.push(|| format!("{}: {i} has more digits than Excel keeps; written as text", address(r32, c as u32)));
+                        warnings.push(|| {
+                            format!(
+                                "{}: {i} has more digits than Excel keeps; written as text",
+                                address(r32, c as u32)
+                            )
+                        });
                         ws.write_string(r32, c16, i.to_string()).map(|_| ())
                     }
                     _ => match n.as_f64() {
@@ -401,8 +461,12 @@ fn xlsx_bytes(grid: &Grid, sheet: &str, shown: &str, warnings: &mut Warnings) ->
                     },
                 },
                 Value::String(s) => match iso_datetime(s) {
-                    Some((dt, true)) => ws.write_datetime_with_format(r32, c16, &dt, &datetime).map(|_| ()),
-                    Some((dt, false)) => ws.write_datetime_with_format(r32, c16, &dt, &date).map(|_| ()),
+                    Some((dt, true)) => ws
+                        .write_datetime_with_format(r32, c16, &dt, &datetime)
+                        .map(|_| ()),
+                    Some((dt, false)) => ws
+                        .write_datetime_with_format(r32, c16, &dt, &date)
+                        .map(|_| ()),
                     None => ws.write_string(r32, c16, s).map(|_| ()),
                 },
                 other => ws.write_string(r32, c16, other.to_string()).map(|_| ()),
@@ -420,8 +484,17 @@ fn xlsx_bytes(grid: &Grid, sheet: &str, shown: &str, warnings: &mut Warnings) ->
 /// Excel cannot show, impossible days — stays text.
 fn iso_datetime(s: &str) -> Option<(ExcelDateTime, bool)> {
     let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r.clone()).is_some_and(|x| x.iter().all(u8::is_ascii_digit));
-    if b.len() < 10 || !digits(0..4) || b[4] != b'-' || !digits(5..7) || b[7] != b'-' || !digits(8..10) {
+    let digits = |r: std::ops::Range<usize>| {
+        b.get(r.clone())
+            .is_some_and(|x| x.iter().all(u8::is_ascii_digit))
+    };
+    if b.len() < 10
+        || !digits(0..4)
+        || b[4] != b'-'
+        || !digits(5..7)
+        || b[7] != b'-'
+        || !digits(8..10)
+    {
         return None;
     }
     let year: u16 = s[0..4].parse().ok()?;
@@ -435,7 +508,14 @@ fn iso_datetime(s: &str) -> Option<(ExcelDateTime, bool)> {
     if b.len() == 10 {
         return Some((date, false));
     }
-    if b.len() < 19 || !(b[10] == b'T' || b[10] == b' ') || !digits(11..13) || b[13] != b':' || !digits(14..16) || b[16] != b':' || !digits(17..19) {
+    if b.len() < 19
+        || !(b[10] == b'T' || b[10] == b' ')
+        || !digits(11..13)
+        || b[13] != b':'
+        || !digits(14..16)
+        || b[16] != b':'
+        || !digits(17..19)
+    {
         return None;
     }
     let hour: u16 = s[11..13].parse().ok()?;
@@ -460,9 +540,23 @@ mod tests {
     #[test]
     fn iso_strings_become_dates() {
         assert!(matches!(iso_datetime("2026-03-01"), Some((_, false))));
-        assert!(matches!(iso_datetime("2026-03-01T08:30:00"), Some((_, true))));
-        assert!(matches!(iso_datetime("2026-03-01 08:30:00.5"), Some((_, true))));
-        for text in ["2026-02-30", "1899-12-31", "2026-03-01T08:30:00Z", "2026-3-1", "2026-03-01T25:00:00", "20260301", "2026-03-01T08:30"] {
+        assert!(matches!(
+            iso_datetime("2026-03-01T08:30:00"),
+            Some((_, true))
+        ));
+        assert!(matches!(
+            iso_datetime("2026-03-01 08:30:00.5"),
+            Some((_, true))
+        ));
+        for text in [
+            "2026-02-30",
+            "1899-12-31",
+            "2026-03-01T08:30:00Z",
+            "2026-3-1",
+            "2026-03-01T25:00:00",
+            "20260301",
+            "2026-03-01T08:30",
+        ] {
             assert!(iso_datetime(text).is_none(), "{text}");
         }
     }
