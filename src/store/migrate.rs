@@ -15,7 +15,8 @@ use super::{Backend, Store, StoreError};
 
 /// One schema change.
 pub struct Migration {
-    /// Strictly increasing, starting at 1.
+    /// Strictly increasing, starting at 1; gaps are allowed (each version is
+    /// applied on its own if the database does not have it yet).
     pub version: i64,
     /// Short name, recorded in `schema_migrations`.
     pub name: &'static str,
@@ -24,11 +25,18 @@ pub struct Migration {
 }
 
 /// All migrations, in order. Append only.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("migrations/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "scheduler",
+        sql: include_str!("migrations/0003_scheduler.sql"),
+    },
+];
 
 /// Arbitrary constant key for `pg_advisory_xact_lock` ("clerk" + "mig").
 const PG_MIGRATION_LOCK: i64 = 0x636c_6572_6b6d_6967;

@@ -29,6 +29,7 @@ mod error;
 mod events;
 pub mod migrate;
 mod runs;
+mod sched;
 pub mod time;
 
 use std::borrow::Cow;
@@ -45,6 +46,7 @@ pub use bots::BotState;
 pub use error::StoreError;
 pub use events::{RawEvent, RawRow};
 pub use runs::{NewRun, RunChange, RunFilter, RunRow};
+pub use sched::{BotRunSummary, Claim, LeaseRow, QueuedRun, SchedBatch};
 
 /// Which database a [`Store`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
