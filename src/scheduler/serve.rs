@@ -77,13 +77,17 @@ struct Shared {
     stopping: CancellationToken,
     /// The grace period is over: cancel the runs still going.
     hard_stop: CancellationToken,
-    /// Runs were enqueued: wake idle workers.
-    wake: Notify,
+    /// Runs became due: wake idle workers.
+    wake: Arc<Notify>,
     /// The bots were reloaded: the scheduler rebuilds its state.
     reloaded: AtomicBool,
 }
 
 impl Shared {
+    fn wake_handle(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
     fn bots(&self) -> BotMap {
         match self.bots.read() {
             Ok(g) => g.clone(),
@@ -113,7 +117,7 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
         bots: RwLock::new(Arc::new(map)),
         stopping: CancellationToken::new(),
         hard_stop: CancellationToken::new(),
-        wake: Notify::new(),
+        wake: Arc::new(Notify::new()),
         reloaded: AtomicBool::new(false),
     });
     tracing::info!(
@@ -126,7 +130,7 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
 
     let heartbeat = tokio::spawn(heartbeat(shared.clone()));
     let scheduler = tokio::spawn(scheduler_loop(shared.clone()));
-    let mut pool = Vec::new();
+    let mut pool = Vec::with_capacity(workers);
     for i in 0..workers {
         pool.push(tokio::spawn(worker_loop(shared.clone(), i)));
     }
@@ -134,24 +138,19 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
     wait_for_stop(&shared).await;
     shared.stopping.cancel();
     shared.wake.notify_waiters();
-    let running = {
-        let pool = futures::future::join_all(pool.iter_mut());
-        tokio::pin!(pool);
-        tokio::select! {
-            _ = &mut pool => false,
-            _ = tokio::time::sleep(shared.opts.grace) => true,
-            _ = second_signal() => true,
-        }
+    let mut all = tokio::spawn(futures::future::join_all(pool));
+    let finished = tokio::select! {
+        _ = &mut all => true,
+        _ = tokio::time::sleep(shared.opts.grace) => false,
+        _ = second_signal() => false,
     };
-    if running {
+    if !finished {
         tracing::warn!(
             grace = %humantime::format_duration(shared.opts.grace),
             "grace period over: cancelling the runs still going (they will be marked interrupted)"
         );
         shared.hard_stop.cancel();
-    }
-    for w in pool {
-        let _ = w.await;
+        let _ = all.await;
     }
     let _ = scheduler.await;
     heartbeat.abort();
@@ -587,12 +586,14 @@ async fn tick(shared: &Shared, clocks: &mut HashMap<String, BotClock>) -> anyhow
             .collect();
         if !skipped.is_empty() {
             let reason = match bot.catch_up {
-                CatchUp::None => "missed while no scheduler was running (catch_up: none)",
+                CatchUp::None => {
+                    "missed: no scheduler was running or the store was unreachable (catch_up: none)"
+                }
                 CatchUp::Latest => {
-                    "missed while no scheduler was running; only the latest is caught up (catch_up: latest)"
+                    "missed: no scheduler was running or the store was unreachable; only the latest is caught up (catch_up: latest)"
                 }
                 CatchUp::All => {
-                    "missed while no scheduler was running; beyond catch_up_limit (catch_up: all)"
+                    "missed: no scheduler was running or the store was unreachable; beyond catch_up_limit (catch_up: all)"
                 }
             };
             tracing::warn!(bot = %name, missed = skipped.len(), "skipping missed firings: {reason}");
@@ -656,11 +657,13 @@ async fn tick(shared: &Shared, clocks: &mut HashMap<String, BotClock>) -> anyhow
         .map(|e| recorder.redact_event(e))
         .collect();
     let started = std::time::Instant::now();
-    let inserted = shared
+    let inserted: std::collections::HashSet<String> = shared
         .store
         .write_sched_batch(&batch)
         .await
-        .map_err(anyhow::Error::from)?;
+        .map_err(anyhow::Error::from)?
+        .into_iter()
+        .collect();
     if !inserted.is_empty() {
         tracing::debug!(
             runs = inserted.len(),
@@ -672,13 +675,27 @@ async fn tick(shared: &Shared, clocks: &mut HashMap<String, BotClock>) -> anyhow
     for (name, c) in updates {
         clocks.insert(name, c);
     }
+    // Wake the workers when the earliest run enqueued ahead becomes due.
+    if let Some(due) = batch
+        .runs
+        .iter()
+        .filter(|r| inserted.contains(&r.id))
+        .map(|r| r.due_at)
+        .min()
+    {
+        let wait = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        let shared_wake = shared.wake_handle();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            shared_wake.notify_waiters();
+        });
+    }
     // Bots added by a reload get a clock.
     for (name, bot) in bots.iter() {
         clocks.entry(name.clone()).or_insert_with(|| BotClock {
             next: bot.next_after(now),
         });
     }
-    shared.wake.notify_waiters();
     Ok(())
 }
 
