@@ -199,9 +199,17 @@ pub fn load_bot_file(path: &Path) -> Result<Bot, Diagnostics> {
 
 /// Checks a bot given as text; `path` locates the playbook and is used in messages.
 pub fn load_bot_str(text: &str, path: &Path) -> Result<Bot, Diagnostics> {
+    load_bot_cached(text, path, &mut PlaybookCache::new())
+}
+
+/// Playbooks already loaded, by path: bots sharing a playbook share one copy.
+type PlaybookCache = BTreeMap<PathBuf, Result<Arc<Playbook>, Diagnostics>>;
+
+fn load_bot_cached(text: &str, path: &Path, cache: &mut PlaybookCache) -> Result<Bot, Diagnostics> {
     let mut l = BotLoader {
         path,
         diags: Diagnostics::default(),
+        cache,
     };
     let root = match yaml::parse(text) {
         Ok(r) => r,
@@ -247,8 +255,17 @@ pub fn load_bots_dir(dir: &Path) -> (Vec<Bot>, Diagnostics) {
     files.sort();
     let mut bots: Vec<Bot> = Vec::new();
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut cache = PlaybookCache::new();
     for f in files {
-        match load_bot_file(&f) {
+        let loaded = match std::fs::read_to_string(&f) {
+            Ok(text) => load_bot_cached(&text, &f, &mut cache),
+            Err(e) => {
+                let mut d = Diagnostics::default();
+                d.push(&f, Pos { line: 1, col: 1 }, format!("cannot read the bot file: {e}"));
+                Err(d)
+            }
+        };
+        match loaded {
             Ok(b) => {
                 if let Some(first) = seen.get(&b.name) {
                     diags.push(
@@ -268,12 +285,14 @@ pub fn load_bots_dir(dir: &Path) -> (Vec<Bot>, Diagnostics) {
             Err(d) => diags.0.extend(d.0),
         }
     }
+    diags.sort();
     (bots, diags)
 }
 
 struct BotLoader<'a> {
     path: &'a Path,
     diags: Diagnostics,
+    cache: &'a mut PlaybookCache,
 }
 
 impl BotLoader<'_> {
@@ -482,7 +501,12 @@ impl BotLoader<'_> {
                     );
                     return None;
                 }
-                match playbook::load_file(&full, &Registry) {
+                let loaded = self
+                    .cache
+                    .entry(full.clone())
+                    .or_insert_with(|| playbook::load_file(&full, &Registry).map(Arc::new))
+                    .clone();
+                match loaded {
                     Ok(pb) => Some((full, pb, p.pos)),
                     Err(d) => {
                         self.err(
@@ -515,7 +539,7 @@ impl BotLoader<'_> {
             description,
             path: self.path.to_path_buf(),
             playbook_path,
-            playbook: Arc::new(playbook),
+            playbook,
             schedule,
             inputs,
             enabled,

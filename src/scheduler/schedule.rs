@@ -12,7 +12,9 @@
 //!   CEST); several matches inside one gap fire once;
 //! - a repeated local time (fall-back) fires once, at its first occurrence.
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
@@ -23,7 +25,17 @@ pub struct CronSchedule {
     /// As written by the author (5 or 6 fields).
     pub source: String,
     pub timezone: Tz,
-    cron: cron::Schedule,
+    /// Shared between bots with the same expression: 10,000 bots on
+    /// `* * * * *` hold one parsed schedule, not 10,000.
+    cron: Arc<cron::Schedule>,
+}
+
+type ParseCache = Mutex<HashMap<String, Result<Arc<cron::Schedule>, String>>>;
+
+/// Parsed expressions, by their 6-field form.
+fn cache() -> &'static ParseCache {
+    static CACHE: OnceLock<ParseCache> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
 /// How many cron matches are looked at before giving up on finding the next
@@ -50,7 +62,27 @@ impl CronSchedule {
                 ));
             }
         };
-        let cron = cron::Schedule::from_str(&expr).map_err(|e| {
+        if let Some(hit) = cache().lock().ok().and_then(|c| c.get(&expr).cloned()) {
+            return hit.map(|cron| CronSchedule {
+                source: source.trim().to_string(),
+                timezone,
+                cron,
+            });
+        }
+        let parsed = Self::parse_new(&expr);
+        if let Ok(mut c) = cache().lock() {
+            c.insert(expr, parsed.clone());
+        }
+        let s = CronSchedule {
+            source: source.trim().to_string(),
+            timezone,
+            cron: parsed?,
+        };
+        Ok(s)
+    }
+
+    fn parse_new(expr: &str) -> Result<Arc<cron::Schedule>, String> {
+        let cron = cron::Schedule::from_str(expr).map_err(|e| {
             // The crate's message repeats the expression with a caret; the
             // reason is its last line.
             let text = e.to_string();
@@ -61,17 +93,12 @@ impl CronSchedule {
                 .trim()
                 .to_string()
         })?;
-        let s = CronSchedule {
-            source: source.trim().to_string(),
-            timezone,
-            cron,
-        };
         // An expression that can never match (e.g. 31 February) is an error
         // the author wants to hear about.
-        if s.next_after(Utc::now()).is_none() {
+        if cron.after(&Utc::now()).next().is_none() {
             return Err("the expression never matches a date".into());
         }
-        Ok(s)
+        Ok(Arc::new(cron))
     }
 
     /// The first firing strictly after `after`.

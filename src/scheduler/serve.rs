@@ -8,7 +8,8 @@
 //! - **Firing = inserting a queued run** keyed by (bot, scheduled_for); the
 //!   unique constraint makes a double firing impossible even if two
 //!   schedulers ever raced. Firings are enqueued a moment ahead
-//!   ([`ENQUEUE_LEAD`]) in one batch per tick, with `due_at` = the firing
+//!   ([`ENQUEUE_LEAD`], more if the last batch took long) in one batch per
+//!   tick, with `due_at` = the firing
 //!   time; workers claim only due runs, so a run starts at its time even when
 //!   thousands of bots share the same minute.
 //! - **Missed firings** (more than [`MISFIRE_GRACE`] late: the scheduler was
@@ -38,6 +39,8 @@ use crate::store::{QueuedRun, RunChange, RunRow, SchedBatch, Store};
 /// How far ahead of its time a firing is enqueued (with `due_at` set to the
 /// firing time), so that a big batch is in the store before the boundary.
 pub const ENQUEUE_LEAD: Duration = Duration::from_secs(2);
+/// The lead never grows beyond this, however slow the store is.
+const MAX_LEAD: Duration = Duration::from_secs(30);
 /// A firing the scheduler reaches later than this was missed (the scheduler
 /// was not running): it is handled by the bot's `catch_up` policy.
 pub const MISFIRE_GRACE: Duration = Duration::from_secs(10);
@@ -310,6 +313,7 @@ async fn scheduler_loop(shared: Arc<Shared>) {
     let mut said_worker_only = false;
     let mut clocks: Option<HashMap<String, BotClock>> = None;
     let mut failures = 0u32;
+    let mut lead = ENQUEUE_LEAD;
     let mut last_lease = std::time::Instant::now() - Duration::from_secs(60);
     let mut last_sweep = std::time::Instant::now() - Duration::from_secs(60);
     loop {
@@ -367,7 +371,13 @@ async fn scheduler_loop(shared: Arc<Shared>) {
             clocks = None;
         }
         let result = match clocks.as_mut() {
-            Some(c) => tick(&shared, c).await,
+            Some(c) => tick(&shared, c, lead).await.map(|took| {
+                // Start the next batch early enough that it is written
+                // before its minute, with room to spare.
+                if let Some(took) = took {
+                    lead = (ENQUEUE_LEAD + took * 2).min(MAX_LEAD);
+                }
+            }),
             None => match init_clocks(&shared).await {
                 Ok(c) => {
                     clocks = Some(c);
@@ -397,7 +407,7 @@ async fn scheduler_loop(shared: Arc<Shared>) {
             .as_ref()
             .and_then(|c| c.values().filter_map(|k| k.next).min())
             .map(|next| {
-                let lead = chrono::Duration::from_std(ENQUEUE_LEAD).unwrap_or_default();
+                let lead = chrono::Duration::from_std(lead).unwrap_or_default();
                 (next - lead - now).to_std().unwrap_or(Duration::ZERO)
             })
             .unwrap_or(TICK)
@@ -525,14 +535,19 @@ async fn init_clocks(shared: &Shared) -> anyhow::Result<HashMap<String, BotClock
 }
 
 /// One scheduler pass: every firing up to now + lead, in one batch.
-async fn tick(shared: &Shared, clocks: &mut HashMap<String, BotClock>) -> anyhow::Result<()> {
+/// Returns how long the batch write took, if there was one.
+async fn tick(
+    shared: &Shared,
+    clocks: &mut HashMap<String, BotClock>,
+    lead: Duration,
+) -> anyhow::Result<Option<Duration>> {
     let now = Utc::now();
-    let horizon = now + chrono::Duration::from_std(ENQUEUE_LEAD).unwrap_or_default();
+    let horizon = now + chrono::Duration::from_std(lead).unwrap_or_default();
     if !clocks
         .values()
         .any(|c| c.next.is_some_and(|n| n <= horizon))
     {
-        return Ok(());
+        return Ok(None);
     }
     let misfire = now - chrono::Duration::from_std(MISFIRE_GRACE).unwrap_or_default();
     let paused = shared.store.paused_bots().await?;
@@ -664,6 +679,7 @@ async fn tick(shared: &Shared, clocks: &mut HashMap<String, BotClock>) -> anyhow
         .map_err(anyhow::Error::from)?
         .into_iter()
         .collect();
+    let took = started.elapsed();
     if !inserted.is_empty() {
         tracing::debug!(
             runs = inserted.len(),
@@ -690,13 +706,7 @@ async fn tick(shared: &Shared, clocks: &mut HashMap<String, BotClock>) -> anyhow
             shared_wake.notify_waiters();
         });
     }
-    // Bots added by a reload get a clock.
-    for (name, bot) in bots.iter() {
-        clocks.entry(name.clone()).or_insert_with(|| BotClock {
-            next: bot.next_after(now),
-        });
-    }
-    Ok(())
+    Ok(Some(took))
 }
 
 fn queued_run(

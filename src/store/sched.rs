@@ -161,7 +161,8 @@ impl Store {
                 }
             }
             events.extend(batch.events.iter().cloned());
-            self.append_many_in_tx(&mut tx, events).await?;
+            // The runs inserted here have no events yet: their seq starts at 1.
+            self.append_many_in_tx(&mut tx, events, &inserted).await?;
 
             for chunk in batch.cursors.chunks(CHUNK) {
                 let mut q = String::from(
@@ -205,11 +206,13 @@ impl Store {
 
     /// Appends events to the chain inside the caller's transaction with one
     /// read of the chain head and multi-row INSERTs. Events of runs get seq
-    /// `MAX(seq) + 1` of their run (read once per distinct run).
+    /// `MAX(seq) + 1` of their run (read once per distinct run, except for
+    /// the `fresh` runs created in this transaction, which have no events).
     pub(crate) async fn append_many_in_tx(
         &self,
         conn: &mut sqlx::AnyConnection,
         events: Vec<NewEvent>,
+        fresh: &HashSet<String>,
     ) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
@@ -251,6 +254,7 @@ impl Store {
                 Some(run) => {
                     let next = match seqs.get(run) {
                         Some(s) => s + 1,
+                        None if fresh.contains(run) => 1,
                         None => {
                             let last: Option<i64> = sqlx::query(&seq_q)
                                 .bind(run.as_str())
