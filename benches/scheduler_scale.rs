@@ -72,11 +72,16 @@ fn main() {
     for i in 0..n_bots {
         std::fs::write(
             ws.join(format!("bots/bot-{i:05}.yaml")),
-            format!("name: bot-{i:05}\nplaybook: ../playbooks/noop.yaml\nschedule: [\"* * * * *\"]\n"),
+            format!(
+                "name: bot-{i:05}\nplaybook: ../playbooks/noop.yaml\nschedule: [\"* * * * *\"]\n"
+            ),
         )
         .expect("write bot");
     }
-    eprintln!("{n_bots} bots, {minutes} minute(s), {workers} workers, workspace {}", ws.display());
+    eprintln!(
+        "{n_bots} bots, {minutes} minute(s), {workers} workers, workspace {}",
+        ws.display()
+    );
 
     let log_path = ws.join("serve.log");
     let log = std::fs::File::create(&log_path).expect("log file");
@@ -108,7 +113,10 @@ fn main() {
         .expect("minute");
     let last = first + chrono::Duration::minutes(minutes as i64 - 1);
     let end = last + chrono::Duration::seconds(20);
-    eprintln!("serve up in {:.1}s; measuring firings {first} .. {last}", startup.as_secs_f64());
+    eprintln!(
+        "serve up in {:.1}s; measuring firings {first} .. {last}",
+        startup.as_secs_f64()
+    );
     let mut peak_rss = 0;
     while Utc::now() < end {
         peak_rss = peak_rss.max(status_kb(pid, "VmHWM:"));
@@ -118,7 +126,10 @@ fn main() {
     }
     eprintln!();
     peak_rss = peak_rss.max(status_kb(pid, "VmHWM:"));
-    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
     let status = child.wait().expect("wait for clerk serve");
 
     // Batches: "<time> DEBUG enqueued firings runs=N events=E ms=M".
@@ -126,7 +137,9 @@ fn main() {
     let mut batches: Vec<(DateTime<Utc>, usize, u64)> = Vec::new();
     for line in text.lines().filter(|l| l.contains("enqueued firings")) {
         let mut parts = line.split_whitespace();
-        let Some(at) = parts.next().and_then(ts) else { continue };
+        let Some(at) = parts.next().and_then(ts) else {
+            continue;
+        };
         let field = |k: &str| {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(k))
@@ -157,7 +170,9 @@ fn main() {
         if f.len() != 5 {
             continue;
         }
-        let (Some(sched), Some(queued)) = (ts(f[1]), ts(f[2])) else { continue };
+        let (Some(sched), Some(queued)) = (ts(f[1]), ts(f[2])) else {
+            continue;
+        };
         if sched < first || sched > last {
             continue;
         }
@@ -166,7 +181,9 @@ fn main() {
         // Committed (claimable) when the batch holding it was written.
         let commit = batches
             .iter()
-            .find(|(at, _, ms)| *at - chrono::Duration::milliseconds(*ms as i64 + 5) <= queued && queued <= *at)
+            .find(|(at, _, ms)| {
+                *at - chrono::Duration::milliseconds(*ms as i64 + 5) <= queued && queued <= *at
+            })
             .map(|(at, _, _)| *at)
             .unwrap_or(queued);
         avail_late.push((commit - sched).num_milliseconds().max(0));
@@ -182,8 +199,10 @@ fn main() {
     let expected = n_bots * minutes;
     let distinct = per_slot.len();
     let doubled: usize = per_slot.values().filter(|c| **c > 1).count();
-    let big: Vec<&(DateTime<Utc>, usize, u64)> =
-        batches.iter().filter(|(_, n, _)| *n >= n_bots / 2).collect();
+    let big: Vec<&(DateTime<Utc>, usize, u64)> = batches
+        .iter()
+        .filter(|(_, n, _)| *n >= n_bots / 2)
+        .collect();
     let rows_per_s: Vec<f64> = big
         .iter()
         .map(|(_, n, ms)| *n as f64 / ((*ms).max(1) as f64 / 1000.0))
@@ -199,15 +218,31 @@ fn main() {
         })
         .collect();
 
-    println!("scheduler_scale: {n_bots} bots every minute, {minutes} minute(s), {workers} workers, SQLite");
-    println!("  clerk serve exit: {status}; start-up (load + validate bots): {:.1} s", startup.as_secs_f64());
-    println!("  peak RSS (VmHWM): {:.1} MB (target < 150 MB)", peak_rss as f64 / 1024.0);
+    println!(
+        "scheduler_scale: {n_bots} bots every minute, {minutes} minute(s), {workers} workers, SQLite"
+    );
+    println!(
+        "  clerk serve exit: {status}; start-up (load + validate bots): {:.1} s",
+        startup.as_secs_f64()
+    );
+    println!(
+        "  peak RSS (VmHWM): {:.1} MB (target < 150 MB)",
+        peak_rss as f64 / 1024.0
+    );
     println!(
         "  enqueue: {} batches of >= {} runs; {} rows/s (per batch); committed {} ms before the minute",
         big.len(),
         n_bots / 2,
-        rows_per_s.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),
-        leads.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
+        rows_per_s
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        leads
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
         "  firing lateness (run committed and claimable - scheduled_for): p50 {} ms, p99 {} ms, max {} ms (target p99 < 250 ms)",
@@ -217,7 +252,11 @@ fn main() {
     );
     println!(
         "  first run start per minute - scheduled_for: {}",
-        first_start.values().map(|v| format!("{v} ms")).collect::<Vec<_>>().join(", ")
+        first_start
+            .values()
+            .map(|v| format!("{v} ms"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
         "  dispatch lateness (started_at - scheduled_for, {} of {} started): p50 {} ms, p99 {} ms",

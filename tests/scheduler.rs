@@ -26,7 +26,9 @@ steps:
 "#;
 
 fn bot(name: &str, cron: &str, extra: &str) -> String {
-    format!("name: {name}\nplaybook: ../playbooks/nap.yaml\nschedule:\n  - cron: \"{cron}\"\n{extra}")
+    format!(
+        "name: {name}\nplaybook: ../playbooks/nap.yaml\nschedule:\n  - cron: \"{cron}\"\n{extra}"
+    )
 }
 
 fn setup(backend: Backend) -> Workspace {
@@ -200,7 +202,11 @@ fn no_double_firing(ws: &Workspace) {
 fn validate_accepts_the_repository_bots_and_points_at_problems() {
     let root = env!("CARGO_MANIFEST_DIR");
     let ws = setup(Backend::Sqlite);
-    let r = ws.clerk(&["validate", &format!("{root}/bots"), &format!("{root}/playbooks")]);
+    let r = ws.clerk(&[
+        "validate",
+        &format!("{root}/bots"),
+        &format!("{root}/playbooks"),
+    ]);
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
 
     ws.write(
@@ -225,13 +231,24 @@ fn validate_accepts_the_repository_bots_and_points_at_problems() {
     ] {
         assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
     }
-    assert!(!out.contains("panicked") && !out.contains("Error {"), "{out}");
+    assert!(
+        !out.contains("panicked") && !out.contains("Error {"),
+        "{out}"
+    );
 
     // serve refuses to start and prints them all.
     let r = ws.clerk(&["serve"]);
     assert_eq!(r.code(), 2);
-    assert!(r.stdout().contains("bots/orphan.yaml:2:11"), "{}", r.stdout());
-    assert!(r.stdout().contains("bots/broken.yaml:5:15"), "{}", r.stdout());
+    assert!(
+        r.stdout().contains("bots/orphan.yaml:2:11"),
+        "{}",
+        r.stdout()
+    );
+    assert!(
+        r.stdout().contains("bots/broken.yaml:5:15"),
+        "{}",
+        r.stdout()
+    );
     assert!(r.stderr().contains("not started"), "{}", r.stderr());
 }
 
@@ -258,7 +275,11 @@ fn fires_on_schedule(backend: Backend) {
         assert!(ts(&r["started_at"]) >= at, "started before its time: {r}");
         assert_eq!(r["bot"], "tick");
         assert_eq!(r["actor"], "tick");
-        assert!(ws.path().join(format!("out/{}.txt", r["id"].as_str().unwrap())).exists());
+        assert!(
+            ws.path()
+                .join(format!("out/{}.txt", r["id"].as_str().unwrap()))
+                .exists()
+        );
     }
     // Nothing left half-done, and the audit chain holds.
     assert_eq!(with_status(&list, "running"), 0, "{list:?}");
@@ -278,7 +299,9 @@ fn fires_on_schedule_postgres() {
 }
 
 /// (start, end) of each finished run of `bot`.
-fn intervals(list: &[Value]) -> Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
+fn intervals(
+    list: &[Value],
+) -> Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
     let mut v: Vec<_> = list
         .iter()
         .filter(|r| !r["started_at"].is_null() && !r["finished_at"].is_null())
@@ -293,11 +316,19 @@ fn overlap_skip_and_queue() {
     let ws = setup(Backend::Sqlite);
     ws.write(
         "bots/skipper.yaml",
-        &bot("skipper", "* * * * * *", "inputs: { ms: 2500 }\noverlap: skip\n"),
+        &bot(
+            "skipper",
+            "* * * * * *",
+            "inputs: { ms: 2500 }\noverlap: skip\n",
+        ),
     );
     ws.write(
         "bots/queuer.yaml",
-        &bot("queuer", "*/2 * * * * *", "inputs: { ms: 3000 }\noverlap: queue\n"),
+        &bot(
+            "queuer",
+            "*/2 * * * * *",
+            "inputs: { ms: 3000 }\noverlap: queue\n",
+        ),
     );
     std::fs::write(ws.path().join("clerk.yaml"), "max_concurrent_runs: 4\n").unwrap();
     let serve = Serve::start(&ws, &[]);
@@ -351,7 +382,11 @@ fn max_runtime_times_out_and_failures_retry_then_mail() {
     let ws = setup(Backend::Sqlite);
     ws.write(
         "bots/sleepy.yaml",
-        &bot("sleepy", "*/2 * * * * *", "inputs: { ms: 20000 }\nmax_runtime: 1s\n"),
+        &bot(
+            "sleepy",
+            "*/2 * * * * *",
+            "inputs: { ms: 20000 }\nmax_runtime: 1s\n",
+        ),
     );
     ws.write(
         "bots/grumpy.yaml",
@@ -397,7 +432,11 @@ fn max_runtime_times_out_and_failures_retry_then_mail() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(outbox.len(), 1, "one mail after the last attempt: {outbox:?}");
+    assert_eq!(
+        outbox.len(),
+        1,
+        "one mail after the last attempt: {outbox:?}"
+    );
     let mail = std::fs::read_to_string(&outbox[0]).unwrap();
     assert!(mail.contains("To: rpa-team@city.example"), "{mail}");
     assert!(mail.contains(id), "run id in {mail}");
@@ -436,7 +475,10 @@ fn sigterm_waits_for_the_grace_period_then_interrupts() {
     assert_eq!(with_status(&long, "interrupted"), 1, "{long:?}");
     assert_eq!(with_status(&long, "running"), 0);
     let i = long.iter().find(|r| r["status"] == "interrupted").unwrap();
-    assert!(i["error"].as_str().unwrap().contains("grace period of 3s"), "{i}");
+    assert!(
+        i["error"].as_str().unwrap().contains("grace period of 3s"),
+        "{i}"
+    );
     assert_eq!(
         query(&ws, "SELECT COUNT(*) FROM runs WHERE status IN ('running')"),
         vec!["0"]
@@ -457,11 +499,7 @@ fn restart_marks_runs_of_a_crashed_serve_interrupted() {
     });
     serve.kill9();
     let crashed = runs(&ws, "long");
-    let id = crashed
-        .iter()
-        .find(|r| r["status"] == "running")
-        .unwrap()["id"]
-        .clone();
+    let id = crashed.iter().find(|r| r["status"] == "running").unwrap()["id"].clone();
     let again = Serve::start(&ws, &["--grace", "1s"]);
     wait_for("the crashed run marked interrupted", || {
         runs(&ws, "long")
@@ -473,7 +511,13 @@ fn restart_marks_runs_of_a_crashed_serve_interrupted() {
     assert!(log.contains("took over the scheduler lease"), "{log}");
     let r = runs(&ws, "long");
     let i = r.iter().find(|r| r["id"] == id).unwrap();
-    assert!(i["error"].as_str().unwrap().contains("stopped while the run was running"), "{i}");
+    assert!(
+        i["error"]
+            .as_str()
+            .unwrap()
+            .contains("stopped while the run was running"),
+        "{i}"
+    );
     ws.clerk(&["audit", "verify"]).ok();
 }
 
@@ -481,13 +525,21 @@ fn restart_marks_runs_of_a_crashed_serve_interrupted() {
 fn pause_and_resume_are_persisted_and_audited() {
     let ws = setup(Backend::Sqlite);
     ws.write("bots/tick.yaml", &bot("tick", "* * * * * *", ""));
-    let r = ws.clerk_env(&["bots", "pause", "tick"], &[("USER", "alice")]).ok();
+    let r = ws
+        .clerk_env(&["bots", "pause", "tick"], &[("USER", "alice")])
+        .ok();
     assert!(r.stdout().contains("bot tick paused"));
-    let r = ws.clerk_env(&["bots", "pause", "tick"], &[("USER", "alice")]).ok();
+    let r = ws
+        .clerk_env(&["bots", "pause", "tick"], &[("USER", "alice")])
+        .ok();
     assert!(r.stdout().contains("already paused"));
     let r = ws.clerk(&["bots", "pause", "tock"]);
     assert_eq!(r.code(), 2);
-    assert!(r.stderr().contains("no valid bot named `tock`"), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("no valid bot named `tock`"),
+        "{}",
+        r.stderr()
+    );
 
     let list = ws.clerk(&["bots", "list", "--json"]).ok().json();
     assert_eq!(list[0]["state"], "paused");
@@ -500,7 +552,8 @@ fn pause_and_resume_are_persisted_and_audited() {
     assert_eq!(code, 0, "{log}");
     assert_eq!(with_status(&runs(&ws, "tick"), "succeeded"), 0);
 
-    ws.clerk_env(&["bots", "resume", "tick"], &[("USER", "bob")]).ok();
+    ws.clerk_env(&["bots", "resume", "tick"], &[("USER", "bob")])
+        .ok();
     let serve = Serve::start(&ws, &[]);
     wait_for("runs after resume", || {
         with_status(&runs(&ws, "tick"), "succeeded") >= 2
@@ -544,7 +597,9 @@ fn two_serves_never_double_fire(backend: Backend) {
     assert_eq!(code, 0, "{log}");
     b.wait_log("this clerk serve is the scheduler for the store");
     let before = runs(&ws, "b0").len();
-    wait_for("firings by the new scheduler", || runs(&ws, "b0").len() > before + 2);
+    wait_for("firings by the new scheduler", || {
+        runs(&ws, "b0").len() > before + 2
+    });
     let (code, log) = b.stop();
     assert_eq!(code, 0, "{log}");
 
@@ -554,7 +609,11 @@ fn two_serves_never_double_fire(backend: Backend) {
         &ws,
         "SELECT COUNT(DISTINCT worker) FROM runs WHERE worker IS NOT NULL",
     );
-    assert_eq!(workers, vec!["2"], "runs should be spread over both processes");
+    assert_eq!(
+        workers,
+        vec!["2"],
+        "runs should be spread over both processes"
+    );
     assert_eq!(
         query(&ws, "SELECT COUNT(*) FROM runs WHERE status = 'running'"),
         vec!["0"]
@@ -683,7 +742,10 @@ fn bots_list_shows_schedule_next_firings_and_last_run() {
     assert_eq!(tick["state"], "enabled");
     assert_eq!(tick["last_run"]["status"], "queued");
     let text = ws.clerk(&["bots", "list"]).ok().stdout();
-    assert!(text.contains("night") && text.contains("disabled"), "{text}");
+    assert!(
+        text.contains("night") && text.contains("disabled"),
+        "{text}"
+    );
     assert!(text.contains("Europe/Brussels"), "{text}");
 }
 
@@ -694,7 +756,10 @@ fn sighup_reloads_the_bots_folder() {
     let serve = Serve::start(&ws, &[]);
     serve.wait_log("this clerk serve is the scheduler");
     // A broken file is reported and the old bots stay.
-    ws.write("bots/broken.yaml", "name: broken\nplaybook: nope.yaml\nschedule: [\"x\"]\n");
+    ws.write(
+        "bots/broken.yaml",
+        "name: broken\nplaybook: nope.yaml\nschedule: [\"x\"]\n",
+    );
     serve.signal("HUP");
     serve.wait_log("keeping the bots loaded before");
     std::fs::remove_file(ws.path().join("bots/broken.yaml")).unwrap();
@@ -712,7 +777,10 @@ fn sighup_reloads_the_bots_folder() {
 #[test]
 fn a_locked_sqlite_store_does_not_stop_the_schedule() {
     let ws = setup(Backend::Sqlite);
-    ws.write("bots/tick.yaml", &bot("tick", "* * * * * *", "overlap: allow\n"));
+    ws.write(
+        "bots/tick.yaml",
+        &bot("tick", "* * * * * *", "overlap: allow\n"),
+    );
     let serve = Serve::start(&ws, &[]);
     wait_for("first runs", || {
         with_status(&runs(&ws, "tick"), "succeeded") >= 2
@@ -738,9 +806,9 @@ fn a_locked_sqlite_store_does_not_stop_the_schedule() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("locked"));
     let unlocked = chrono::Utc::now();
     wait_for("runs fired after the lock was released", || {
-        runs(&ws, "tick").iter().any(|r| {
-            r["status"] == "succeeded" && ts(&r["scheduled_for"]) > unlocked
-        })
+        runs(&ws, "tick")
+            .iter()
+            .any(|r| r["status"] == "succeeded" && ts(&r["scheduled_for"]) > unlocked)
     });
     let (code, log) = serve.stop();
     assert_eq!(code, 0, "{log}");
@@ -762,27 +830,54 @@ fn a_locked_sqlite_store_does_not_stop_the_schedule() {
     }
     let (first, last) = (*seen.first().unwrap(), *seen.last().unwrap());
     let missing: Vec<i64> = (first..=last).filter(|t| !seen.contains(t)).collect();
-    assert!(missing.is_empty(), "firings lost without a trace: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "firings lost without a trace: {missing:?}"
+    );
     assert!(last - first >= 14, "the schedule did not span the outage");
 }
 
 #[test]
 fn dropped_postgres_connections_do_not_stop_the_schedule() {
     let ws = setup(Backend::Postgres);
-    ws.write("bots/tick.yaml", &bot("tick", "* * * * * *", "overlap: allow\n"));
+    ws.write(
+        "bots/tick.yaml",
+        &bot("tick", "* * * * * *", "overlap: allow\n"),
+    );
     let serve = Serve::start(&ws, &[]);
     wait_for("first runs", || {
         with_status(&runs(&ws, "tick"), "succeeded") >= 2
     });
-    let db = ws.db_url.as_ref().unwrap().rsplit('/').next().unwrap().to_string();
+    let db = ws
+        .db_url
+        .as_ref()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
     // The database refuses connections and every connection clerk has is
     // dropped; three seconds later it is back.
     let admin = |q: &str| {
         let out = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qAt", "-c", q])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-qAt",
+                "-c",
+                q,
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{q}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{q}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     admin(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false"));
     admin(&format!(
@@ -793,9 +888,9 @@ fn dropped_postgres_connections_do_not_stop_the_schedule() {
     admin(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"));
     let after = chrono::Utc::now();
     wait_for("runs fired after the connections were dropped", || {
-        runs(&ws, "tick").iter().any(|r| {
-            r["status"] == "succeeded" && ts(&r["scheduled_for"]) > after
-        })
+        runs(&ws, "tick")
+            .iter()
+            .any(|r| r["status"] == "succeeded" && ts(&r["scheduled_for"]) > after)
     });
     let (code, log) = serve.stop();
     assert_eq!(code, 0, "{log}");

@@ -87,7 +87,11 @@ fn load_all(ws: &Workspace, dir: &std::path::Path) -> Option<Vec<Bot>> {
     for d in &diags.0 {
         output::out(&d.to_string());
     }
-    eprintln!("{} problem(s) in the bots of {}", diags.len(), dir.display());
+    eprintln!(
+        "{} problem(s) in the bots of {}",
+        diags.len(),
+        dir.display()
+    );
     None
 }
 
@@ -201,12 +205,11 @@ pub async fn bots(ws: &Workspace, c: BotsCommand) -> anyhow::Result<u8> {
                 given.push((k.trim().to_string(), GivenInput::Text(v.to_string())));
             }
             let engine = ws.engine().await?;
-            let id = match admin::run_now(&engine.recorder, &bot, &given, &os_user(), &ws.root)
-                .await?
-            {
-                Ok(id) => id,
-                Err(problems) => return Err(UsageError(problems).into()),
-            };
+            let id =
+                match admin::run_now(&engine.recorder, &bot, &given, &os_user(), &ws.root).await? {
+                    Ok(id) => id,
+                    Err(problems) => return Err(UsageError(problems).into()),
+                };
             output::out(&format!("run {id} queued (bot {name})"));
             if !wait {
                 return Ok(code::OK);

@@ -182,7 +182,11 @@ pub async fn set_paused(
     if was == paused {
         return Ok(false);
     }
-    let kind = if paused { "admin.pause" } else { "admin.resume" };
+    let kind = if paused {
+        "admin.pause"
+    } else {
+        "admin.resume"
+    };
     let event = NewEvent::new(kind, actor)
         .target(bot)
         .outcome("ok")

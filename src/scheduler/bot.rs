@@ -261,7 +261,11 @@ pub fn load_bots_dir(dir: &Path) -> (Vec<Bot>, Diagnostics) {
             Ok(text) => load_bot_cached(&text, &f, &mut cache),
             Err(e) => {
                 let mut d = Diagnostics::default();
-                d.push(&f, Pos { line: 1, col: 1 }, format!("cannot read the bot file: {e}"));
+                d.push(
+                    &f,
+                    Pos { line: 1, col: 1 },
+                    format!("cannot read the bot file: {e}"),
+                );
                 Err(d)
             }
         };
@@ -761,9 +765,7 @@ impl BotLoader<'_> {
                         };
                         let value = v.to_json();
                         let ok = def.kind.accepts(&value)
-                            || value
-                                .as_str()
-                                .is_some_and(|s| def.kind.coerce(s).is_ok());
+                            || value.as_str().is_some_and(|s| def.kind.coerce(s).is_ok());
                         if !ok {
                             self.err(
                                 v.pos,
@@ -873,22 +875,36 @@ mod tests {
             "name: b\nplaybook: ../playbooks/p.yaml\nschedule:\n  - cron: \"61 * * * *\"\n    timezone: Europe/Brusels\ninputs: { whom: me }\noverlap: sometimes\nretyr: 1\n",
         );
         let d = load_bot_file(&bot).unwrap_err().to_string();
-        assert!(d.contains("b.yaml:4:11: invalid cron expression `61 * * * *`"), "{d}");
         assert!(
-            d.contains("b.yaml:5:15: unknown time zone `Europe/Brusels` (did you mean `Europe/Brussels`?)"),
+            d.contains("b.yaml:4:11: invalid cron expression `61 * * * *`"),
+            "{d}"
+        );
+        assert!(
+            d.contains(
+                "b.yaml:5:15: unknown time zone `Europe/Brusels` (did you mean `Europe/Brussels`?)"
+            ),
             "{d}"
         );
         assert!(d.contains("b.yaml:6:11: unknown input `whom`"), "{d}");
         assert!(d.contains("(did you mean `who`?)"), "{d}");
-        assert!(d.contains("b.yaml:7:10: `overlap` must be one of skip, queue, allow"), "{d}");
-        assert!(d.contains("b.yaml:8:1: unknown key `retyr` in the bot (did you mean `retry`?)"), "{d}");
+        assert!(
+            d.contains("b.yaml:7:10: `overlap` must be one of skip, queue, allow"),
+            "{d}"
+        );
+        assert!(
+            d.contains("b.yaml:8:1: unknown key `retyr` in the bot (did you mean `retry`?)"),
+            "{d}"
+        );
         let missing = write(
             dir.path(),
             "bots/m.yaml",
             "name: m\nplaybook: ../playbooks/nope.yaml\nschedule: [\"0 * * * *\"]\n",
         );
         let d = load_bot_file(&missing).unwrap_err().to_string();
-        assert!(d.contains("m.yaml:2:11: playbook `../playbooks/nope.yaml` not found"), "{d}");
+        assert!(
+            d.contains("m.yaml:2:11: playbook `../playbooks/nope.yaml` not found"),
+            "{d}"
+        );
     }
 
     #[test]

@@ -164,10 +164,9 @@ fn crontab_weekdays(field: &str) -> Result<String, String> {
             }
         };
         let day = |t: &str| -> Result<usize, String> {
-            t.parse::<usize>()
-                .ok()
-                .filter(|d| *d <= 7)
-                .ok_or_else(|| format!("day of week `{t}` must be 0-7 (0 or 7 = Sunday) or a name like Mon"))
+            t.parse::<usize>().ok().filter(|d| *d <= 7).ok_or_else(|| {
+                format!("day of week `{t}` must be 0-7 (0 or 7 = Sunday) or a name like Mon")
+            })
         };
         let (lo, hi) = (day(lo)?, day(hi)?);
         if lo > hi {
@@ -199,7 +198,12 @@ pub fn parse_timezone(name: &str) -> Result<Tz, String> {
         let best = chrono_tz::TZ_VARIANTS
             .iter()
             .map(|tz| tz.name())
-            .map(|n| (strsim::jaro_winkler(&n.to_lowercase(), &name.to_lowercase()), n))
+            .map(|n| {
+                (
+                    strsim::jaro_winkler(&n.to_lowercase(), &name.to_lowercase()),
+                    n,
+                )
+            })
             .max_by(|a, b| a.0.total_cmp(&b.0));
         match best {
             Some((score, n)) if score > 0.85 => {

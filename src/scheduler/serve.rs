@@ -183,9 +183,10 @@ async fn wait_for_stop(shared: &Arc<Shared>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut hup)) =
-            (signal(SignalKind::terminate()), signal(SignalKind::hangup()))
-        else {
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
             tracing::warn!("cannot install signal handlers; stop with Ctrl-C");
             let _ = tokio::signal::ctrl_c().await;
             return;
@@ -556,7 +557,7 @@ async fn tick(
     let mut updates: Vec<(String, BotClock)> = Vec::new();
     let workspace = &shared.opts.workspace;
     for (name, clock) in clocks.iter() {
-        if !clock.next.is_some_and(|n| n <= horizon) {
+        if clock.next.is_none_or(|n| n > horizon) {
             continue;
         }
         let Some(bot) = bots.get(name) else { continue };
@@ -617,7 +618,9 @@ async fn tick(
                     NewEvent::new("scheduler.skipped", name)
                         .target(name.as_str())
                         .outcome("skipped")
-                        .detail(json!({ "bot": name, "scheduled_for": format_ts(f), "reason": reason })),
+                        .detail(
+                            json!({ "bot": name, "scheduled_for": format_ts(f), "reason": reason }),
+                        ),
                 );
             }
             if skipped.len() > MAX_SKIP_EVENTS {
@@ -659,7 +662,9 @@ async fn tick(
             batch.runs.push(run);
         }
         for f in due {
-            batch.runs.push(queued_run(bot, workspace, &inputs, f, f, false));
+            batch
+                .runs
+                .push(queued_run(bot, workspace, &inputs, f, f, false));
         }
     }
     let recorder = &shared.engine.recorder;
@@ -925,7 +930,9 @@ async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
             ..Default::default()
         };
         match shared.store.write_sched_batch(&batch).await {
-            Ok(_) => tracing::info!(run = %run.id, retry = %id, attempt = run.attempt + 1, delay = %humantime::format_duration(retry.delay), "failed run will be retried"),
+            Ok(_) => {
+                tracing::info!(run = %run.id, retry = %id, attempt = run.attempt + 1, delay = %humantime::format_duration(retry.delay), "failed run will be retried")
+            }
             Err(e) => tracing::error!(run = %run.id, error = %e, "cannot enqueue the retry"),
         }
         return;
@@ -954,7 +961,9 @@ async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
             .action("mail.send")
             .target(target)
             .outcome("ok")
-            .detail(json!({ "transport": s.transport, "result": s.detail, "reason": "on_failure" })),
+            .detail(
+                json!({ "transport": s.transport, "result": s.detail, "reason": "on_failure" }),
+            ),
         Err(e) => NewEvent::new("notify.failed", &bot.name)
             .run(run.id.as_str())
             .action("mail.send")

@@ -292,8 +292,9 @@ impl Store {
             ev.hash = ev.compute_hash();
             prev_id = ev.id;
             prev_hash = ev.hash.clone();
-            let detail = serde_json::to_string(&ev.detail)
-                .map_err(|err| self.other(format_args!("serialise detail of audit event: {err}")))?;
+            let detail = serde_json::to_string(&ev.detail).map_err(|err| {
+                self.other(format_args!("serialise detail of audit event: {err}"))
+            })?;
             stored.push((ev, detail));
         }
         for chunk in stored.chunks(CHUNK) {
@@ -369,7 +370,8 @@ impl Store {
     /// `worker`, and its `run.started` event. On the way, due scheduled runs
     /// of paused bots, and runs of `overlap: skip` bots whose previous run is
     /// still running, become `skipped` with a `scheduler.skipped` event. A
-    /// run of an `overlap: queue` bot waits while the bot has a running run.
+    /// run of an `overlap: queue` bot — and a manual run or retry of a `skip`
+    /// bot — waits while the bot has a running run.
     /// `knows` says which bots this worker can run (others stay queued).
     pub async fn claim_due(
         &self,
@@ -441,13 +443,14 @@ impl Store {
                 if !knows(&bot) {
                     continue;
                 }
-                let overlap: Option<String> = row
-                    .try_get("overlap")
-                    .map_err(|e| self.err(e, format_args!("read runs.overlap of run {}", run.id)))?;
+                let overlap: Option<String> = row.try_get("overlap").map_err(|e| {
+                    self.err(e, format_args!("read runs.overlap of run {}", run.id))
+                })?;
                 let overlap = overlap.unwrap_or_else(|| "queue".into());
                 let reason = if run.scheduled_for.is_some() && paused.contains(&bot) {
                     Some("the bot is paused")
-                } else if overlap == "skip" && running.contains(&bot) {
+                } else if overlap == "skip" && run.scheduled_for.is_some() && running.contains(&bot)
+                {
                     Some("the previous run of the bot was still running (overlap: skip)")
                 } else {
                     None
@@ -511,9 +514,7 @@ impl Store {
                 out.run = Some(run);
                 break;
             }
-            tx.commit()
-                .await
-                .map_err(|e| self.err(e, "commit claim"))?;
+            tx.commit().await.map_err(|e| self.err(e, "commit claim"))?;
             Ok(out)
         })
         .await
