@@ -56,7 +56,10 @@ fn main() {
     let workers = env_num("CLERK_BENCH_WORKERS", 4);
     let clerk = env!("CARGO_BIN_EXE_clerk");
     let dir = tempfile::tempdir().expect("temp dir");
-    let ws = dir.path();
+    // CLERK_BENCH_KEEP=1 keeps the workspace (store, serve.log) for a look.
+    let keep = std::env::var_os("CLERK_BENCH_KEEP").is_some();
+    let ws = dir.path().to_path_buf();
+    let ws = ws.as_path();
     std::fs::create_dir_all(ws.join("bots")).expect("mkdir");
     std::fs::create_dir_all(ws.join("playbooks")).expect("mkdir");
     std::fs::write(
@@ -270,4 +273,7 @@ fn main() {
         "  firings expected {expected}, found {distinct}: lost {}, doubled {doubled}",
         expected.saturating_sub(distinct)
     );
+    if keep {
+        println!("  workspace kept: {}", dir.keep().display());
+    }
 }

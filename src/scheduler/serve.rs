@@ -314,7 +314,10 @@ async fn scheduler_loop(shared: Arc<Shared>) {
     let mut said_worker_only = false;
     let mut clocks: Option<HashMap<String, BotClock>> = None;
     let mut failures = 0u32;
-    let mut lead = ENQUEUE_LEAD;
+    // Until a batch has been timed: assume every bot fires at once and a
+    // row costs half a millisecond to write.
+    let mut lead =
+        (ENQUEUE_LEAD + Duration::from_micros(500) * shared.bots().len() as u32).min(MAX_LEAD);
     let mut last_lease = std::time::Instant::now() - Duration::from_secs(60);
     let mut last_sweep = std::time::Instant::now() - Duration::from_secs(60);
     loop {
@@ -376,7 +379,7 @@ async fn scheduler_loop(shared: Arc<Shared>) {
                 // Start the next batch early enough that it is written
                 // before its minute, with room to spare.
                 if let Some(took) = took {
-                    lead = (ENQUEUE_LEAD + took * 2).min(MAX_LEAD);
+                    lead = lead.max(ENQUEUE_LEAD + took * 2).min(MAX_LEAD);
                 }
             }),
             None => match init_clocks(&shared).await {

@@ -365,7 +365,9 @@ impl Store {
         Ok(d.as_deref().and_then(parse_ts))
     }
 
-    /// Claims the oldest due queued run this worker may take, in one
+    /// Claims the oldest due queued run this worker may take (by `due_at`
+    /// only, so the index gives the order even with 10,000 runs due on the
+    /// same instant), in one
     /// transaction (serialised across processes): `running`, `started_at`,
     /// `worker`, and its `run.started` event. On the way, due scheduled runs
     /// of paused bots, and runs of `overlap: skip` bots whose previous run is
@@ -383,7 +385,7 @@ impl Store {
                 "SELECT {RUN_COLS}, overlap FROM runs WHERE status = 'queued' AND due_at <= $1 \
                  AND NOT (COALESCE(overlap, 'queue') = 'queue' AND bot IN \
                  (SELECT bot FROM runs WHERE status = 'running' AND bot IS NOT NULL)) \
-                 ORDER BY due_at, id LIMIT 32"
+                 ORDER BY due_at LIMIT 32"
             ))
             .into_owned();
         let claim = self
