@@ -149,3 +149,50 @@ pub async fn send(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{RunError, RunStatus};
+
+    #[test]
+    fn the_mail_names_the_run_the_step_and_the_error() {
+        let outcome = RunOutcome {
+            id: "01RUN".into(),
+            status: RunStatus::Failed,
+            playbook: "playbooks/renewals.yaml".into(),
+            vars: serde_json::json!({}),
+            error: Some(RunError {
+                step: "3".into(),
+                step_name: Some("Sign in".into()),
+                action: Some("browser.click".into()),
+                message: "no element with text `Sign in`".into(),
+            }),
+            artifacts: Vec::new(),
+        };
+        let notice = FailureNotice {
+            bot: "renewals-nightly",
+            run_id: "01RUN",
+            attempt: 2,
+            outcome: &outcome,
+        };
+        let config = Config::default();
+        let m = build(&config, &["rpa@city.example".into()], &notice).unwrap();
+        let text = String::from_utf8(m.formatted()).unwrap();
+        assert!(text.contains("To: rpa@city.example"), "{text}");
+        assert!(
+            text.contains("Subject: [clerk] bot renewals-nightly failed: run 01RUN"),
+            "{text}"
+        );
+        assert!(
+            text.contains("step:     3 \"Sign in\" (browser.click)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("error:    no element with text `Sign in`"),
+            "{text}"
+        );
+        assert!(text.contains("attempt:  2"), "{text}");
+        assert!(build(&config, &["not an address".into()], &notice).is_err());
+    }
+}
