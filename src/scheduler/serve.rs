@@ -131,6 +131,17 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
         "clerk serve started"
     );
 
+    // The liveness lease exists before the first claim, so no scheduler
+    // can mistake this process's runs for a dead worker's.
+    shared
+        .store
+        .try_acquire_lease(
+            &format!("worker:{}", shared.worker_id),
+            &shared.worker_id,
+            WORKER_TTL,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot register this worker in the store: {e}"))?;
     let heartbeat = tokio::spawn(heartbeat(shared.clone()));
     let scheduler = tokio::spawn(scheduler_loop(shared.clone()));
     let mut pool = Vec::with_capacity(workers);
