@@ -1,29 +1,269 @@
 //! `clerk serve` and `clerk bots ...`: presentation for the scheduler.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use super::{Workspace, code};
+use super::{UsageError, Workspace, code, os_user, output};
+use crate::engine::GivenInput;
+use crate::scheduler::serve::{ServeOptions, serve as run_serve};
+use crate::scheduler::{Bot, admin, load_bots_dir};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The folder of bot files.
-    #[arg(long, default_value = "bots")]
+    /// The folder of bot files (relative to the workspace).
+    #[arg(long, env = "CLERK_BOTS", default_value = "bots")]
+    pub bots: PathBuf,
+    /// After SIGTERM/SIGINT, how long running runs may finish before they are
+    /// cancelled and marked interrupted.
+    #[arg(long, env = "CLERK_GRACE", default_value = "60s", value_parser = parse_grace)]
+    pub grace: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct BotsDir {
+    /// The folder of bot files (relative to the workspace).
+    #[arg(long, env = "CLERK_BOTS", default_value = "bots")]
     pub bots: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum BotsCommand {
-    /// List bots with their schedule and next firings.
-    List,
+    /// List bots: schedule, time zone, next firings, state, last run.
+    List {
+        #[command(flatten)]
+        dir: BotsDir,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enqueue a run of a bot now; a running `clerk serve` picks it up.
+    Run {
+        /// The bot's name.
+        name: String,
+        /// An input value, `key=value` (repeatable), on top of the bot's inputs.
+        #[arg(short, long = "input", value_name = "KEY=VALUE")]
+        inputs: Vec<String>,
+        /// Follow the run to its end; exit 0 if it succeeded, 1 if not.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        dir: BotsDir,
+    },
+    /// Pause a bot: it does not fire until resumed (persisted in the store).
+    Pause {
+        name: String,
+        #[command(flatten)]
+        dir: BotsDir,
+    },
+    /// Resume a paused bot.
+    Resume {
+        name: String,
+        #[command(flatten)]
+        dir: BotsDir,
+    },
 }
 
-pub async fn serve(_ws: &Workspace, _a: ServeArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("`clerk serve` is not available in this build yet")
+fn parse_grace(s: &str) -> Result<Duration, String> {
+    crate::playbook::parse_duration(s)
 }
 
-pub async fn bots(_ws: &Workspace, _c: BotsCommand) -> anyhow::Result<u8> {
-    let _ = code::OK;
-    anyhow::bail!("`clerk bots` is not available in this build yet")
+fn bots_dir(ws: &Workspace, dir: &std::path::Path) -> PathBuf {
+    if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        ws.root.join(dir)
+    }
+}
+
+/// Loads the bots, printing every problem; `None` if there were any.
+fn load_all(ws: &Workspace, dir: &std::path::Path) -> Option<Vec<Bot>> {
+    let dir = bots_dir(ws, dir);
+    let (bots, diags) = load_bots_dir(&dir);
+    if diags.is_empty() {
+        return Some(bots);
+    }
+    for d in &diags.0 {
+        output::out(&d.to_string());
+    }
+    eprintln!(
+        "{} problem(s) in the bots of {}",
+        diags.len(),
+        dir.display()
+    );
+    None
+}
+
+fn find_bot(ws: &Workspace, dir: &std::path::Path, name: &str) -> anyhow::Result<Bot> {
+    let folder = bots_dir(ws, dir);
+    let (bots, diags) = load_bots_dir(&folder);
+    if let Some(b) = bots.into_iter().find(|b| b.name == name) {
+        return Ok(b);
+    }
+    let mut msg = format!("no valid bot named `{name}` in {}", folder.display());
+    if !diags.is_empty() {
+        msg.push_str(&format!(
+            " ({} problem(s) there; run `clerk validate {}`)",
+            diags.len(),
+            folder.display()
+        ));
+    }
+    Err(UsageError(msg).into())
+}
+
+pub async fn serve(ws: &Workspace, a: ServeArgs) -> anyhow::Result<u8> {
+    let Some(bots) = load_all(ws, &a.bots) else {
+        eprintln!("clerk serve not started: fix the problems above first");
+        return Ok(code::INVALID);
+    };
+    let engine = ws.engine().await?;
+    run_serve(
+        engine,
+        ServeOptions {
+            workspace: ws.root.clone(),
+            bots_dir: bots_dir(ws, &a.bots),
+            grace: a.grace,
+        },
+        bots,
+    )
+    .await?;
+    Ok(code::OK)
+}
+
+pub async fn bots(ws: &Workspace, c: BotsCommand) -> anyhow::Result<u8> {
+    match c {
+        BotsCommand::List { dir, json } => {
+            let folder = bots_dir(ws, &dir.bots);
+            let (bots, diags) = load_bots_dir(&folder);
+            let store = ws.store().await?;
+            let list = admin::list(&store, &bots, &ws.root).await?;
+            if json {
+                output::out_json(&serde_json::to_value(&list)?);
+            } else if list.is_empty() {
+                output::out(&format!("no bots in {}", folder.display()));
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|b| {
+                        vec![
+                            b.name.clone(),
+                            b.schedule
+                                .iter()
+                                .map(|s| s.cron.clone())
+                                .collect::<Vec<_>>()
+                                .join(" | "),
+                            b.timezone.clone(),
+                            b.next
+                                .iter()
+                                .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                                .map(|t| t.format("%m-%d %H:%M:%S").to_string())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            b.state.clone(),
+                            b.last_run
+                                .as_ref()
+                                .map(|r| format!("{} {}", r.status, &r.id))
+                                .unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                    .collect();
+                let mut text = output::table(
+                    &["BOT", "SCHEDULE", "TIME ZONE", "NEXT", "STATE", "LAST RUN"],
+                    &rows,
+                );
+                for b in &list {
+                    if let Some(w) = &b.warning {
+                        text.push_str(&format!("\nwarning: bot {}: {w}", b.name));
+                    }
+                }
+                output::out(&text);
+            }
+            if diags.is_empty() {
+                Ok(code::OK)
+            } else {
+                for d in &diags.0 {
+                    eprintln!("{d}");
+                }
+                Ok(code::INVALID)
+            }
+        }
+        BotsCommand::Run {
+            name,
+            inputs,
+            wait,
+            dir,
+        } => {
+            let bot = find_bot(ws, &dir.bots, &name)?;
+            let mut given = Vec::new();
+            for raw in &inputs {
+                let Some((k, v)) = raw.split_once('=') else {
+                    return Err(
+                        UsageError(format!("--input `{raw}` must look like key=value")).into(),
+                    );
+                };
+                given.push((k.trim().to_string(), GivenInput::Text(v.to_string())));
+            }
+            let engine = ws.engine().await?;
+            let id =
+                match admin::run_now(&engine.recorder, &bot, &given, &os_user(), &ws.root).await? {
+                    Ok(id) => id,
+                    Err(problems) => return Err(UsageError(problems).into()),
+                };
+            output::out(&format!("run {id} queued (bot {name})"));
+            if !wait {
+                return Ok(code::OK);
+            }
+            let store = engine.recorder.store().clone();
+            let started = std::time::Instant::now();
+            let mut hinted = false;
+            loop {
+                let run = store.get_run(&id).await?;
+                if let Some(r) = &run
+                    && !matches!(r.status.as_str(), "queued" | "running")
+                {
+                    output::out(&format!("run {id} {}", r.status));
+                    if let Some(e) = &r.error {
+                        output::out(&format!("  error: {e}"));
+                    }
+                    return Ok(if r.status == "succeeded" {
+                        code::OK
+                    } else {
+                        code::FAILED
+                    });
+                }
+                if !hinted
+                    && started.elapsed() > Duration::from_secs(10)
+                    && run.as_ref().is_some_and(|r| r.status == "queued")
+                {
+                    eprintln!("still queued: is `clerk serve` running on this store?");
+                    hinted = true;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+        BotsCommand::Pause { name, dir } | BotsCommand::Resume { name, dir }
+            if find_bot(ws, &dir.bots, &name).is_err() =>
+        {
+            find_bot(ws, &dir.bots, &name).map(|_| code::OK)
+        }
+        BotsCommand::Pause { name, .. } => {
+            let store = ws.store().await?;
+            if admin::set_paused(&store, &name, true, &os_user()).await? {
+                output::out(&format!("bot {name} paused"));
+            } else {
+                output::out(&format!("bot {name} was already paused"));
+            }
+            Ok(code::OK)
+        }
+        BotsCommand::Resume { name, .. } => {
+            let store = ws.store().await?;
+            if admin::set_paused(&store, &name, false, &os_user()).await? {
+                output::out(&format!("bot {name} resumed"));
+            } else {
+                output::out(&format!("bot {name} was not paused"));
+            }
+            Ok(code::OK)
+        }
+    }
 }

@@ -19,7 +19,7 @@ pub struct ListArgs {
     /// Only runs of this bot.
     #[arg(long)]
     pub bot: Option<String>,
-    /// Only runs with this status (queued, running, succeeded, failed, timed_out, cancelled, interrupted).
+    /// Only runs with this status (queued, running, succeeded, failed, timed_out, cancelled, interrupted, skipped).
     #[arg(long)]
     pub status: Option<String>,
     /// At most this many runs.

@@ -1,18 +1,31 @@
 //! The scheduler: bot files, cron schedules in a time zone, the durable queue
 //! and the worker pool behind `clerk serve`. It only enqueues and dispatches;
 //! steps are run by the engine.
+//!
+//! - [`bot`]: the bot file model, loaded with source positions.
+//! - [`schedule`]: cron + time zone → firing instants, across DST changes.
+//! - [`serve`]: the scheduler loop (one leader per store), workers, signals.
+//! - [`notify`]: the failure mail.
+//! - [`admin`]: what `clerk bots ...` does (list, run now, pause, resume).
+
+pub mod admin;
+pub mod bot;
+pub mod notify;
+pub mod schedule;
+pub mod serve;
 
 use std::path::Path;
 
-use crate::playbook::{Diagnostics, yaml::Pos};
+pub use bot::{Bot, CatchUp, Overlap, load_bot_file, load_bots_dir};
+pub use schedule::CronSchedule;
 
-/// Checks a bot file (format in the README), reporting every problem.
+use crate::playbook::Diagnostics;
+
+/// Checks a bot file (format in docs/bots.md), reporting every problem,
+/// the problems of its playbook included.
 pub fn validate_bot_file(path: &Path, _workspace: &Path) -> Diagnostics {
-    let mut d = Diagnostics::default();
-    d.push(
-        path,
-        Pos { line: 1, col: 1 },
-        "bot files are not supported in this build yet",
-    );
-    d
+    match load_bot_file(path) {
+        Ok(_) => Diagnostics::default(),
+        Err(d) => d,
+    }
 }

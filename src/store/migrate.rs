@@ -15,7 +15,8 @@ use super::{Backend, Store, StoreError};
 
 /// One schema change.
 pub struct Migration {
-    /// Strictly increasing, starting at 1.
+    /// Strictly increasing, starting at 1; gaps are allowed (each version is
+    /// applied on its own if the database does not have it yet).
     pub version: i64,
     /// Short name, recorded in `schema_migrations`.
     pub name: &'static str,
@@ -34,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "mail_journal",
         sql: include_str!("migrations/0002_mail_journal.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "scheduler",
+        sql: include_str!("migrations/0003_scheduler.sql"),
     },
 ];
 

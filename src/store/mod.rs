@@ -30,6 +30,7 @@ mod events;
 mod mail_journal;
 pub mod migrate;
 mod runs;
+mod sched;
 pub mod time;
 
 use std::borrow::Cow;
@@ -47,6 +48,7 @@ pub use error::StoreError;
 pub use events::{RawEvent, RawRow};
 pub use mail_journal::MailJournalEntry;
 pub use runs::{NewRun, RunChange, RunFilter, RunRow};
+pub use sched::{BotRunSummary, Claim, LeaseRow, QueuedRun, SchedBatch};
 
 /// Which database a [`Store`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use super::time::{format_ts, now_micros, parse_ts};
 use super::{Store, StoreError};
 use crate::audit::NewEvent;
 
-const RUN_COLS: &str = "id, bot, playbook, status, inputs, scheduled_for, queued_at, started_at, \
+pub(super) const RUN_COLS: &str = "id, bot, playbook, status, inputs, scheduled_for, queued_at, started_at, \
      finished_at, actor, attempt, error, failed_step, vars, worker";
 
 /// A run to insert (queued by the scheduler, or started by `clerk run`).
@@ -409,7 +409,7 @@ impl Store {
         rows.iter().map(|r| self.decode_run(r)).collect()
     }
 
-    fn decode_run(&self, row: &AnyRow) -> Result<RunRow, StoreError> {
+    pub(super) fn decode_run(&self, row: &AnyRow) -> Result<RunRow, StoreError> {
         let id: String = row.try_get("id").map_err(|e| self.err(e, "read runs.id"))?;
         let get_text = |col: &str| -> Result<Option<String>, StoreError> {
             row.try_get::<Option<String>, _>(col)

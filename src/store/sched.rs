@@ -1,0 +1,665 @@
+//! The scheduler's side of the store: batch enqueueing of firings (runs,
+//! their `run.queued` events, `scheduler.*` events and the per-bot cursors in
+//! one transaction), claiming due runs by the overlap rules, worker leases and
+//! the per-bot summaries `clerk bots list` shows.
+//!
+//! Batches matter at scale: 10,000 bots firing on the same minute are
+//! enqueued with a few multi-row INSERTs and one read of the audit chain head,
+//! instead of 10,000 transactions.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sqlx::Row as _;
+
+use super::runs::RUN_COLS;
+use super::time::{format_ts, now_micros, parse_ts};
+use super::{Backend, RunRow, Store, StoreError};
+use crate::audit::chain::GENESIS_HASH;
+use crate::audit::{AuditEvent, NewEvent};
+
+/// Rows per multi-row INSERT: well under SQLite's and PostgreSQL's limits on
+/// bound parameters (16 columns × 200).
+const CHUNK: usize = 200;
+
+/// Arbitrary constant key for `pg_advisory_xact_lock` around claims ("clerkclm").
+const PG_CLAIM_LOCK: i64 = 0x636c_6572_6b63_6c6d;
+
+/// A run to enqueue, with its `run.queued` event (run id filled in).
+#[derive(Clone, Debug)]
+pub struct QueuedRun {
+    pub id: String,
+    pub bot: String,
+    pub playbook: String,
+    pub inputs: serde_json::Value,
+    /// The firing; `None` for manual runs and retries.
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// When it may be claimed.
+    pub due_at: DateTime<Utc>,
+    pub overlap: String,
+    pub actor: String,
+    pub attempt: i64,
+    pub retry_of: Option<String>,
+    pub event: NewEvent,
+}
+
+/// What the scheduler writes in one transaction.
+#[derive(Clone, Debug, Default)]
+pub struct SchedBatch {
+    pub runs: Vec<QueuedRun>,
+    /// `scheduler.skipped` / `scheduler.caught_up` events (appended after the
+    /// runs' events).
+    pub events: Vec<NewEvent>,
+    /// New cursor per bot: every firing up to this time has been dealt with.
+    pub cursors: Vec<(String, DateTime<Utc>)>,
+}
+
+/// The result of [`Store::claim_due`].
+#[derive(Debug, Default)]
+pub struct Claim {
+    /// The run now `running` for this worker, and its overlap policy.
+    pub run: Option<RunRow>,
+    /// Runs moved to `skipped` on the way (bot paused, or overlap: skip).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// A row of `scheduler_lease`.
+#[derive(Clone, Debug)]
+pub struct LeaseRow {
+    pub name: String,
+    pub holder: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The newest run of a bot and how many of its firings were skipped lately.
+#[derive(Clone, Debug, Default)]
+pub struct BotRunSummary {
+    pub last_run: Option<RunRow>,
+    pub skipped: i64,
+    pub last_skipped_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// Writes a scheduler batch in one transaction: inserts the runs (a run
+    /// whose (bot, scheduled_for) already exists is left alone, and gets no
+    /// event), appends the inserted runs' `run.queued` events and the other
+    /// events, and stores the cursors. Returns the ids of the runs inserted.
+    pub async fn write_sched_batch(&self, batch: &SchedBatch) -> Result<Vec<String>, StoreError> {
+        if batch.runs.is_empty() && batch.events.is_empty() && batch.cursors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut run_rows = Vec::with_capacity(batch.runs.len());
+        for r in &batch.runs {
+            let inputs = serde_json::to_string(&r.inputs)
+                .map_err(|e| self.other(format_args!("serialise inputs of run {}: {e}", r.id)))?;
+            run_rows.push(inputs);
+        }
+        let run_rows = &run_rows;
+        self.write(|| async move {
+            let mut tx = self.begin_write().await?;
+            let queued_at = format_ts(&now_micros());
+            let mut inserted: HashSet<String> = HashSet::new();
+            for (chunk_no, chunk) in batch.runs.chunks(CHUNK).enumerate() {
+                let mut q = String::from(
+                    "INSERT INTO runs (id, bot, playbook, status, inputs, scheduled_for, queued_at, \
+                     actor, attempt, due_at, overlap, retry_of) VALUES ",
+                );
+                for i in 0..chunk.len() {
+                    let b = i * 11;
+                    if i > 0 {
+                        q.push_str(", ");
+                    }
+                    q.push_str(&format!(
+                        "(${}, ${}, ${}, 'queued', ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6,
+                        b + 7,
+                        b + 8,
+                        b + 9,
+                        b + 10,
+                        b + 11
+                    ));
+                }
+                q.push_str(" ON CONFLICT (bot, scheduled_for) DO NOTHING RETURNING id");
+                let q = self.sql(&q).into_owned();
+                let mut query = sqlx::query(&q);
+                for (i, r) in chunk.iter().enumerate() {
+                    query = query
+                        .bind(r.id.as_str())
+                        .bind(r.bot.as_str())
+                        .bind(r.playbook.as_str())
+                        .bind(run_rows[chunk_no * CHUNK + i].as_str())
+                        .bind(r.scheduled_for.as_ref().map(format_ts))
+                        .bind(queued_at.as_str())
+                        .bind(r.actor.as_str())
+                        .bind(r.attempt)
+                        .bind(format_ts(&r.due_at))
+                        .bind(r.overlap.as_str())
+                        .bind(r.retry_of.as_deref());
+                }
+                let rows = query
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e, "insert queued runs"))?;
+                for row in rows {
+                    let id: String = row
+                        .try_get("id")
+                        .map_err(|e| self.err(e, "read inserted run id"))?;
+                    inserted.insert(id);
+                }
+            }
+            let mut events: Vec<NewEvent> = Vec::new();
+            for r in &batch.runs {
+                if inserted.contains(&r.id) {
+                    let mut ev = r.event.clone();
+                    ev.run_id = Some(r.id.clone());
+                    events.push(ev);
+                }
+            }
+            events.extend(batch.events.iter().cloned());
+            // The runs inserted here have no events yet: their seq starts at 1.
+            self.append_many_in_tx(&mut tx, events, &inserted).await?;
+
+            for chunk in batch.cursors.chunks(CHUNK) {
+                let mut q = String::from(
+                    "INSERT INTO scheduler_cursor (bot, fired_through, updated_at) VALUES ",
+                );
+                for i in 0..chunk.len() {
+                    if i > 0 {
+                        q.push_str(", ");
+                    }
+                    q.push_str(&format!("(${}, ${}, ${})", i * 3 + 1, i * 3 + 2, i * 3 + 3));
+                }
+                q.push_str(
+                    " ON CONFLICT (bot) DO UPDATE SET fired_through = excluded.fired_through, \
+                     updated_at = excluded.updated_at",
+                );
+                let q = self.sql(&q).into_owned();
+                let mut query = sqlx::query(&q);
+                for (bot, t) in chunk {
+                    query = query
+                        .bind(bot.as_str())
+                        .bind(format_ts(t))
+                        .bind(queued_at.as_str());
+                }
+                query
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e, "write scheduler_cursor"))?;
+            }
+            tx.commit()
+                .await
+                .map_err(|e| self.err(e, "commit scheduler batch"))?;
+            Ok(batch
+                .runs
+                .iter()
+                .filter(|r| inserted.contains(&r.id))
+                .map(|r| r.id.clone())
+                .collect())
+        })
+        .await
+    }
+
+    /// Appends events to the chain inside the caller's transaction with one
+    /// read of the chain head and multi-row INSERTs. Events of runs get seq
+    /// `MAX(seq) + 1` of their run (read once per distinct run, except for
+    /// the `fresh` runs created in this transaction, which have no events).
+    pub(crate) async fn append_many_in_tx(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        events: Vec<NewEvent>,
+        fresh: &HashSet<String>,
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        if events.len() == 1 {
+            if let Some(e) = events.into_iter().next() {
+                self.append_in_tx(conn, e).await?;
+            }
+            return Ok(());
+        }
+        if self.backend() == Backend::Postgres {
+            sqlx::query("LOCK TABLE audit_events IN EXCLUSIVE MODE")
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| self.err(e, "lock audit_events"))?;
+        }
+        let head = sqlx::query("SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| self.err(e, "read the last audit event"))?;
+        let (mut prev_id, mut prev_hash) = match head {
+            Some(row) => (
+                row.try_get::<i64, _>("id")
+                    .map_err(|e| self.err(e, "read audit_events.id"))?,
+                row.try_get::<String, _>("hash")
+                    .map_err(|e| self.err(e, "read audit_events.hash"))?,
+            ),
+            None => (0, GENESIS_HASH.to_string()),
+        };
+        let mut seqs: HashMap<String, i64> = HashMap::new();
+        let seq_q = self
+            .sql("SELECT MAX(seq) AS s FROM audit_events WHERE run_id = $1")
+            .into_owned();
+        let mut stored: Vec<(AuditEvent, String)> = Vec::with_capacity(events.len());
+        let at = now_micros();
+        for e in events {
+            let seq = match &e.run_id {
+                None => 0,
+                Some(run) => {
+                    let next = match seqs.get(run) {
+                        Some(s) => s + 1,
+                        None if fresh.contains(run) => 1,
+                        None => {
+                            let last: Option<i64> = sqlx::query(&seq_q)
+                                .bind(run.as_str())
+                                .fetch_one(&mut *conn)
+                                .await
+                                .and_then(|row| row.try_get("s"))
+                                .map_err(|err| {
+                                    self.err(err, format_args!("read the last seq of run {run}"))
+                                })?;
+                            last.unwrap_or(0) + 1
+                        }
+                    };
+                    seqs.insert(run.clone(), next);
+                    next
+                }
+            };
+            let mut ev = AuditEvent {
+                id: prev_id + 1,
+                run_id: e.run_id,
+                seq,
+                at,
+                actor: e.actor,
+                kind: e.kind,
+                step: e.step,
+                step_name: e.step_name,
+                action: e.action,
+                target: e.target,
+                detail: e.detail,
+                outcome: e.outcome,
+                duration_ms: e.duration_ms,
+                error: e.error,
+                prev_hash: prev_hash.clone(),
+                hash: String::new(),
+            };
+            ev.hash = ev.compute_hash();
+            prev_id = ev.id;
+            prev_hash = ev.hash.clone();
+            let detail = serde_json::to_string(&ev.detail).map_err(|err| {
+                self.other(format_args!("serialise detail of audit event: {err}"))
+            })?;
+            stored.push((ev, detail));
+        }
+        for chunk in stored.chunks(CHUNK) {
+            let mut q = String::from(
+                "INSERT INTO audit_events (id, run_id, seq, at, actor, kind, step, step_name, \
+                 action, target, detail, outcome, duration_ms, error, prev_hash, hash) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    q.push_str(", ");
+                }
+                let marks: Vec<String> = (1..=16).map(|c| format!("${}", i * 16 + c)).collect();
+                q.push('(');
+                q.push_str(&marks.join(", "));
+                q.push(')');
+            }
+            let q = self.sql(&q).into_owned();
+            let mut query = sqlx::query(&q);
+            for (ev, detail) in chunk {
+                query = query
+                    .bind(ev.id)
+                    .bind(ev.run_id.as_deref())
+                    .bind(ev.seq)
+                    .bind(format_ts(&ev.at))
+                    .bind(ev.actor.as_str())
+                    .bind(ev.kind.as_str())
+                    .bind(ev.step.as_deref())
+                    .bind(ev.step_name.as_deref())
+                    .bind(ev.action.as_deref())
+                    .bind(ev.target.as_deref())
+                    .bind(detail.as_str())
+                    .bind(ev.outcome.as_deref())
+                    .bind(ev.duration_ms)
+                    .bind(ev.error.as_deref())
+                    .bind(ev.prev_hash.as_str())
+                    .bind(ev.hash.as_str());
+            }
+            query.execute(&mut *conn).await.map_err(|e| {
+                self.err(
+                    e,
+                    format_args!("insert {} audit events from {}", chunk.len(), chunk[0].0.id),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// True if some queued run is due at `now` (a cheap read before a claim).
+    pub async fn has_due_runs(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let q = self.sql("SELECT id FROM runs WHERE status = 'queued' AND due_at <= $1 LIMIT 1");
+        let row = sqlx::query(&q)
+            .bind(format_ts(&now))
+            .fetch_optional(self.pool())
+            .await
+            .map_err(|e| self.err(e, "read due runs"))?;
+        Ok(row.is_some())
+    }
+
+    /// The earliest `due_at` of a queued run, if any.
+    pub async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = sqlx::query("SELECT MIN(due_at) AS d FROM runs WHERE status = 'queued'")
+            .fetch_one(self.pool())
+            .await
+            .map_err(|e| self.err(e, "read the next due run"))?;
+        let d: Option<String> = row
+            .try_get("d")
+            .map_err(|e| self.err(e, "read runs.due_at"))?;
+        Ok(d.as_deref().and_then(parse_ts))
+    }
+
+    /// Claims the oldest due queued run this worker may take (by `due_at`
+    /// only, so the index gives the order even with 10,000 runs due on the
+    /// same instant), in one
+    /// transaction (serialised across processes): `running`, `started_at`,
+    /// `worker`, and its `run.started` event. On the way, due scheduled runs
+    /// of paused bots, and runs of `overlap: skip` bots whose previous run is
+    /// still running, become `skipped` with a `scheduler.skipped` event. A
+    /// run of an `overlap: queue` bot — and a manual run or retry of a `skip`
+    /// bot — waits while the bot has a running run.
+    /// `knows` says which bots this worker can run (others stay queued).
+    pub async fn claim_due(
+        &self,
+        worker: &str,
+        knows: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<Claim, StoreError> {
+        let select = self
+            .sql(&format!(
+                "SELECT {RUN_COLS}, overlap FROM runs WHERE status = 'queued' AND due_at <= $1 \
+                 AND NOT (COALESCE(overlap, 'queue') = 'queue' AND bot IN \
+                 (SELECT bot FROM runs WHERE status = 'running' AND bot IS NOT NULL)) \
+                 ORDER BY due_at LIMIT 32"
+            ))
+            .into_owned();
+        let claim = self
+            .sql(
+                "UPDATE runs SET status = 'running', started_at = $1, worker = $2 \
+                 WHERE id = $3 AND status = 'queued'",
+            )
+            .into_owned();
+        let skip = self
+            .sql(
+                "UPDATE runs SET status = 'skipped', finished_at = $1, error = $2 \
+                 WHERE id = $3 AND status = 'queued'",
+            )
+            .into_owned();
+        let (select, claim, skip) = (&select, &claim, &skip);
+        self.write(|| async move {
+            let mut tx = self.begin_write().await?;
+            if self.backend() == Backend::Postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)::text")
+                    .bind(PG_CLAIM_LOCK)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e, "lock for claiming runs"))?;
+            }
+            let now = now_micros();
+            let rows = sqlx::query(select)
+                .bind(format_ts(&now))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| self.err(e, "read due runs"))?;
+            if rows.is_empty() {
+                tx.rollback()
+                    .await
+                    .map_err(|e| self.err(e, "roll back empty claim"))?;
+                return Ok(Claim::default());
+            }
+            let paused: HashSet<String> = sqlx::query("SELECT bot FROM bot_state WHERE paused = 1")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| self.err(e, "read bot_state"))?
+                .iter()
+                .filter_map(|r| r.try_get::<String, _>("bot").ok())
+                .collect();
+            let mut running: HashSet<String> = sqlx::query(
+                "SELECT DISTINCT bot FROM runs WHERE status = 'running' AND bot IS NOT NULL",
+            )
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.err(e, "read running runs"))?
+            .iter()
+            .filter_map(|r| r.try_get::<String, _>("bot").ok())
+            .collect();
+            let mut out = Claim::default();
+            for row in &rows {
+                let mut run = self.decode_run(row)?;
+                let Some(bot) = run.bot.clone() else { continue };
+                if !knows(&bot) {
+                    continue;
+                }
+                let overlap: Option<String> = row.try_get("overlap").map_err(|e| {
+                    self.err(e, format_args!("read runs.overlap of run {}", run.id))
+                })?;
+                let overlap = overlap.unwrap_or_else(|| "queue".into());
+                let reason = if run.scheduled_for.is_some() && paused.contains(&bot) {
+                    Some("the bot is paused")
+                } else if overlap == "skip" && run.scheduled_for.is_some() && running.contains(&bot)
+                {
+                    Some("the previous run of the bot was still running (overlap: skip)")
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    let n = sqlx::query(skip)
+                        .bind(format_ts(&now))
+                        .bind(format!("skipped: {reason}"))
+                        .bind(run.id.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(e, format_args!("skip run {}", run.id)))?
+                        .rows_affected();
+                    if n > 0 {
+                        let ev = NewEvent::new("scheduler.skipped", &bot)
+                            .run(run.id.as_str())
+                            .target(bot.as_str())
+                            .outcome("skipped")
+                            .detail(serde_json::json!({
+                                "bot": bot,
+                                "scheduled_for": run.scheduled_for.as_ref().map(format_ts),
+                                "reason": reason,
+                            }));
+                        self.append_in_tx(&mut tx, ev).await?;
+                        out.skipped.push((run.id.clone(), bot.clone()));
+                    }
+                    continue;
+                }
+                if overlap != "allow" && running.contains(&bot) {
+                    continue;
+                }
+                let n = sqlx::query(claim)
+                    .bind(format_ts(&now))
+                    .bind(worker)
+                    .bind(run.id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e, format_args!("claim run {}", run.id)))?
+                    .rows_affected();
+                if n == 0 {
+                    continue;
+                }
+                running.insert(bot.clone());
+                run.status = "running".into();
+                run.started_at = Some(now);
+                run.worker = Some(worker.to_string());
+                let lateness_ms = run
+                    .scheduled_for
+                    .map(|s| (now - s).num_milliseconds().max(0));
+                let ev = NewEvent::new("run.started", &run.actor)
+                    .run(run.id.as_str())
+                    .detail(serde_json::json!({
+                        "worker": worker,
+                        "attempt": run.attempt,
+                        "bot": run.bot,
+                        "playbook": run.playbook,
+                        "scheduled_for": run.scheduled_for.as_ref().map(format_ts),
+                        "lateness_ms": lateness_ms,
+                    }));
+                self.append_in_tx(&mut tx, ev).await?;
+                out.run = Some(run);
+                break;
+            }
+            tx.commit().await.map_err(|e| self.err(e, "commit claim"))?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Every bot's scheduler cursor.
+    pub async fn sched_cursors(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+        let rows = sqlx::query("SELECT bot, fired_through FROM scheduler_cursor")
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| self.err(e, "read scheduler_cursor"))?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let bot: String = row
+                .try_get("bot")
+                .map_err(|e| self.err(e, "read scheduler_cursor.bot"))?;
+            let t: String = row
+                .try_get("fired_through")
+                .map_err(|e| self.err(e, "read scheduler_cursor.fired_through"))?;
+            if let Some(t) = parse_ts(&t) {
+                out.insert(bot, t);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The bots whose pause flag is set.
+    pub async fn paused_bots(&self) -> Result<HashSet<String>, StoreError> {
+        Ok(self
+            .bot_states()
+            .await?
+            .into_iter()
+            .filter(|(_, s)| s.paused)
+            .map(|(b, _)| b)
+            .collect())
+    }
+
+    /// Leases whose name starts with `prefix`.
+    pub async fn leases(&self, prefix: &str) -> Result<Vec<LeaseRow>, StoreError> {
+        let q = self.sql("SELECT name, holder, expires_at FROM scheduler_lease WHERE name LIKE $1");
+        let rows = sqlx::query(&q)
+            .bind(format!("{prefix}%"))
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| self.err(e, "read scheduler_lease"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let name: String = row
+                .try_get("name")
+                .map_err(|e| self.err(e, "read scheduler_lease.name"))?;
+            let holder: String = row
+                .try_get("holder")
+                .map_err(|e| self.err(e, "read scheduler_lease.holder"))?;
+            let exp: String = row
+                .try_get("expires_at")
+                .map_err(|e| self.err(e, "read scheduler_lease.expires_at"))?;
+            out.push(LeaseRow {
+                name,
+                holder,
+                expires_at: parse_ts(&exp).unwrap_or(DateTime::<Utc>::MIN_UTC),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Takes lease `name` over from `old_holder` (known to be dead).
+    pub async fn take_over_lease(
+        &self,
+        name: &str,
+        old_holder: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let ttl = chrono::Duration::from_std(ttl)
+            .map_err(|e| self.other(format_args!("lease {name}: ttl out of range: {e}")))?;
+        let q = self
+            .sql(
+                "UPDATE scheduler_lease SET holder = $3, acquired_at = $4, expires_at = $5 \
+                 WHERE name = $1 AND holder = $2",
+            )
+            .into_owned();
+        let q = &q;
+        self.write(|| async move {
+            let now = now_micros();
+            let n = sqlx::query(q)
+                .bind(name)
+                .bind(old_holder)
+                .bind(holder)
+                .bind(format_ts(&now))
+                .bind(format_ts(&(now + ttl)))
+                .execute(self.pool())
+                .await
+                .map_err(|e| self.err(e, format_args!("take over lease {name}")))?
+                .rows_affected();
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    /// Per bot: its newest run, and its `scheduler.skipped` events since `since`.
+    pub async fn bot_run_summaries(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<HashMap<String, BotRunSummary>, StoreError> {
+        let q = format!(
+            "SELECT {RUN_COLS} FROM runs r WHERE bot IS NOT NULL AND status <> 'skipped' \
+             AND id = (SELECT id FROM runs r2 WHERE r2.bot = r.bot AND r2.status <> 'skipped' \
+             ORDER BY r2.queued_at DESC, r2.id DESC LIMIT 1)"
+        );
+        let rows = sqlx::query(&q)
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| self.err(e, "read the last run of each bot"))?;
+        let mut out: HashMap<String, BotRunSummary> = HashMap::new();
+        for row in &rows {
+            let run = self.decode_run(row)?;
+            if let Some(bot) = run.bot.clone() {
+                out.entry(bot).or_default().last_run = Some(run);
+            }
+        }
+        let q = self.sql(
+            "SELECT target, COUNT(*) AS n, MAX(at) AS last FROM audit_events \
+             WHERE kind = 'scheduler.skipped' AND at >= $1 AND target IS NOT NULL GROUP BY target",
+        );
+        let rows = sqlx::query(&q)
+            .bind(format_ts(&since))
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| self.err(e, "count skipped firings"))?;
+        for row in rows {
+            let bot: String = row
+                .try_get("target")
+                .map_err(|e| self.err(e, "read audit_events.target"))?;
+            let n: i64 = row
+                .try_get("n")
+                .map_err(|e| self.err(e, "read skipped count"))?;
+            let last: Option<String> = row
+                .try_get("last")
+                .map_err(|e| self.err(e, "read audit_events.at"))?;
+            let s = out.entry(bot).or_default();
+            s.skipped = n;
+            s.last_skipped_at = last.as_deref().and_then(parse_ts);
+        }
+        Ok(out)
+    }
+}
