@@ -1,21 +1,41 @@
-//! The failure mail a bot sends (`notify.on_failure`) after its last failed
-//! attempt: the run id, the failing step and the error, through the
-//! configured transport — an `.eml` file in the outbox (default) or SMTP.
+//! The failure notice a bot sends (`notify.on_failure`) after its last failed
+//! attempt: the run id, the failing step and the error, with the run's
+//! evidence (screenshots, saved pages) attached.
 //!
-//! The message is built with lettre's builder; the file transport writes the
-//! formatted message atomically (temp file + rename), so a reader of the
-//! outbox never sees half a mail.
+//! The notice is a `mail.send`, run through the action registry with an
+//! [`ActionContext`] for the failed run, exactly as the engine runs a step.
+//! So it gets what every playbook mail gets and nothing is done twice: the
+//! transport from clerk.yaml (outbox file or SMTP), address checks, the
+//! action's default retry policy for transient failures, resend protection
+//! through the mail journal, secrets from the secrets file, and the audit
+//! detail (recipients, message id, body and attachment hashes, the server's
+//! reply). It is not a run of its own: a generated one-step playbook would
+//! add a run row to the bot's history that the bot never asked for. Instead
+//! each notice is audited against the failed run — `notify.sent`, or
+//! `notify.failed` with the error, and `notify.retrying` for each attempt
+//! that will be tried again.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use lettre::message::{Mailbox, Message, header::ContentType};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, MailTransport, SmtpTls};
-use crate::engine::RunOutcome;
-use crate::secrets::{Secrets, redact};
+use crate::actions::{self, ActionContext, AuditNote, ErrorKind, RunInfo, RunResources, StepInfo};
+use crate::audit::NewEvent;
+use crate::engine::{Engine, RunOutcome};
+use crate::playbook::RetryPolicy;
 
-/// What the failure mail says.
+/// The step path the notice runs under (part of its resend-protection key).
+pub const STEP: &str = "notify.on_failure";
+/// At most this many artifacts are attached; the rest are listed in the text.
+const MAX_ATTACHMENTS: usize = 20;
+/// At most this many bytes of artifacts are attached, so a run that left many
+/// big page dumps still gets its notice past the mail server's size limit.
+const MAX_ATTACHMENT_BYTES: u64 = 15 * 1024 * 1024;
+
+/// What the failure mail is about.
 pub struct FailureNotice<'a> {
     pub bot: &'a str,
     pub run_id: &'a str,
@@ -23,31 +43,71 @@ pub struct FailureNotice<'a> {
     pub outcome: &'a RunOutcome,
 }
 
-/// Where the notice went: the outbox file, or the SMTP server's reply.
-#[derive(Debug, Clone)]
-pub struct Sent {
-    pub transport: &'static str,
-    pub detail: String,
+/// Which artifacts go with the mail, and which do not (with the reason).
+#[derive(Debug, Default, PartialEq)]
+pub struct Evidence {
+    pub attached: Vec<String>,
+    pub left_out: Vec<(String, String)>,
 }
 
-/// Builds the failure mail to `recipients`.
-pub fn build(config: &Config, recipients: &[String], n: &FailureNotice) -> anyhow::Result<Message> {
-    let from: Mailbox = config
-        .mail
-        .from
-        .parse()
-        .with_context(|| format!("mail.from `{}` is not a mail address", config.mail.from))?;
-    let status = n.outcome.status.as_str();
-    let mut b = Message::builder()
-        .from(from)
-        .subject(format!("[clerk] bot {} {status}: run {}", n.bot, n.run_id))
-        .message_id(Some(format!("<{}.failure@clerk>", n.run_id)));
-    for r in recipients {
-        let to: Mailbox = r
-            .parse()
-            .with_context(|| format!("`{r}` is not a mail address"))?;
-        b = b.to(to);
+/// Picks the run's artifacts to attach: files that still exist, within the
+/// count and size limits. A missing file would fail `mail.send` before
+/// sending, and a notice without its evidence beats no notice at all.
+pub async fn evidence(workspace: &Path, artifacts: &[String]) -> Evidence {
+    let mut out = Evidence::default();
+    let mut total = 0u64;
+    for a in artifacts {
+        let path = {
+            let p = Path::new(a);
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                workspace.join(p)
+            }
+        };
+        let size = match tokio::fs::metadata(&path).await {
+            Ok(m) if m.is_file() => m.len(),
+            Ok(_) => {
+                out.left_out.push((a.clone(), "not a file".into()));
+                continue;
+            }
+            Err(e) => {
+                out.left_out
+                    .push((a.clone(), format!("cannot be read: {e}")));
+                continue;
+            }
+        };
+        if out.attached.len() >= MAX_ATTACHMENTS {
+            out.left_out
+                .push((a.clone(), format!("more than {MAX_ATTACHMENTS} files")));
+        } else if total + size > MAX_ATTACHMENT_BYTES {
+            out.left_out.push((
+                a.clone(),
+                format!(
+                    "over the {} MB attachment limit",
+                    MAX_ATTACHMENT_BYTES / 1024 / 1024
+                ),
+            ));
+        } else {
+            total += size;
+            out.attached.push(a.clone());
+        }
     }
+    out
+}
+
+/// The subject line of the notice.
+pub fn subject(n: &FailureNotice) -> String {
+    format!(
+        "[clerk] bot {} {}: run {}",
+        n.bot,
+        n.outcome.status.as_str(),
+        n.run_id
+    )
+}
+
+/// The plain-text body of the notice.
+pub fn text(n: &FailureNotice, evidence: &Evidence) -> String {
     let (step, error) = match &n.outcome.error {
         Some(e) => {
             let step = match (&e.step_name, &e.action) {
@@ -61,92 +121,187 @@ pub fn build(config: &Config, recipients: &[String], n: &FailureNotice) -> anyho
         }
         None => ("-".into(), "-".into()),
     };
-    let text = format!(
+    let mut text = format!(
         "The bot `{bot}` did not complete.\n\n\
          run:      {run}\n\
          status:   {status}\n\
          attempt:  {attempt}\n\
          playbook: {playbook}\n\
          step:     {step}\n\
-         error:    {error}\n\n\
-         Details: clerk runs show {run}\n",
+         error:    {error}\n",
         bot = n.bot,
         run = n.run_id,
+        status = n.outcome.status.as_str(),
         attempt = n.attempt,
         playbook = n.outcome.playbook,
     );
-    b.header(ContentType::TEXT_PLAIN)
-        .body(redact(&text))
-        .context("cannot build the failure mail")
+    if !evidence.attached.is_empty() {
+        text.push_str("\nAttached evidence:\n");
+        for a in &evidence.attached {
+            text.push_str(&format!("  {a}\n"));
+        }
+    }
+    if !evidence.left_out.is_empty() {
+        text.push_str("\nNot attached (see the workspace):\n");
+        for (a, why) in &evidence.left_out {
+            text.push_str(&format!("  {a}: {why}\n"));
+        }
+    }
+    text.push_str(&format!("\nDetails: clerk runs show {}\n", n.run_id));
+    text
 }
 
-/// Sends the failure mail through the configured transport.
+/// The `mail.send` arguments of the notice.
+pub fn args(recipients: &[String], n: &FailureNotice, evidence: &Evidence) -> Value {
+    json!({
+        "to": recipients,
+        "subject": subject(n),
+        "text": text(n, evidence),
+        "attachments": evidence.attached,
+    })
+}
+
+/// Sends the notice with `mail.send` and records `notify.*` events against
+/// the failed run. Returns the action's result (`message_id`, `accepted`,
+/// ...) or the final error; either way the audit trail already says so.
 pub async fn send(
-    config: &Config,
+    engine: &Engine,
     workspace: &Path,
-    secrets: &Secrets,
+    cancel: &CancellationToken,
     recipients: &[String],
     notice: &FailureNotice<'_>,
-) -> anyhow::Result<Sent> {
-    let message = build(config, recipients, notice)?;
-    match config.mail.transport {
-        MailTransport::File => {
-            let outbox = config.outbox(workspace);
-            let path = outbox.join(format!("{}-failure.eml", notice.run_id));
-            let bytes = message.formatted();
-            let p = path.clone();
-            tokio::task::spawn_blocking(move || crate::fsutil::write_atomic(&p, &bytes))
-                .await
-                .context("the outbox writer stopped")??;
-            Ok(Sent {
-                transport: "file",
-                detail: path.display().to_string(),
-            })
+) -> anyhow::Result<Value> {
+    let def = actions::find("mail.send").context("the mail.send action is not registered")?;
+    let evidence = evidence(workspace, &notice.outcome.artifacts).await;
+    let args = args(recipients, notice, &evidence);
+    let policy = match def.default_retry {
+        Some(d) => RetryPolicy {
+            attempts: d.attempts.max(1),
+            delay: Duration::from_millis(d.delay_ms),
+            backoff: d.backoff,
+            max_delay: None,
+        },
+        None => RetryPolicy {
+            attempts: 1,
+            delay: Duration::ZERO,
+            backoff: 1.0,
+            max_delay: None,
+        },
+    };
+    let run = RunInfo {
+        id: notice.run_id.to_string(),
+        workspace: workspace.to_path_buf(),
+        playbook: PathBuf::from(&notice.outcome.playbook),
+        actor: notice.bot.to_string(),
+        bot: Some(notice.bot.to_string()),
+        artifacts_dir: workspace
+            .join(".clerk")
+            .join("artifacts")
+            .join(notice.run_id),
+    };
+    let left_out: Vec<Value> = evidence
+        .left_out
+        .iter()
+        .map(|(p, why)| json!({ "path": p, "reason": why }))
+        .collect();
+    let mut attempt = 1u32;
+    loop {
+        let step = StepInfo {
+            path: STEP.to_string(),
+            name: Some(format!("failure notice of bot {}", notice.bot)),
+            attempt,
+            sensitive: false,
+        };
+        let resources = RunResources::default();
+        let start = Instant::now();
+        let (outcome, note) = {
+            let mut ctx = ActionContext {
+                run: &run,
+                step: &step,
+                config: &engine.config,
+                secrets: &engine.secrets,
+                resources: &resources,
+                recorder: &engine.recorder,
+                cancel,
+                timeout: None,
+                note: AuditNote::default(),
+            };
+            let outcome = if cancel.is_cancelled() {
+                None
+            } else {
+                tokio::select! {
+                    r = (def.run)(&mut ctx, args.clone()) => Some(r),
+                    _ = cancel.cancelled() => None,
+                }
+            };
+            (outcome, std::mem::take(&mut ctx.note))
+        };
+        resources.close_all().await;
+
+        let mut detail = note.detail;
+        detail.insert("reason".into(), json!("on_failure"));
+        detail.insert("bot".into(), json!(notice.bot));
+        detail.insert("run_status".into(), json!(notice.outcome.status.as_str()));
+        detail.insert("attempt".into(), json!(attempt));
+        if !left_out.is_empty() {
+            detail.insert("not_attached".into(), Value::Array(left_out.clone()));
         }
-        MailTransport::Smtp => {
-            use lettre::transport::smtp::authentication::Credentials;
-            use lettre::transport::smtp::client::{Tls, TlsParameters};
-            use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-            let smtp = &config.mail.smtp;
-            let tls = || {
-                TlsParameters::builder(smtp.host.clone())
-                    .dangerous_accept_invalid_certs(smtp.accept_invalid_certs)
-                    .build()
-                    .context("cannot set up TLS for SMTP")
-            };
-            let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
-                .port(smtp.port)
-                .timeout(Some(smtp.timeout));
-            b = match smtp.tls {
-                SmtpTls::None => b.tls(Tls::None),
-                SmtpTls::Starttls => b.tls(Tls::Required(tls()?)),
-                SmtpTls::Tls => b.tls(Tls::Wrapper(tls()?)),
-            };
-            if let Some(user) = &smtp.username {
-                let password = match &smtp.password_secret {
-                    Some(name) => secrets.get(name).with_context(|| {
-                        format!("secret `{name}` (mail.smtp.password_secret) is not set")
-                    })?,
-                    None => String::new(),
-                };
-                b = b.credentials(Credentials::new(user.clone(), password));
+        let target = note.target.unwrap_or_else(|| recipients.join(", "));
+        let event = |kind: &str| {
+            NewEvent::new(kind, notice.bot)
+                .run(notice.run_id)
+                .action(def.name)
+                .target(target.as_str())
+                .duration_ms(start.elapsed().as_millis() as i64)
+        };
+        let (error, retry) = match outcome {
+            Some(Ok(result)) => {
+                let ev = event("notify.sent")
+                    .outcome("ok")
+                    .detail(Value::Object(detail));
+                record(engine, ev).await;
+                return Ok(result);
             }
-            let reply = b
-                .build()
-                .send(message)
-                .await
-                .map_err(|e| anyhow::anyhow!(redact(&e.to_string())))
-                .with_context(|| {
-                    format!(
-                        "cannot send the failure mail via {}:{}",
-                        smtp.host, smtp.port
-                    )
-                })?;
-            Ok(Sent {
-                transport: "smtp",
-                detail: reply.message().collect::<Vec<_>>().join(" "),
-            })
+            None => (anyhow::anyhow!("cancelled: clerk serve is stopping"), false),
+            Some(Err(e)) => {
+                let retry = e.kind == ErrorKind::Retryable && attempt < policy.attempts;
+                (e.error, retry)
+            }
+        };
+        let message = engine.recorder.redact_str(&format!("{error:#}"));
+        if retry {
+            let wait = policy.delay_before(attempt + 1);
+            detail.insert("retry_in_ms".into(), json!(wait.as_millis() as u64));
+            let ev = event("notify.retrying")
+                .outcome("failed")
+                .error(message.as_str())
+                .detail(Value::Object(detail));
+            record(engine, ev).await;
+            tracing::warn!(
+                run = %notice.run_id,
+                "failure mail attempt {attempt} of {} failed, retrying in {}: {message}",
+                policy.attempts,
+                humantime::format_duration(wait)
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = cancel.cancelled() => {}
+            }
+            attempt += 1;
+            continue;
         }
+        let ev = event("notify.failed")
+            .outcome("failed")
+            .error(message.as_str())
+            .detail(Value::Object(detail));
+        record(engine, ev).await;
+        return Err(anyhow::anyhow!(message));
+    }
+}
+
+async fn record(engine: &Engine, event: NewEvent) {
+    if let Err(e) = engine.recorder.record(event).await {
+        tracing::error!(error = %format!("{e:#}"), "cannot record the failure mail in the audit trail");
     }
 }
 
@@ -155,13 +310,12 @@ mod tests {
     use super::*;
     use crate::engine::{RunError, RunStatus};
 
-    #[test]
-    fn the_mail_names_the_run_the_step_and_the_error() {
-        let outcome = RunOutcome {
+    fn outcome() -> RunOutcome {
+        RunOutcome {
             id: "01RUN".into(),
             status: RunStatus::Failed,
             playbook: "playbooks/renewals.yaml".into(),
-            vars: serde_json::json!({}),
+            vars: json!({}),
             error: Some(RunError {
                 step: "3".into(),
                 step_name: Some("Sign in".into()),
@@ -169,21 +323,36 @@ mod tests {
                 message: "no element with text `Sign in`".into(),
             }),
             artifacts: Vec::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn the_mail_names_the_run_the_step_and_the_error() {
+        let outcome = outcome();
         let notice = FailureNotice {
             bot: "renewals-nightly",
             run_id: "01RUN",
             attempt: 2,
             outcome: &outcome,
         };
-        let config = Config::default();
-        let m = build(&config, &["rpa@city.example".into()], &notice).unwrap();
-        let text = String::from_utf8(m.formatted()).unwrap();
-        assert!(text.contains("To: rpa@city.example"), "{text}");
-        assert!(
-            text.contains("Subject: [clerk] bot renewals-nightly failed: run 01RUN"),
-            "{text}"
+        let evidence = Evidence {
+            attached: vec![".clerk/artifacts/01RUN/3-click.png".into()],
+            left_out: vec![(
+                ".clerk/artifacts/01RUN/3-click.html".into(),
+                "over the 15 MB attachment limit".into(),
+            )],
+        };
+        let a = args(&["rpa@city.example".into()], &notice, &evidence);
+        assert_eq!(
+            a["subject"],
+            "[clerk] bot renewals-nightly failed: run 01RUN"
         );
+        assert_eq!(a["to"], json!(["rpa@city.example"]));
+        assert_eq!(
+            a["attachments"],
+            json!([".clerk/artifacts/01RUN/3-click.png"])
+        );
+        let text = a["text"].as_str().unwrap();
         assert!(
             text.contains("step:     3 \"Sign in\" (browser.click)"),
             "{text}"
@@ -193,6 +362,35 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("attempt:  2"), "{text}");
-        assert!(build(&config, &["not an address".into()], &notice).is_err());
+        assert!(
+            text.contains("  .clerk/artifacts/01RUN/3-click.html: over the 15 MB"),
+            "{text}"
+        );
+        // The arguments are valid mail.send arguments.
+        let def = actions::find("mail.send").unwrap();
+        assert!((def.check)(&a).is_empty(), "{:?}", (def.check)(&a));
+    }
+
+    #[tokio::test]
+    async fn missing_artifacts_and_limits_are_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.png"), b"png").unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        let many: Vec<String> = (0..MAX_ATTACHMENTS + 1)
+            .map(|i| {
+                let name = format!("f{i}.html");
+                std::fs::write(dir.path().join(&name), b"x").unwrap();
+                name
+            })
+            .collect();
+        let mut list = vec!["a.png".to_string(), "gone.png".into(), "d".into()];
+        list.extend(many);
+        let e = evidence(dir.path(), &list).await;
+        assert_eq!(e.attached.len(), MAX_ATTACHMENTS);
+        assert_eq!(e.attached[0], "a.png");
+        let reasons: Vec<&str> = e.left_out.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(reasons[..2], ["gone.png", "d"]);
+        assert_eq!(e.left_out.len(), 4, "{:?}", e.left_out);
+        assert!(e.left_out[3].1.contains("more than 20 files"));
     }
 }

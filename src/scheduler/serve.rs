@@ -960,37 +960,23 @@ async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
         attempt: run.attempt,
         outcome: &outcome,
     };
-    let sent = notify::send(
-        &shared.engine.config,
+    // The notice is a mail.send for the failed run; it records its own
+    // `notify.*` events, so only the log is left to do here.
+    match notify::send(
+        &shared.engine,
         &shared.opts.workspace,
-        &shared.engine.secrets,
+        &shared.hard_stop,
         &bot.notify_on_failure,
         &notice,
     )
-    .await;
-    let target = bot.notify_on_failure.join(", ");
-    let event = match &sent {
-        Ok(s) => NewEvent::new("notify.sent", &bot.name)
-            .run(run.id.as_str())
-            .action("mail.send")
-            .target(target)
-            .outcome("ok")
-            .detail(
-                json!({ "transport": s.transport, "result": s.detail, "reason": "on_failure" }),
-            ),
-        Err(e) => NewEvent::new("notify.failed", &bot.name)
-            .run(run.id.as_str())
-            .action("mail.send")
-            .target(target)
-            .outcome("failed")
-            .error(format!("{e:#}"))
-            .detail(json!({ "reason": "on_failure" })),
-    };
-    if let Err(e) = &sent {
-        tracing::error!(run = %run.id, error = %format!("{e:#}"), "cannot send the failure mail");
-    }
-    if let Err(e) = shared.engine.recorder.record(event).await {
-        tracing::error!(run = %run.id, error = %format!("{e:#}"), "cannot record the failure mail");
+    .await
+    {
+        Ok(result) => {
+            tracing::info!(run = %run.id, bot = %bot.name, message_id = %result["message_id"].as_str().unwrap_or("-"), "failure mail sent")
+        }
+        Err(e) => {
+            tracing::error!(run = %run.id, bot = %bot.name, error = %format!("{e:#}"), "cannot send the failure mail")
+        }
     }
 }
 
