@@ -433,10 +433,16 @@ steps:
 /// Over SMTP to a real server: the notice arrives with the failing step and
 /// the error (the secret masked); a recipient the server keeps refusing
 /// with 4xx is retried per mail.send's default policy, each attempt audited,
-/// and ends in `notify.failed` quoting the server.
+/// and ends in `notify.failed` quoting the server; a 5xx rejection fails at
+/// once.
 #[test]
 fn failure_notice_goes_over_smtp_and_transient_refusals_are_retried() {
-    let server = SmtpServer::start(&["--tempfail", "busy@city.example"]);
+    let server = SmtpServer::start(&[
+        "--tempfail",
+        "busy@city.example",
+        "--reject",
+        "nobody@city.example",
+    ]);
     let ws = Workspace::new(Backend::Sqlite);
     ws.write(
         "clerk.yaml",
@@ -462,18 +468,32 @@ fn failure_notice_goes_over_smtp_and_transient_refusals_are_retried() {
             "notify: { on_failure: [busy@city.example] }\n",
         ),
     );
+    ws.write(
+        "bots/lost.yaml",
+        &bot(
+            "lost",
+            "grumpy.yaml",
+            "notify: { on_failure: [nobody@city.example] }\n",
+        ),
+    );
     let secret = "tok-5f8a1c9e";
     let serve = Serve::start(&ws, &[("CLERK_SECRET_PORTAL_TOKEN", secret)]);
     let env = [("CLERK_SECRET_PORTAL_TOKEN", secret)];
     let r = ws.clerk_env(&["bots", "run", "grumpy", "--wait"], &env);
     assert_eq!(r.code(), 1, "{}{}", r.stdout(), r.stderr());
-    let r = ws.clerk_env(&["bots", "run", "busy", "--wait"], &env);
-    assert_eq!(r.code(), 1, "{}{}", r.stdout(), r.stderr());
+    for name in ["busy", "lost"] {
+        let r = ws.clerk_env(&["bots", "run", name, "--wait"], &env);
+        assert_eq!(r.code(), 1, "{}{}", r.stdout(), r.stderr());
+    }
     wait_for(
-        "the notice at the server and the refused one given up",
+        "the notice at the server and the refused ones given up",
         || {
             !server.messages().is_empty()
-                && events(&ws).iter().any(|e| e["kind"] == "notify.failed")
+                && events(&ws)
+                    .iter()
+                    .filter(|e| e["kind"] == "notify.failed")
+                    .count()
+                    == 2
         },
     );
     let (code, log) = serve.stop();
@@ -482,6 +502,7 @@ fn failure_notice_goes_over_smtp_and_transient_refusals_are_retried() {
 
     let grumpy_run = runs(&ws, "grumpy")[0]["id"].as_str().unwrap().to_string();
     let busy_run = runs(&ws, "busy")[0]["id"].as_str().unwrap().to_string();
+    let lost_run = runs(&ws, "lost")[0]["id"].as_str().unwrap().to_string();
 
     let msgs = server.messages();
     assert_eq!(msgs.len(), 1, "only the deliverable notice arrives");
@@ -532,19 +553,36 @@ fn failure_notice_goes_over_smtp_and_transient_refusals_are_retried() {
         one_header(msg, "message-id")
     );
 
-    // The refused notice: attempts 1 and 2 are retried, attempt 3 gives up.
+    // The refused notice (4xx): attempts 1 and 2 are retried, attempt 3 gives up.
     let retrying = of_kind(&all, "notify.retrying");
+    assert!(
+        retrying.iter().all(|e| e["run_id"] == busy_run.as_str()),
+        "{retrying:?}"
+    );
     let attempts: Vec<&Value> = retrying.iter().map(|e| &e["detail"]["attempt"]).collect();
     assert_eq!(attempts, [&json!(1), &json!(2)], "{retrying:?}");
     let failed = of_kind(&all, "notify.failed");
-    assert_eq!(failed.len(), 1, "{failed:?}");
-    let f = failed[0];
-    assert_eq!(f["run_id"], busy_run.as_str());
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    let f = failed
+        .iter()
+        .find(|e| e["run_id"] == busy_run.as_str())
+        .expect("notify.failed of the busy run");
     assert_eq!(f["target"], "busy@city.example");
     assert_eq!(f["detail"]["attempt"], 3);
     let error = f["error"].as_str().unwrap();
     assert!(error.contains("451"), "{error}");
     assert!(error.contains("busy@city.example"), "{error}");
+    // The rejected one (5xx): no retry, the server's reply quoted.
+    let f = failed
+        .iter()
+        .find(|e| e["run_id"] == lost_run.as_str())
+        .expect("notify.failed of the lost run");
+    assert_eq!(f["detail"]["attempt"], 1);
+    let error = f["error"].as_str().unwrap();
+    assert!(
+        error.contains("550") && error.contains("Recipient address rejected"),
+        "{error}"
+    );
     for e in retrying.iter().chain(&failed).chain(&sent) {
         assert!(!e.to_string().contains(secret), "secret in {e}");
     }
