@@ -171,6 +171,9 @@ fn timeline(run: &RunRow, events: &[crate::audit::AuditEvent]) -> String {
     out.push(String::new());
     let start = run.started_at.unwrap_or(run.queued_at);
     let mut items_ok = 0;
+    // An error travels up from the action through its step, item and loop;
+    // the report says it once, where it happened.
+    let mut last_error: Option<&str> = None;
     let mut items_failed = 0;
     for e in events {
         let offset = (e.at - start).num_milliseconds().max(0);
@@ -240,7 +243,12 @@ fn timeline(run: &RunRow, events: &[crate::audit::AuditEvent]) -> String {
                 }
             }
             "step.finished" => format!("{indent}{step}{name} {outcome} {dur}"),
-            other => format!("{indent}{other} {outcome}"),
+            // Scheduler and notice events (`notify.sent`, `scheduler.skipped`, ...):
+            // their target says to whom or why.
+            other => match &e.target {
+                Some(t) => format!("{indent}{other} → {t} {outcome}"),
+                None => format!("{indent}{other} {outcome}"),
+            },
         };
         let mut line = format!(
             "{:>9}  {}",
@@ -248,7 +256,10 @@ fn timeline(run: &RunRow, events: &[crate::audit::AuditEvent]) -> String {
             line.trim_end()
         );
         if let Some(err) = &e.error {
-            line.push_str(&format!("\n{:>9}  {indent}  error: {err}", ""));
+            if e.kind == "action" || last_error != Some(err.as_str()) {
+                line.push_str(&format!("\n{:>9}  {indent}  error: {err}", ""));
+            }
+            last_error = Some(err.as_str());
         }
         if let Some(list) = e.detail.get("artifacts").and_then(Value::as_array) {
             for a in list {
