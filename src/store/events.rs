@@ -172,14 +172,14 @@ impl Store {
             })
     }
 
-    /// Appends `event` inside the caller's write transaction: reads the chain
-    /// head and the run's last seq, hashes and inserts. On PostgreSQL the
-    /// table is locked EXCLUSIVE first (appenders queue; readers go on).
-    pub(crate) async fn append_in_tx(
+    /// Takes the chain for appending inside the caller's write transaction
+    /// (on PostgreSQL the table is locked EXCLUSIVE: appenders queue, readers
+    /// go on) and returns the last event's id and hash (0 and the genesis hash
+    /// for an empty chain).
+    pub(crate) async fn lock_chain_head(
         &self,
         conn: &mut AnyConnection,
-        event: NewEvent,
-    ) -> Result<AuditEvent, StoreError> {
+    ) -> Result<(i64, String), StoreError> {
         if self.backend() == Backend::Postgres {
             sqlx::query("LOCK TABLE audit_events IN EXCLUSIVE MODE")
                 .execute(&mut *conn)
@@ -190,7 +190,7 @@ impl Store {
             .fetch_optional(&mut *conn)
             .await
             .map_err(|e| self.err(e, "read the last audit event"))?;
-        let (prev_id, prev_hash) = match head {
+        match head {
             Some(row) => {
                 let id: i64 = row
                     .try_get("id")
@@ -198,10 +198,21 @@ impl Store {
                 let hash: String = row
                     .try_get("hash")
                     .map_err(|e| self.err(e, "read audit_events.hash"))?;
-                (id, hash)
+                Ok((id, hash))
             }
-            None => (0, GENESIS_HASH.to_string()),
-        };
+            None => Ok((0, GENESIS_HASH.to_string())),
+        }
+    }
+
+    /// Appends `event` inside the caller's write transaction: reads the chain
+    /// head and the run's last seq, hashes and inserts. On PostgreSQL the
+    /// table is locked EXCLUSIVE first (appenders queue; readers go on).
+    pub(crate) async fn append_in_tx(
+        &self,
+        conn: &mut AnyConnection,
+        event: NewEvent,
+    ) -> Result<AuditEvent, StoreError> {
+        let (prev_id, prev_hash) = self.lock_chain_head(conn).await?;
         let seq = match &event.run_id {
             None => 0,
             Some(run) => {

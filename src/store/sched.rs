@@ -15,7 +15,6 @@ use sqlx::Row as _;
 use super::runs::RUN_COLS;
 use super::time::{format_ts, now_micros, parse_ts};
 use super::{Backend, RunRow, Store, StoreError};
-use crate::audit::chain::GENESIS_HASH;
 use crate::audit::{AuditEvent, NewEvent};
 
 /// Rows per multi-row INSERT: well under SQLite's and PostgreSQL's limits on
@@ -223,25 +222,7 @@ impl Store {
             }
             return Ok(());
         }
-        if self.backend() == Backend::Postgres {
-            sqlx::query("LOCK TABLE audit_events IN EXCLUSIVE MODE")
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| self.err(e, "lock audit_events"))?;
-        }
-        let head = sqlx::query("SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(|e| self.err(e, "read the last audit event"))?;
-        let (mut prev_id, mut prev_hash) = match head {
-            Some(row) => (
-                row.try_get::<i64, _>("id")
-                    .map_err(|e| self.err(e, "read audit_events.id"))?,
-                row.try_get::<String, _>("hash")
-                    .map_err(|e| self.err(e, "read audit_events.hash"))?,
-            ),
-            None => (0, GENESIS_HASH.to_string()),
-        };
+        let (mut prev_id, mut prev_hash) = self.lock_chain_head(conn).await?;
         let mut seqs: HashMap<String, i64> = HashMap::new();
         let seq_q = self
             .sql("SELECT MAX(seq) AS s FROM audit_events WHERE run_id = $1")
