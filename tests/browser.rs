@@ -9,92 +9,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::portal::Portal;
 use common::{Backend, Run, Workspace, dump_store};
 use serde_json::{Value, json};
-
-// ------------------------------------------------------------------ portal
-
-/// A running legacy-portal, killed when dropped.
-struct Portal {
-    child: Child,
-    url: String,
-}
-
-fn portal_binary() -> PathBuf {
-    let clerk = Path::new(env!("CARGO_BIN_EXE_clerk"));
-    let bin = clerk.with_file_name("legacy-portal");
-    if !bin.exists() {
-        // `scripts/test` builds the whole workspace first; this covers a bare `cargo test`.
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "legacy-portal"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo must be runnable to build the portal");
-        assert!(status.success(), "cargo build -p legacy-portal failed");
-    }
-    assert!(bin.exists(), "{} is missing", bin.display());
-    bin
-}
-
-impl Portal {
-    fn start(flags: &[&str]) -> Portal {
-        let mut child = Command::new(portal_binary())
-            .args(["--port", "0"])
-            .args(flags)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start legacy-portal");
-        let stdout = child.stdout.take().expect("portal stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("portal startup line");
-        let url = line
-            .trim()
-            .strip_prefix("legacy-portal listening on ")
-            .unwrap_or_else(|| panic!("unexpected portal startup line: {line}"))
-            .to_string();
-        Portal { child, url }
-    }
-
-    /// A plain HTTP request to the fixture API (no browser involved).
-    fn http(&self, method: &str, path: &str) -> String {
-        let addr = self.url.trim_start_matches("http://");
-        let mut s = std::net::TcpStream::connect(addr).expect("connect to portal");
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default()
-    }
-
-    fn cases(&self) -> Vec<Value> {
-        let body = self.http("GET", "/_fixture/cases.json");
-        serde_json::from_str::<Value>(&body)
-            .unwrap_or_else(|e| panic!("cases.json is not JSON ({e}): {body}"))
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Portal {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 // ------------------------------------------------------------------ helpers
 

@@ -9,12 +9,11 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use calamine::{Data, Reader as _};
+use common::portal::Portal;
+use common::smtp::{SmtpServer, leaves, one_header};
 use common::{Backend, Workspace, dump_store};
 use serde_json::Value;
 
@@ -37,168 +36,6 @@ const REJECTION_MESSAGES: [(&str, &str); 4] = [
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
-
-/// Kills a child process when dropped, so a failing assertion cleans up.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The real legacy portal on a free port.
-struct Portal {
-    _child: Guard,
-    url: String,
-}
-
-fn portal_binary() -> PathBuf {
-    let bin = repo().join("target/debug/legacy-portal");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "legacy-portal"])
-            .current_dir(repo())
-            .status()
-            .expect("run cargo build -p legacy-portal");
-        assert!(status.success(), "building the legacy portal failed");
-    }
-    bin
-}
-
-fn start_portal(extra: &[&str]) -> Portal {
-    let mut child = Command::new(portal_binary())
-        .args([
-            "--port",
-            "0",
-            "--user",
-            PORTAL_USER,
-            "--password",
-            PORTAL_PASSWORD,
-        ])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start legacy-portal");
-    let stdout = child.stdout.take().expect("portal stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the portal's first line");
-    let url = line
-        .trim()
-        .strip_prefix("legacy-portal listening on ")
-        .unwrap_or_else(|| panic!("unexpected portal output: {line:?}"))
-        .to_string();
-    Portal {
-        _child: Guard(child),
-        url,
-    }
-}
-
-fn portal_cases(portal: &Portal) -> Vec<Value> {
-    let out = Command::new("curl")
-        .args(["-sf", &format!("{}/_fixture/cases.json", portal.url)])
-        .output()
-        .expect("curl");
-    assert!(out.status.success(), "GET /_fixture/cases.json failed");
-    serde_json::from_slice::<Value>(&out.stdout)
-        .expect("cases.json is JSON")
-        .as_array()
-        .expect("cases.json is an array")
-        .clone()
-}
-
-/// A real SMTP server (`tests/support/smtp_server.py`, Python's aiosmtpd) on a
-/// free loopback port that saves every message it accepts as `<n>.eml`.
-struct Smtp {
-    _child: Guard,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-fn python() -> String {
-    std::env::var("CLERK_TEST_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into())
-}
-
-fn start_smtp() -> Smtp {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new(python())
-        .arg(repo().join("tests/support/smtp_server.py"))
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the aiosmtpd server");
-    let stdout = child.stdout.take().expect("smtp stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the SMTP server's port");
-    let port = line
-        .trim()
-        .strip_prefix("PORT ")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("the SMTP server did not print its port: {line:?}"));
-    Smtp {
-        _child: Guard(child),
-        port,
-        dir,
-    }
-}
-
-impl Smtp {
-    /// Waits for `n` messages and returns them parsed by Python's email package.
-    fn messages(&self, n: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let count = std::fs::read_dir(self.dir.path())
-                .map(|d| {
-                    d.filter_map(Result::ok)
-                        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-                        .count()
-                })
-                .unwrap_or(0);
-            if count >= n || Instant::now() > deadline {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let out = Command::new(python())
-            .args(["-c", PARSE_MAIL])
-            .arg(self.dir.path())
-            .output()
-            .expect("parse the received mail");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<Vec<Value>>(&out.stdout).expect("parsed mail as JSON")
-    }
-}
-
-const PARSE_MAIL: &str = r#"
-import sys, os, json, hashlib, email
-from email import policy
-msgs = []
-for name in sorted(os.listdir(sys.argv[1])):
-    if not name.endswith(".eml"):
-        continue
-    m = email.message_from_bytes(open(os.path.join(sys.argv[1], name), "rb").read(), policy=policy.default)
-    atts = []
-    for part in m.iter_attachments():
-        data = part.get_payload(decode=True)
-        atts.append({"filename": part.get_filename(), "content_type": part.get_content_type(),
-                     "sha256": hashlib.sha256(data).hexdigest()})
-    body = m.get_body(preferencelist=("plain",))
-    msgs.append({"subject": str(m["subject"]), "to": str(m["to"]), "message_id": str(m["message-id"]),
-                 "text": body.get_content() if body else "", "attachments": atts})
-print(json.dumps(msgs))
-"#;
 
 /// The 40 source rows, read straight from the workbook with calamine.
 fn source_rows() -> Vec<BTreeMap<String, String>> {
@@ -265,7 +102,7 @@ fn sha256_file(path: &Path) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
-fn workspace(smtp: &Smtp) -> Workspace {
+fn workspace(smtp: &SmtpServer) -> Workspace {
     let ws = Workspace::new(Backend::Sqlite);
     std::fs::create_dir_all(ws.path().join("playbooks")).expect("mkdir");
     std::fs::create_dir_all(ws.path().join("fixtures/sheets")).expect("mkdir");
@@ -327,7 +164,7 @@ fn run_flagship(ws: &Workspace, portal: &Portal) -> Outcome {
 fn check_first_run(
     ws: &Workspace,
     portal: &Portal,
-    smtp: &Smtp,
+    smtp: &SmtpServer,
     out: &Outcome,
     retries_expected: bool,
 ) {
@@ -341,7 +178,7 @@ fn check_first_run(
     let source = source_rows();
     assert_eq!(source.len(), 40);
     let rejected: BTreeSet<&str> = REJECTION_MESSAGES.iter().map(|(id, _)| *id).collect();
-    let cases = portal_cases(portal);
+    let cases = portal.cases();
     assert_eq!(cases.len(), 36, "portal cases: {cases:#?}");
     let mut by_request: BTreeMap<String, &Value> = BTreeMap::new();
     for c in &cases {
@@ -438,18 +275,19 @@ fn check_first_run(
     }
 
     // The mail arrived with both workbooks, byte for byte.
-    let mails = smtp.messages(1);
-    assert_eq!(mails.len(), 1, "mails: {mails:#?}");
-    let mail = &mails[0];
-    assert_eq!(mail["to"], "permits-team@city.example");
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 1, "one mail, not {}", mails.len());
+    let mail = &mails[0].parsed;
+    assert_eq!(one_header(mail, "to"), "permits-team@city.example");
+    let subject = one_header(mail, "subject");
     assert!(
-        mail["subject"]
-            .as_str()
-            .is_some_and(|s| s.contains("36 entered") && s.contains("4 rejected")),
-        "subject: {}",
-        mail["subject"]
+        subject.contains("36 entered") && subject.contains("4 rejected"),
+        "subject: {subject}"
     );
-    let attachments = mail["attachments"].as_array().expect("attachments");
+    let attachments: Vec<&Value> = leaves(&mail["body"])
+        .into_iter()
+        .filter(|p| p["disposition"] == "attachment")
+        .collect();
     assert_eq!(attachments.len(), 2, "{attachments:#?}");
     for file in [&entered_file, &exceptions_file] {
         let name = file
@@ -470,9 +308,7 @@ fn check_first_run(
         summary["message_id"]
             .as_str()
             .map(|s| s.trim_matches(['<', '>'])),
-        mail["message_id"]
-            .as_str()
-            .map(|s| s.trim_matches(['<', '>'])),
+        Some(one_header(mail, "message-id").trim_matches(['<', '>'])),
     );
 
     // The audit chain verifies and holds one action event per field filled.
@@ -587,8 +423,8 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn parking_permits_enters_the_export_and_a_second_run_enters_nothing_new() {
-    let portal = start_portal(&[]);
-    let smtp = start_smtp();
+    let portal = Portal::start(&["--user", PORTAL_USER, "--password", PORTAL_PASSWORD]);
+    let smtp = SmtpServer::start(&[]);
     let ws = workspace(&smtp);
 
     let first = run_flagship(&ws, &portal);
@@ -601,7 +437,7 @@ fn parking_permits_enters_the_export_and_a_second_run_enters_nothing_new() {
     assert_eq!(summary["already"], 36, "summary: {summary}");
     assert_eq!(summary["rejected"], 4, "summary: {summary}");
     assert_eq!(summary["failed"], 0, "summary: {summary}");
-    assert_eq!(portal_cases(&portal).len(), 36, "nothing entered twice");
+    assert_eq!(portal.cases().len(), 36, "nothing entered twice");
     let results = output_rows(
         &ws.path()
             .join(summary["entered_file"].as_str().expect("entered_file")),
@@ -612,13 +448,20 @@ fn parking_permits_enters_the_export_and_a_second_run_enters_nothing_new() {
             .iter()
             .all(|r| r["status"] == "already_entered" && r["reference"].starts_with("CASE-"))
     );
-    assert_eq!(smtp.messages(2).len(), 2);
+    assert_eq!(smtp.messages().len(), 2);
 }
 
 #[test]
 fn parking_permits_survives_a_portal_failing_every_seventh_submission() {
-    let portal = start_portal(&["--fail-every", "7"]);
-    let smtp = start_smtp();
+    let portal = Portal::start(&[
+        "--user",
+        PORTAL_USER,
+        "--password",
+        PORTAL_PASSWORD,
+        "--fail-every",
+        "7",
+    ]);
+    let smtp = SmtpServer::start(&[]);
     let ws = workspace(&smtp);
     let out = run_flagship(&ws, &portal);
     check_first_run(&ws, &portal, &smtp, &out, true);

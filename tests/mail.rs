@@ -8,125 +8,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
+use common::smtp::{SmtpServer, header, leaves, one_header, parse_eml};
 use common::{Backend, Workspace, dump_store};
 use serde_json::Value;
 
 // ---------------------------------------------------------------- support
-
-fn python() -> String {
-    std::env::var("CLERK_TEST_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into())
-}
-
-fn support(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/support")
-        .join(file)
-}
-
-/// A running aiosmtpd server; killed when dropped.
-struct SmtpServer {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl SmtpServer {
-    fn start(args: &[&str]) -> SmtpServer {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(python())
-            .arg(support("smtp_server.py"))
-            .arg("--dir")
-            .arg(dir.path())
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {} (install python3-aiosmtpd, or set CLERK_TEST_PYTHON): {e}",
-                    python()
-                )
-            });
-        let stdout = child.stdout.take().expect("server stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the server's port");
-        let port = line
-            .strip_prefix("PORT ")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| {
-                let _ = child.kill();
-                panic!("the SMTP test server did not start (is aiosmtpd installed?): {line:?}")
-            });
-        SmtpServer { child, port, dir }
-    }
-
-    /// Every message received so far: (envelope/auth metadata, parsed message).
-    fn messages(&self) -> Vec<(Value, Value)> {
-        let mut out = Vec::new();
-        for n in 1.. {
-            let meta = self.dir.path().join(format!("{n}.json"));
-            if !meta.exists() {
-                break;
-            }
-            let meta: Value =
-                serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
-            let eml = self.dir.path().join(format!("{n}.eml"));
-            out.push((meta, parse_eml(&eml)));
-        }
-        out
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A message as Python's `email` package reads it.
-fn parse_eml(path: &Path) -> Value {
-    let out = Command::new(python())
-        .arg(support("eml.py"))
-        .arg(path)
-        .output()
-        .expect("run eml.py");
-    assert!(
-        out.status.success(),
-        "eml.py failed on {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("eml.py prints JSON")
-}
-
-fn header<'a>(msg: &'a Value, name: &str) -> Vec<&'a str> {
-    msg["headers"][name]
-        .as_array()
-        .map(|v| v.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default()
-}
-
-fn one_header<'a>(msg: &'a Value, name: &str) -> &'a str {
-    let h = header(msg, name);
-    assert_eq!(h.len(), 1, "header {name} in {msg:#}");
-    h[0]
-}
-
-/// The leaf parts of a parsed message, depth first.
-fn leaves(part: &Value) -> Vec<&Value> {
-    match part["parts"].as_array() {
-        Some(parts) => parts.iter().flat_map(leaves).collect(),
-        None => vec![part],
-    }
-}
 
 fn sha256(bytes: &[u8]) -> String {
     clerk::fsutil::sha256_hex(bytes)
@@ -221,7 +110,7 @@ fn smtp_delivers_text_html_and_two_byte_identical_attachments() {
 
     let msgs = server.messages();
     assert_eq!(msgs.len(), 1, "exactly one message reaches the server");
-    let (meta, msg) = &msgs[0];
+    let (meta, msg) = (&msgs[0].meta, &msgs[0].parsed);
     assert_eq!(meta["mail_from"], "clerk@city.example");
     assert_eq!(
         meta["rcpt_tos"],
@@ -369,9 +258,9 @@ fn smtp_auth_plain_with_password_from_the_secrets_file() {
     let r = ws.clerk(&["run", "simple.yaml"]).ok();
     let msgs = server.messages();
     assert_eq!(msgs.len(), 1);
-    assert_eq!(msgs[0].0["authenticated"], true);
-    assert_eq!(msgs[0].0["mechanism"], "PLAIN");
-    assert_eq!(msgs[0].0["login"], "clerk-bot");
+    assert_eq!(msgs[0].meta["authenticated"], true);
+    assert_eq!(msgs[0].meta["mechanism"], "PLAIN");
+    assert_eq!(msgs[0].meta["login"], "clerk-bot");
     check_no_password(&ws, password, &[&r]);
 }
 
@@ -407,8 +296,8 @@ fn smtp_auth_login_with_password_from_the_environment() {
         .ok();
     let msgs = server.messages();
     assert_eq!(msgs.len(), 1);
-    assert_eq!(msgs[0].0["mechanism"], "LOGIN");
-    assert_eq!(msgs[0].0["login"], "clerk-bot");
+    assert_eq!(msgs[0].meta["mechanism"], "LOGIN");
+    assert_eq!(msgs[0].meta["login"], "clerk-bot");
     check_no_password(&ws, password, &[&r]);
 }
 
@@ -521,8 +410,8 @@ fn starttls_with_a_self_signed_certificate() {
     );
     let msgs = server.messages();
     assert_eq!(msgs.len(), 1);
-    assert_eq!(msgs[0].0["tls"], true);
-    assert_eq!(msgs[0].0["login"], "clerk-bot");
+    assert_eq!(msgs[0].meta["tls"], true);
+    assert_eq!(msgs[0].meta["login"], "clerk-bot");
     let events = mail_events(&ws);
     let last = events.last().unwrap();
     assert_eq!(last["detail"]["tls"], "starttls");
@@ -555,8 +444,8 @@ fn implicit_tls_with_a_self_signed_certificate() {
     ws.clerk(&["run", "simple.yaml"]).ok();
     let msgs = server.messages();
     assert_eq!(msgs.len(), 1);
-    assert_eq!(msgs[0].0["tls"], true);
-    assert_eq!(one_header(&msgs[0].1, "subject"), "Daily report");
+    assert_eq!(msgs[0].meta["tls"], true);
+    assert_eq!(one_header(&msgs[0].parsed, "subject"), "Daily report");
 }
 
 #[test]
@@ -978,7 +867,7 @@ async fn resend_protection(backend: Backend) {
     assert_eq!(second["message_id"], first["message_id"]);
     assert_eq!(second["first_sent_by_run"], id);
     assert_eq!(
-        one_header(&server.messages()[0].1, "message-id"),
+        one_header(&server.messages()[0].parsed, "message-id"),
         first["message_id"].as_str().unwrap()
     );
 

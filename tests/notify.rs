@@ -8,171 +8,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::portal::Portal;
+use common::smtp::{SmtpServer, leaves, one_header, parse_eml};
 use common::{Backend, Workspace};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------- support
-
-fn python() -> String {
-    std::env::var("CLERK_TEST_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into())
-}
-
-fn support(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/support")
-        .join(file)
-}
-
-/// Reads the first stdout line of a freshly started helper process.
-fn first_line(child: &mut Child, what: &str) -> String {
-    let stdout = child.stdout.take().expect("helper stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .unwrap_or_else(|e| panic!("read the first line of {what}: {e}"));
-    line
-}
-
-/// A running legacy-portal on a free loopback port, killed when dropped.
-struct Portal {
-    child: Child,
-    url: String,
-}
-
-impl Portal {
-    fn start() -> Portal {
-        let clerk = Path::new(env!("CARGO_BIN_EXE_clerk"));
-        let bin = clerk.with_file_name("legacy-portal");
-        if !bin.exists() {
-            // `scripts/test` builds the whole workspace first; this covers a bare `cargo test`.
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "-p", "legacy-portal"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("cargo must be runnable to build the portal");
-            assert!(status.success(), "cargo build -p legacy-portal failed");
-        }
-        let mut child = Command::new(&bin)
-            .args(["--port", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start legacy-portal");
-        let line = first_line(&mut child, "legacy-portal");
-        let url = match line.trim().strip_prefix("legacy-portal listening on ") {
-            Some(u) => u.to_string(),
-            None => {
-                let _ = child.kill();
-                panic!("unexpected portal startup line: {line:?}")
-            }
-        };
-        Portal { child, url }
-    }
-}
-
-impl Drop for Portal {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A running aiosmtpd server (`tests/support/smtp_server.py`); killed when dropped.
-struct SmtpServer {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl SmtpServer {
-    fn start(args: &[&str]) -> SmtpServer {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(python())
-            .arg(support("smtp_server.py"))
-            .arg("--dir")
-            .arg(dir.path())
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start {} (install python3-aiosmtpd): {e}", python())
-            });
-        let line = first_line(&mut child, "the SMTP server");
-        let port = match line
-            .strip_prefix("PORT ")
-            .and_then(|p| p.trim().parse().ok())
-        {
-            Some(p) => p,
-            None => {
-                let _ = child.kill();
-                panic!("the SMTP test server did not start (is aiosmtpd installed?): {line:?}")
-            }
-        };
-        SmtpServer { child, port, dir }
-    }
-
-    /// Every message received so far: (envelope metadata, raw bytes, parsed).
-    fn messages(&self) -> Vec<(Value, Vec<u8>, Value)> {
-        let mut out = Vec::new();
-        for n in 1.. {
-            let meta = self.dir.path().join(format!("{n}.json"));
-            if !meta.exists() {
-                break;
-            }
-            let meta: Value =
-                serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
-            let eml = self.dir.path().join(format!("{n}.eml"));
-            out.push((meta, std::fs::read(&eml).unwrap(), parse_eml(&eml)));
-        }
-        out
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A message as Python's `email` package reads it.
-fn parse_eml(path: &Path) -> Value {
-    let out = Command::new(python())
-        .arg(support("eml.py"))
-        .arg(path)
-        .output()
-        .expect("run eml.py");
-    assert!(
-        out.status.success(),
-        "eml.py failed on {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("eml.py prints JSON")
-}
-
-fn one_header<'a>(msg: &'a Value, name: &str) -> &'a str {
-    let h: Vec<&str> = msg["headers"][name]
-        .as_array()
-        .map(|v| v.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    assert_eq!(h.len(), 1, "header {name} in {msg:#}");
-    h[0]
-}
-
-/// The leaf parts of a parsed message, depth first.
-fn leaves(part: &Value) -> Vec<&Value> {
-    match part["parts"].as_array() {
-        Some(parts) => parts.iter().flat_map(leaves).collect(),
-        None => vec![part],
-    }
-}
 
 /// The text body of a parsed message (the first text/plain leaf that is no attachment).
 fn body_text(msg: &Value) -> String {
@@ -304,7 +149,7 @@ steps:
 /// byte for byte, and the audit ties the notice to the failed run.
 #[test]
 fn failure_notice_attaches_the_failed_runs_screenshot() {
-    let portal = Portal::start();
+    let portal = Portal::start(&[]);
     let ws = Workspace::new(Backend::Sqlite);
     ws.write("playbooks/portal.yaml", PORTAL_PLAYBOOK);
     ws.write(
@@ -506,7 +351,7 @@ fn failure_notice_goes_over_smtp_and_transient_refusals_are_retried() {
 
     let msgs = server.messages();
     assert_eq!(msgs.len(), 1, "only the deliverable notice arrives");
-    let (meta, raw, msg) = &msgs[0];
+    let (meta, raw, msg) = (&msgs[0].meta, &msgs[0].raw, &msgs[0].parsed);
     assert_eq!(meta["mail_from"], "clerk@city.example");
     assert_eq!(
         meta["rcpt_tos"],

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod portal;
+pub mod smtp;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
