@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Backend, Workspace};
+use common::{Backend, Workspace, query};
 use serde_json::Value;
 
 const PLAYBOOK: &str = r#"name: nap
@@ -146,30 +146,6 @@ fn runs(ws: &Workspace, bot: &str) -> Vec<Value> {
 
 fn with_status(runs: &[Value], status: &str) -> usize {
     runs.iter().filter(|r| r["status"] == status).count()
-}
-
-/// Runs a query and returns its output rows (`|`-separated columns).
-fn query(ws: &Workspace, q: &str) -> Vec<String> {
-    let out = match &ws.db_url {
-        Some(url) => Command::new("psql")
-            .arg(url)
-            .args(["-At", "-v", "ON_ERROR_STOP=1", "-c", q])
-            .output(),
-        None => Command::new("sqlite3")
-            .arg(ws.path().join(".clerk/clerk.db"))
-            .arg(q)
-            .output(),
-    }
-    .expect("sqlite3 / psql");
-    assert!(
-        out.status.success(),
-        "{q}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 fn events(ws: &Workspace, kind: &str) -> Vec<Value> {

@@ -167,22 +167,32 @@ impl Run {
 
 /// Runs SQL against the workspace's store (SQLite file or PostgreSQL database).
 pub fn sql(ws: &Workspace, statement: &str) {
+    query(ws, statement);
+}
+
+/// Runs a query against the workspace's store and returns its output rows
+/// (`|`-separated columns).
+pub fn query(ws: &Workspace, q: &str) -> Vec<String> {
     let out = match &ws.db_url {
         Some(url) => Command::new("psql")
             .arg(url)
-            .args(["-q", "-v", "ON_ERROR_STOP=1", "-c", statement])
+            .args(["-qAt", "-v", "ON_ERROR_STOP=1", "-c", q])
             .output(),
         None => Command::new("sqlite3")
             .arg(ws.path().join(".clerk/clerk.db"))
-            .arg(statement)
+            .arg(q)
             .output(),
     }
     .expect("sqlite3 / psql must be installed");
     assert!(
         out.status.success(),
-        "SQL failed: {statement}: {}",
+        "SQL failed: {q}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 /// Everything the store holds, as text (for "no secret anywhere" checks).
