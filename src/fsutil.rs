@@ -1,7 +1,7 @@
 //! Small file helpers shared by actions and exports: atomic writes and hashing.
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
@@ -61,6 +61,22 @@ pub fn sha256_file(path: &Path) -> anyhow::Result<(String, u64)> {
         hasher.update(&buf[..n]);
     }
     Ok((hex::encode(hasher.finalize()), size))
+}
+
+/// `p` with `.` and `..` resolved by the text alone (no disk access, no
+/// symlinks followed), e.g. `bots/../playbooks/x.yaml` → `playbooks/x.yaml`.
+pub fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -168,7 +168,7 @@ impl Workspace {
                 .context("cannot determine the current folder")?
                 .join(root)
         };
-        let root = normalize(&root);
+        let root = crate::fsutil::normalize(&root);
         if !root.is_dir() {
             return Err(UsageError(format!("workspace {} is not a folder", root.display())).into());
         }
@@ -215,20 +215,6 @@ impl Workspace {
             secrets: Arc::new(secrets),
         })
     }
-}
-
-fn normalize(p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 /// The OS user, for manual runs and admin actions.

@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use super::checks::{self, suggest};
 use super::diag::Diagnostics;
-use super::duration::parse_duration;
 use super::model::*;
 use super::yaml::{self, Node, PathSeg, Pos, Value};
 use crate::template;
@@ -146,30 +146,11 @@ impl Loader<'_> {
     }
 
     fn unknown_keys(&mut self, node: &Node, allowed: &[&str], what: &str) {
-        if let Some(map) = node.as_map() {
-            for (k, _) in map {
-                let key = k.key_text();
-                if !allowed.contains(&key.as_str()) {
-                    let hint = suggest(&key, allowed.iter().copied())
-                        .map(|s| format!(" (did you mean `{s}`?)"))
-                        .unwrap_or_default();
-                    self.err(k.pos, format!("unknown key `{key}` in {what}{hint}"));
-                }
-            }
-        }
+        checks::unknown_keys(&mut self.diags, self.path, node, allowed, what);
     }
 
     fn string(&mut self, node: &Node, what: &str) -> Option<String> {
-        match &node.value {
-            Value::Str(s) => Some(s.clone()),
-            _ => {
-                self.err(
-                    node.pos,
-                    format!("`{what}` must be a string, found {}", node.kind_name()),
-                );
-                None
-            }
-        }
+        checks::string(&mut self.diags, self.path, node, what)
     }
 
     fn playbook(&mut self, root: &Node) -> Option<Playbook> {
@@ -560,28 +541,7 @@ impl Loader<'_> {
     }
 
     fn duration(&mut self, node: &Node, what: &str) -> Option<std::time::Duration> {
-        let text = match &node.value {
-            Value::Str(s) => s.clone(),
-            Value::Int(i) => i.to_string(),
-            Value::Float(f) => f.to_string(),
-            _ => {
-                self.err(
-                    node.pos,
-                    format!(
-                        "`{what}` must be a duration like `2s`, found {}",
-                        node.kind_name()
-                    ),
-                );
-                return None;
-            }
-        };
-        match parse_duration(&text) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                self.err(node.pos, format!("`{what}`: {e}"));
-                None
-            }
-        }
+        checks::duration(&mut self.diags, self.path, node, what, "`2s`")
     }
 
     fn retry(&mut self, node: &Node) -> Option<RetryPolicy> {
@@ -749,16 +709,4 @@ fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// The closest candidate, if it is close enough to be a plausible typo.
-pub(crate) fn suggest<'a>(
-    word: &str,
-    candidates: impl Iterator<Item = &'a str>,
-) -> Option<&'a str> {
-    candidates
-        .map(|c| (strsim::jaro_winkler(word, c), c))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
 }

@@ -4,6 +4,7 @@
 //! anything. Action arguments are checked through the [`ActionCatalog`] trait,
 //! which the action registry implements, so the playbook stays a leaf module.
 
+pub mod checks;
 mod diag;
 mod duration;
 mod load;

@@ -17,8 +17,10 @@ use serde_json::Value as Json;
 use super::schedule::{CronSchedule, parse_timezone};
 use crate::actions::Registry;
 use crate::engine::{GivenInput, resolve_inputs};
+use crate::fsutil;
+use crate::playbook::checks::{self, suggest};
 use crate::playbook::yaml::{self, Node, Pos, Value};
-use crate::playbook::{self, Diagnostics, Playbook, parse_duration};
+use crate::playbook::{self, Diagnostics, Playbook};
 
 /// What to do with a firing while the bot's previous run is still going.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,34 +307,17 @@ impl BotLoader<'_> {
     }
 
     fn unknown_keys(&mut self, node: &Node, allowed: &[&str], what: &str) {
-        if let Some(map) = node.as_map() {
-            for (k, _) in map {
-                let key = k.key_text();
-                if !allowed.contains(&key.as_str()) {
-                    let hint = suggest(&key, allowed)
-                        .map(|s| format!(" (did you mean `{s}`?)"))
-                        .unwrap_or_default();
-                    self.err(k.pos, format!("unknown key `{key}` in {what}{hint}"));
-                }
-            }
-        }
+        checks::unknown_keys(&mut self.diags, self.path, node, allowed, what);
     }
 
+    /// A string that must not be blank (a bot's name, playbook, time zone...).
     fn string(&mut self, node: &Node, what: &str) -> Option<String> {
-        match &node.value {
-            Value::Str(s) if !s.trim().is_empty() => Some(s.clone()),
-            Value::Str(_) => {
-                self.err(node.pos, format!("`{what}` must not be empty"));
-                None
-            }
-            _ => {
-                self.err(
-                    node.pos,
-                    format!("`{what}` must be a string, found {}", node.kind_name()),
-                );
-                None
-            }
+        let s = checks::string(&mut self.diags, self.path, node, what)?;
+        if s.trim().is_empty() {
+            self.err(node.pos, format!("`{what}` must not be empty"));
+            return None;
         }
+        Some(s)
     }
 
     fn boolean(&mut self, node: Option<&Node>, what: &str, default: bool) -> bool {
@@ -347,28 +332,7 @@ impl BotLoader<'_> {
     }
 
     fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
-        let text = match &node.value {
-            Value::Str(s) => s.clone(),
-            Value::Int(i) => i.to_string(),
-            Value::Float(f) => f.to_string(),
-            _ => {
-                self.err(
-                    node.pos,
-                    format!(
-                        "`{what}` must be a duration like `30s` or `2h`, found {}",
-                        node.kind_name()
-                    ),
-                );
-                return None;
-            }
-        };
-        match parse_duration(&text) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                self.err(node.pos, format!("`{what}`: {e}"));
-                None
-            }
-        }
+        checks::duration(&mut self.diags, self.path, node, what, "`30s` or `2h`")
     }
 
     fn choice<T: Copy>(
@@ -384,7 +348,7 @@ impl BotLoader<'_> {
             return *v;
         }
         let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-        let hint = suggest(text, &names)
+        let hint = suggest(text, names.iter().copied())
             .map(|s| format!(" (did you mean `{s}`?)"))
             .unwrap_or_default();
         self.err(
@@ -494,7 +458,7 @@ impl BotLoader<'_> {
         let playbook = match root.get("playbook") {
             Some(p) => self.string(p, "playbook").and_then(|rel| {
                 let base = self.path.parent().unwrap_or(Path::new("."));
-                let full = normalize(&base.join(&rel));
+                let full = fsutil::normalize(&base.join(&rel));
                 if !full.is_file() {
                     self.err(
                         p.pos,
@@ -746,7 +710,7 @@ impl BotLoader<'_> {
                         let Some(def) = pb.inputs.iter().find(|d| d.name == name) else {
                             let declared: Vec<&str> =
                                 pb.inputs.iter().map(|d| d.name.as_str()).collect();
-                            let hint = suggest(&name, &declared)
+                            let hint = suggest(&name, declared.iter().copied())
                                 .map(|s| format!(" (did you mean `{s}`?)"))
                                 .unwrap_or_default();
                             let list = if declared.is_empty() {
@@ -805,29 +769,6 @@ impl BotLoader<'_> {
         }
         out
     }
-}
-
-fn suggest<'a>(word: &str, options: &[&'a str]) -> Option<&'a str> {
-    options
-        .iter()
-        .map(|o| (strsim::jaro_winkler(word, o), *o))
-        .filter(|(s, _)| *s > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, o)| o)
-}
-
-fn normalize(p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
