@@ -107,7 +107,7 @@ impl Action for Assert {
         if holds {
             Ok(Value::Null)
         } else {
-            Err(ActionError::permanent(anyhow::anyhow!(
+            Err(ActionError::business(anyhow::anyhow!(
                 "assertion failed: {}",
                 args.message
                     .unwrap_or_else(|| "the condition is false".to_string())
@@ -142,9 +142,9 @@ impl Action for Fail {
         ctx.detail("retryable", args.retryable);
         let e = anyhow::anyhow!("{}", args.message);
         Err(if args.retryable {
-            ActionError::retryable(e)
+            ActionError::system(e)
         } else {
-            ActionError::permanent(e)
+            ActionError::business(e)
         })
     }
 }

@@ -23,16 +23,44 @@ use std::future::Future;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
-/// How the engine should treat a failure.
+/// What kind of failure an action (or step) ended with. The engine retries
+/// only [`ErrorKind::System`]; a work item that ends with a business error is a
+/// business exception for a person to look at, any other failure a system
+/// exception.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
-    /// Worth retrying if the step has a retry policy (network, timeouts, 4xx).
-    Retryable,
-    /// Retrying cannot help (bad input, a permanent 5xx mail reply).
-    Permanent,
+    /// The data or the system under automation said no (a rule the portal
+    /// enforces, an option that does not exist, `fail`, `assert`): retrying
+    /// cannot help; a person must look at the item.
+    Business,
+    /// Something outside clerk failed, maybe transiently (network, timeout, a
+    /// 5xx page, a dead browser, a 4xx mail reply): worth retrying.
+    System,
+    /// The playbook, its arguments or the configuration are wrong (a missing
+    /// file, a bad argument, an unknown action): retrying cannot help.
+    Usage,
+    /// A broken invariant inside clerk (the audit trail cannot be written):
+    /// retrying cannot help.
+    Internal,
 }
 
-/// A failed action: the cause chain plus whether a retry could help.
+impl ErrorKind {
+    /// Whether a `retry:` policy may run the step again.
+    pub fn is_retryable(self) -> bool {
+        self == ErrorKind::System
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Business => "business",
+            ErrorKind::System => "system",
+            ErrorKind::Usage => "usage",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+/// A failed action: the cause chain plus what kind of failure it is.
 #[derive(Debug)]
 pub struct ActionError {
     pub kind: ErrorKind,
@@ -40,18 +68,42 @@ pub struct ActionError {
 }
 
 impl ActionError {
-    pub fn permanent(error: impl Into<anyhow::Error>) -> Self {
+    pub fn new(kind: ErrorKind, error: impl Into<anyhow::Error>) -> Self {
         ActionError {
-            kind: ErrorKind::Permanent,
+            kind,
             error: error.into(),
         }
     }
 
+    /// The system under automation (or the data) refused: never retried.
+    pub fn business(error: impl Into<anyhow::Error>) -> Self {
+        Self::new(ErrorKind::Business, error)
+    }
+
+    /// A failure outside clerk that a retry may cure.
+    pub fn system(error: impl Into<anyhow::Error>) -> Self {
+        Self::new(ErrorKind::System, error)
+    }
+
+    /// Bad arguments, files or configuration: never retried.
+    pub fn usage(error: impl Into<anyhow::Error>) -> Self {
+        Self::new(ErrorKind::Usage, error)
+    }
+
+    /// A broken invariant inside clerk: never retried.
+    pub fn internal(error: impl Into<anyhow::Error>) -> Self {
+        Self::new(ErrorKind::Internal, error)
+    }
+
+    /// Retrying cannot help (kept for the many call sites written before the
+    /// kinds were split): a usage error.
+    pub fn permanent(error: impl Into<anyhow::Error>) -> Self {
+        Self::usage(error)
+    }
+
+    /// Worth retrying: a system error.
     pub fn retryable(error: impl Into<anyhow::Error>) -> Self {
-        ActionError {
-            kind: ErrorKind::Retryable,
-            error: error.into(),
-        }
+        Self::system(error)
     }
 }
 

@@ -51,12 +51,7 @@ impl StepFailure {
     fn cancelled(step: &Step, path: &str) -> Self {
         StepFailure {
             cancelled: true,
-            ..StepFailure::new(
-                step,
-                path,
-                "the run was cancelled".into(),
-                ErrorKind::Permanent,
-            )
+            ..StepFailure::new(step, path, "the run was cancelled".into(), ErrorKind::Usage)
         }
     }
 }
@@ -108,7 +103,7 @@ impl Exec {
     ) -> Result<(), StepFailure> {
         self.record(event)
             .await
-            .map_err(|m| StepFailure::new(step, path, m, ErrorKind::Permanent))
+            .map_err(|m| StepFailure::new(step, path, m, ErrorKind::Internal))
     }
 
     fn is_tainted_template(&self, text: &str) -> bool {
@@ -270,7 +265,7 @@ impl Exec {
                     step,
                     &path,
                     format!("`if`: {}", e.message),
-                    ErrorKind::Permanent,
+                    ErrorKind::Usage,
                 )
             })?;
             if !holds {
@@ -321,11 +316,7 @@ impl Exec {
                 Ok(())
             }
             OnError::Steps(handler) => {
-                // A business exception is one the playbook raised itself (`fail`,
-                // `assert`); anything else (a timeout, a server error, a missing
-                // element) is a system exception.
-                let business = failure.kind == ErrorKind::Permanent
-                    && matches!(failure.action.as_deref(), Some("fail" | "assert"));
+                let business = failure.kind == ErrorKind::Business;
                 let error = json!({
                     "message": failure.message,
                     "step": failure.path,
@@ -399,7 +390,7 @@ impl Exec {
                                 ev = ev.action(a);
                             }
                             self.record_step(step, path, ev).await?;
-                            Err(StepFailure::new(step, path, message, ErrorKind::Retryable))
+                            Err(StepFailure::new(step, path, message, ErrorKind::System))
                         }
                     }
                 }
@@ -408,7 +399,7 @@ impl Exec {
             match outcome {
                 Ok(v) => return Ok(v),
                 Err(f) if f.cancelled => return Err(f),
-                Err(f) if attempt < policy.attempts && f.kind == ErrorKind::Retryable => {
+                Err(f) if attempt < policy.attempts && f.kind.is_retryable() => {
                     let wait = policy.delay_before(attempt + 1);
                     tracing::warn!(
                         step = %path,
@@ -465,7 +456,7 @@ impl Exec {
             match &step.output {
                 Some(out) => {
                     let r = self.render_tree(out, &self.context()).map_err(|m| {
-                        StepFailure::new(step, path, format!("`output`: {m}"), ErrorKind::Permanent)
+                        StepFailure::new(step, path, format!("`output`: {m}"), ErrorKind::Usage)
                     })?;
                     tainted = r.tainted;
                     Ok((r.value, tainted))
@@ -489,7 +480,7 @@ impl Exec {
                 step,
                 path,
                 format!("unknown action `{name}`"),
-                ErrorKind::Permanent,
+                ErrorKind::Usage,
             ));
         };
         let rendered = match self.render_tree(args, &self.context()) {
@@ -503,7 +494,7 @@ impl Exec {
                     .error(&message)
                     .detail(json!({ "attempt": attempt }));
                 self.record_step(step, path, ev).await?;
-                return Err(StepFailure::new(step, path, message, ErrorKind::Permanent));
+                return Err(StepFailure::new(step, path, message, ErrorKind::Usage));
             }
         };
         let info = StepInfo {
@@ -616,7 +607,7 @@ impl Exec {
         let items_value = self
             .render_tree(&each.items, &self.context())
             .map_err(|m| {
-                StepFailure::new(step, path, format!("`for_each`: {m}"), ErrorKind::Permanent)
+                StepFailure::new(step, path, format!("`for_each`: {m}"), ErrorKind::Usage)
             })?;
         let items = match items_value.value {
             Value::Array(items) => items,
@@ -638,7 +629,7 @@ impl Exec {
                             _ => "something else",
                         }
                     ),
-                    ErrorKind::Permanent,
+                    ErrorKind::Usage,
                 ));
             }
         };
@@ -682,7 +673,7 @@ impl Exec {
                             step,
                             &item_path,
                             format!("`if`: {}", e.message),
-                            ErrorKind::Permanent,
+                            ErrorKind::Usage,
                         ));
                         break;
                     }
@@ -696,7 +687,7 @@ impl Exec {
                             step,
                             &item_path,
                             format!("`checkpoint`: {}", e.message),
-                            ErrorKind::Permanent,
+                            ErrorKind::Usage,
                         ));
                         break;
                     }

@@ -22,7 +22,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::actions::{self, ActionContext, AuditNote, ErrorKind, RunInfo, RunResources, StepInfo};
+use crate::actions::{self, ActionContext, AuditNote, RunInfo, RunResources, StepInfo};
 use crate::audit::NewEvent;
 use crate::engine::{Engine, RunOutcome};
 use crate::playbook::RetryPolicy;
@@ -264,7 +264,7 @@ pub async fn send(
             }
             None => (anyhow::anyhow!("cancelled: clerk serve is stopping"), false),
             Some(Err(e)) => {
-                let retry = e.kind == ErrorKind::Retryable && attempt < policy.attempts;
+                let retry = e.kind.is_retryable() && attempt < policy.attempts;
                 (e.error, retry)
             }
         };

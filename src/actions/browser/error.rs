@@ -26,14 +26,14 @@ impl std::error::Error for BrowserError {}
 impl BrowserError {
     pub fn permanent(message: impl Into<String>) -> Self {
         BrowserError {
-            kind: ErrorKind::Permanent,
+            kind: ErrorKind::Usage,
             message: message.into(),
         }
     }
 
     pub fn retryable(message: impl Into<String>) -> Self {
         BrowserError {
-            kind: ErrorKind::Retryable,
+            kind: ErrorKind::System,
             message: message.into(),
         }
     }
