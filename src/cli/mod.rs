@@ -6,6 +6,7 @@ mod audit;
 mod bots;
 mod history;
 mod output;
+mod resume;
 mod run;
 mod validate;
 

@@ -517,9 +517,10 @@ async fn mark_interrupted(store: &Store, run: &RunRow, reason: &str) -> anyhow::
         .outcome("failed")
         .error(reason)
         .detail(json!({ "status": "interrupted", "bot": run.bot, "worker": run.worker }));
-    store
+    let r = store
         .transition_run(
             &run.id,
+            &["running"],
             RunChange {
                 status: Some("interrupted".into()),
                 finished_at: Some(now_micros()),
@@ -528,8 +529,16 @@ async fn mark_interrupted(store: &Store, run: &RunRow, reason: &str) -> anyhow::
             },
             event,
         )
-        .await?;
-    Ok(())
+        .await;
+    match r {
+        Ok(_) => Ok(()),
+        // The run ended (or was taken over) meanwhile: its own record stands.
+        Err(crate::store::StoreError::StateConflict { found, .. }) => {
+            tracing::warn!(run = %run.id, %found, "not marking the run interrupted: it is no longer running (lost race)");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn init_clocks(shared: &Shared) -> anyhow::Result<HashMap<String, BotClock>> {
@@ -778,10 +787,11 @@ async fn skip_future_runs(shared: &Shared) -> anyhow::Result<()> {
             .target(bot.as_str())
             .outcome("skipped")
             .detail(json!({ "bot": bot, "scheduled_for": format_ts(&at), "reason": reason }));
-        shared
+        let r = shared
             .store
             .transition_run(
                 &run.id,
+                &["queued"],
                 RunChange {
                     status: Some("skipped".into()),
                     finished_at: Some(now_micros()),
@@ -790,7 +800,14 @@ async fn skip_future_runs(shared: &Shared) -> anyhow::Result<()> {
                 },
                 event,
             )
-            .await?;
+            .await;
+        match r {
+            Ok(_) => {}
+            Err(crate::store::StoreError::StateConflict { found, .. }) => {
+                tracing::warn!(run = %run.id, %found, "not skipping the firing: it is no longer queued (lost race)");
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
 }
@@ -887,13 +904,17 @@ async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
                     error: Some(reason.clone()),
                     ..Default::default()
                 };
-                if shared
+                match shared
                     .store
-                    .transition_run(&run.id, change, event)
+                    .transition_run(&run.id, &["running"], change, event)
                     .await
-                    .is_ok()
                 {
-                    break;
+                    Ok(_) => break,
+                    Err(crate::store::StoreError::StateConflict { found, .. }) => {
+                        tracing::warn!(run = %run.id, %found, "the run is no longer running; its end is not overwritten (lost race)");
+                        break;
+                    }
+                    Err(_) => {}
                 }
                 tokio::time::sleep(outage_backoff(i)).await;
             }
