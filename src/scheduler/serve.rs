@@ -505,13 +505,20 @@ async fn sweep_dead_workers(shared: &Shared) -> anyhow::Result<()> {
             "the worker {worker} stopped while the run was running (crash or kill); \
              the run was not finished"
         );
-        mark_interrupted(store, &run, &reason).await?;
+        mark_interrupted(store, &run, &reason, &["running"]).await?;
         tracing::warn!(run = %run.id, bot = ?run.bot, %worker, "run left running by a stopped worker: marked interrupted");
     }
     Ok(())
 }
 
-async fn mark_interrupted(store: &Store, run: &RunRow, reason: &str) -> anyhow::Result<()> {
+/// `from`: the statuses the run may be in (a sweep: `running`; after a hard
+/// stop the engine has just recorded it `cancelled`).
+async fn mark_interrupted(
+    store: &Store,
+    run: &RunRow,
+    reason: &str,
+    from: &[&str],
+) -> anyhow::Result<()> {
     let event = NewEvent::new("run.interrupted", &run.actor)
         .run(run.id.as_str())
         .outcome("failed")
@@ -520,7 +527,7 @@ async fn mark_interrupted(store: &Store, run: &RunRow, reason: &str) -> anyhow::
     let r = store
         .transition_run(
             &run.id,
-            &["running"],
+            from,
             RunChange {
                 status: Some("interrupted".into()),
                 finished_at: Some(now_micros()),
@@ -927,7 +934,7 @@ async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
             "clerk serve was stopped and the run did not finish within the grace period of {}",
             humantime::format_duration(shared.opts.grace)
         );
-        if let Err(e) = mark_interrupted(&shared.store, &run, &reason).await {
+        if let Err(e) = mark_interrupted(&shared.store, &run, &reason, &["cancelled"]).await {
             tracing::error!(run = %run.id, error = %format!("{e:#}"), "cannot mark the run interrupted");
         }
         return;
