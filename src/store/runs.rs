@@ -254,8 +254,8 @@ impl Store {
     }
 
     /// Like [`Store::transition_run`], and in the SAME transaction inserts
-    /// `follow_up` (queued, same bot, playbook, inputs and lineage, attempt
-    /// + 1, `retry_of` = this run, `resumed_from` too when it is a resume)
+    /// `follow_up` (queued, same bot, playbook, inputs and lineage, the next
+    /// attempt, `retry_of` = this run, `resumed_from` too when it is a resume)
     /// with its `run.queued` event: a crash cannot record the end of a run
     /// and lose its retry. Returns the updated run and the queued one.
     pub async fn finish_run_and_enqueue(
