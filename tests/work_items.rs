@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use clerk::audit::NewEvent;
 use clerk::store::{
-    FollowUpRun, ItemChange, ItemId, ItemState, NewRun, RunChange, Store, StoreError,
+    FollowUpRun, ItemChange, ItemId, ItemState, NewRun, QueuedRun, RunChange, SchedBatch, Store,
+    StoreError,
 };
 use common::{Backend, Workspace, query, sql};
 use serde_json::{Value, json};
@@ -493,6 +494,61 @@ fn exceptions_give_succeeded_with_exceptions_and_counts(backend: Backend) {
     assert!(text.contains("succeeded_with_exceptions"), "{text}");
 }
 
+const MAIL_THEN_STOP: &str = r#"name: mail-then-stop
+steps:
+  - name: Tell the team
+    mail.send:
+      to: [team@city.example]
+      subject: "Report of run {{ run.id }}"
+      text: "done"
+  - file.exists: stop-after-mail
+    save_as: stop
+  - fail: stopped on purpose
+    if: "{{ stop }}"
+"#;
+
+fn outbox_files(ws: &Workspace) -> usize {
+    std::fs::read_dir(ws.path().join(".clerk/outbox"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn a_mail_sent_in_a_lineage_is_not_sent_again_on_resume(backend: Backend) {
+    let ws = Workspace::new(backend);
+    ws.write("m.yaml", MAIL_THEN_STOP);
+    ws.write("stop-after-mail", "");
+    let r = ws.clerk(&["run", "m.yaml", "--json"]);
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    let first = r.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(outbox_files(&ws), 1);
+    std::fs::remove_file(ws.path().join("stop-after-mail")).unwrap();
+    // The subject differs in the resumed run (it names the run): still the same mail.
+    let v = resume(&ws, &first, &[]).ok().json();
+    assert_eq!(v["status"], "succeeded");
+    assert_eq!(
+        outbox_files(&ws),
+        1,
+        "the resumed run did not send the mail again"
+    );
+    let sent = query(
+        &ws,
+        &format!(
+            "SELECT detail FROM audit_events WHERE action = 'mail.send' AND run_id = '{}'",
+            v["id"].as_str().unwrap()
+        ),
+    );
+    let detail: Value = serde_json::from_str(&sent[0]).unwrap();
+    assert_eq!(detail["already_sent"], true);
+    assert_eq!(detail["first_sent_by_run"], first.as_str());
+    // A new `clerk run` is a new lineage: it mails again.
+    ws.clerk(&["run", "m.yaml"]).ok();
+    assert_eq!(outbox_files(&ws), 2);
+}
+
 // ------------------------------------------------------ guarded transitions
 
 async fn open_store(ws: &Workspace) -> Store {
@@ -655,6 +711,31 @@ fn guarded_transitions_let_one_racer_win(backend: Backend) {
         assert_eq!(row.attempts, 1);
         assert_eq!(row.event_hash.as_deref(), Some(ev.hash.as_str()));
         assert_eq!(ev.item_key.as_deref(), Some("PR-1"));
+        // A bot retry queued by the scheduler shares the lineage of the run it retries.
+        let id3 = ulid::Ulid::new().to_string();
+        store
+            .write_sched_batch(&SchedBatch {
+                runs: vec![QueuedRun {
+                    id: id3.clone(),
+                    bot: "nightly".into(),
+                    playbook: "p.yaml".into(),
+                    inputs: json!({}),
+                    scheduled_for: None,
+                    due_at: chrono::Utc::now(),
+                    overlap: "queue".into(),
+                    actor: "nightly".into(),
+                    attempt: 3,
+                    retry_of: Some(id2.clone()),
+                    event: NewEvent::new("run.queued", "nightly"),
+                }],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_run(&id3).await.unwrap().unwrap().lineage,
+            failed.lineage
+        );
         let counts = store
             .item_counts_for_lineage(&failed.lineage)
             .await
@@ -691,4 +772,5 @@ both!(
     secret_outputs_are_stored_masked_and_restored_as_mask,
     exceptions_give_succeeded_with_exceptions_and_counts,
     guarded_transitions_let_one_racer_win,
+    a_mail_sent_in_a_lineage_is_not_sent_again_on_resume,
 );
