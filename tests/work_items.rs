@@ -211,13 +211,13 @@ fn killed_item_without_verify_is_in_doubt_and_never_redone(backend: Backend) {
         second.stderr()
     );
     let resumed = v["id"].as_str().unwrap().to_string();
-    let again = resume(&ws, &resumed, &[]);
-    assert_eq!(again.code(), 2);
-    assert!(
-        again.stderr().contains("is succeeded_with_exceptions"),
-        "{}",
-        again.stderr()
-    );
+    // Resuming again (the run succeeded with exceptions) never re-enters A2.
+    let again = resume(&ws, &resumed, &[]).ok().json();
+    assert_eq!(again["status"], "succeeded_with_exceptions");
+    assert_eq!(again["items"]["in_doubt"], 1);
+    assert_eq!(again["items"]["skipped"], 3);
+    assert_eq!(csv_ids(&ws, "out/entered.csv"), ["A1", "A2", "A3", "A4"]);
+    assert_eq!(ws.read("out/results.txt"), "A1-ok,A3-ok,A4-ok");
 
     // The skipped setup step is audited with its reason.
     let skipped = query(
@@ -245,11 +245,13 @@ fn killed_item_without_verify_is_in_doubt_and_never_redone(backend: Backend) {
         assert_eq!(kinds.first(), Some(&"item.started"));
         assert_eq!(kinds.last(), Some(&"admin.item_requeued"));
         assert!(kinds.contains(&"item.in_doubt"), "{kinds:?}");
+        assert!(kinds.contains(&"item.skipped"), "{kinds:?}");
         assert_eq!(trace.last().unwrap().actor, "alice");
-        // Both runs are in the trace.
+        // All three runs of the lineage are in the trace, and nothing else.
         let runs: std::collections::BTreeSet<_> =
             trace.iter().filter_map(|e| e.run_id.clone()).collect();
-        assert_eq!(runs.len(), 2, "{runs:?}");
+        assert_eq!(runs.len(), 3, "{runs:?}");
+        assert!(trace.iter().all(|e| e.item_key.as_deref() == Some("A2")));
         store.close().await;
     });
     drop(rt);
@@ -277,6 +279,10 @@ fn killed_item_with_verify_found_is_done_with_the_found_output(backend: Backend)
         "SELECT outcome FROM audit_events WHERE kind = 'item.verified' AND item_key = 'A2'",
     );
     assert_eq!(verified, ["ok"]);
+    // A run that succeeded is not resumed.
+    let done = resume(&ws, v["id"].as_str().unwrap(), &[]);
+    assert_eq!(done.code(), 2);
+    assert!(done.stderr().contains("is succeeded"), "{}", done.stderr());
     ws.clerk(&["audit", "verify"]).ok();
 }
 
@@ -447,10 +453,13 @@ steps:
     checkpoint: "{{ k }}"
     on_error: continue
     steps:
+      - file.exists: fixed
+        save_as: fixed
       - fail: { message: "portal rejected {{ k }}" }
-        if: "{{ k == 'biz' }}"
+        if: "{{ k == 'biz' and not fixed }}"
       - fail: { message: "portal down", retryable: true }
-        if: "{{ k == 'sys' }}"
+        if: "{{ k == 'sys' and not fixed }}"
+      - sheet.append: { path: out/entered.csv, rows: [{ id: "{{ k }}" }] }
     output: "{{ k }}"
     save_as: done
 "#;
@@ -490,8 +499,36 @@ fn exceptions_give_succeeded_with_exceptions_and_counts(backend: Backend) {
         query(&ws, &format!("SELECT status FROM runs WHERE id = '{id}'")),
         ["succeeded_with_exceptions"]
     );
+    assert_eq!(csv_ids(&ws, "out/entered.csv"), ["ok1", "ok2"]);
+
+    // A person fixes the rejected request and requeues it; the resume
+    // enters it and retries the system exception; done items are skipped.
+    ws.write("fixed", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = open_store(&ws).await;
+        let lineage = format!("run:{id}");
+        let n = store
+            .requeue_items(&["biz".into(), "ok1".into()], Some(&lineage), "alice", None)
+            .await
+            .unwrap();
+        assert_eq!(n.len(), 1, "only the business exception is requeued");
+        store.close().await;
+    });
+    drop(rt);
+    let again = resume(&ws, id, &[]).ok().json();
+    assert_eq!(again["status"], "succeeded", "{again}");
+    assert_eq!(again["items"]["skipped"], 2);
+    assert_eq!(again["items"]["done"], 2);
+    assert_eq!(again["vars"]["done"], json!(["ok1", "biz", "sys", "ok2"]));
+    assert_eq!(
+        csv_ids(&ws, "out/entered.csv"),
+        ["ok1", "ok2", "biz", "sys"]
+    );
+
     let text = ws.clerk(&["run", "e.yaml"]).ok().stdout();
-    assert!(text.contains("succeeded_with_exceptions"), "{text}");
+    assert!(text.contains("succeeded"), "{text}");
+    assert!(text.contains("items: 4 done"), "{text}");
 }
 
 const MAIL_THEN_STOP: &str = r#"name: mail-then-stop

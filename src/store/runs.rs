@@ -15,8 +15,17 @@ pub(super) const RUN_COLS: &str = "id, bot, playbook, status, inputs, scheduled_
      playbook_steps, resumed_from";
 
 /// Statuses from which a run may be continued by another run (`clerk runs
-/// resume`, a bot retry, `serve` after a crash).
-pub const RESUMABLE_STATUSES: &[&str] = &["failed", "cancelled", "timed_out", "interrupted"];
+/// resume`, a bot retry, `serve` after a crash). `succeeded_with_exceptions`
+/// too: after a person fixed business exceptions and requeued them (`clerk
+/// items retry`), a resume is what processes them (and retries system
+/// exceptions); done items are skipped as always.
+pub const RESUMABLE_STATUSES: &[&str] = &[
+    "failed",
+    "cancelled",
+    "timed_out",
+    "interrupted",
+    "succeeded_with_exceptions",
+];
 
 /// The lineage a run gets when none is given: the bot firing
 /// (`bot:NAME@<scheduled_for>`) or the run itself (`run:<id>`).
