@@ -1,0 +1,95 @@
+//! Hardening at the edges (issue 16): broken pipes, file modes, clear argument
+//! and cron errors, the workspace boundary, resource limits, dead processes.
+
+mod common;
+
+use std::io::Read;
+use std::process::Stdio;
+
+use common::{Backend, Workspace};
+
+/// A playbook whose run has many events (so its timeline is longer than a pipe read).
+const MANY: &str = r#"
+name: many
+steps:
+  - for_each: "{{ range(400) }}"
+    as: i
+    steps:
+      - log: "line {{ i }} of a long timeline that fills the reader's pipe quickly"
+"#;
+
+/// Runs clerk with stdout into a pipe whose reader closes after one read.
+fn run_into_closed_pipe(ws: &Workspace, args: &[&str]) -> (i32, String) {
+    let mut c = ws.cmd();
+    c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn clerk");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut buf = [0u8; 64];
+    let _ = out.read(&mut buf);
+    drop(out); // like `| head -c 64`
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    let status = child.wait().expect("wait");
+    (status.code().unwrap_or(-1), err)
+}
+
+#[test]
+fn broken_pipe_ends_quietly() {
+    let ws = Workspace::new(Backend::Sqlite);
+    ws.write("many.yaml", MANY);
+    let v = ws.clerk(&["run", "many.yaml", "--json"]).ok().json();
+    let id = v["id"].as_str().unwrap().to_string();
+    for args in [
+        vec!["runs", "show", id.as_str()],
+        vec!["runs", "show", id.as_str(), "--json"],
+        vec!["audit", "export"],
+        vec!["audit", "export", "--format", "csv"],
+    ] {
+        let (code, err) = run_into_closed_pipe(&ws, &args);
+        assert_eq!(code, 0, "{args:?}: exit {code}, stderr: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn written_files_keep_mode_and_follow_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = Workspace::new(Backend::Sqlite);
+    ws.write(
+        "w.yaml",
+        r#"
+name: w
+steps:
+  - file.write: { path: out/new.txt, text: "fresh" }
+  - file.write: { path: out/shared.txt, text: "replaced" }
+"#,
+    );
+    let shared = ws.write("out/shared.txt", "old");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o664)).unwrap();
+    // The test process's umask is inherited by clerk; read it back.
+    let umask = unsafe {
+        let m = libc::umask(0o022);
+        libc::umask(m);
+        m
+    };
+    ws.clerk(&["run", "w.yaml"]).ok();
+    let mode = |p: &str| {
+        std::fs::metadata(ws.path().join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(ws.read("out/shared.txt"), "replaced");
+    assert_eq!(mode("out/shared.txt"), 0o664, "existing file's mode kept");
+    assert_eq!(mode("out/new.txt"), 0o666 & !umask, "new file follows umask");
+}
+
