@@ -93,3 +93,27 @@ steps:
     assert_eq!(mode("out/new.txt"), 0o666 & !umask, "new file follows umask");
 }
 
+
+#[test]
+fn scripts_ask_cargo_for_the_target_directory() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("bash")
+        .args(["-c", ". scripts/lib.sh && target_dir"])
+        .current_dir(root)
+        .env("CARGO_TARGET_DIR", elsewhere.path())
+        .output()
+        .expect("bash");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        elsewhere.path().display().to_string()
+    );
+    for script in ["scripts/demo", "scripts/test"] {
+        let text = std::fs::read_to_string(format!("{root}/{script}")).unwrap();
+        assert!(
+            !text.contains("target/debug") && !text.contains("target/release"),
+            "{script} assumes ./target"
+        );
+    }
+}
