@@ -117,3 +117,43 @@ fn scripts_ask_cargo_for_the_target_directory() {
         );
     }
 }
+
+#[test]
+fn argument_type_errors_name_the_argument_in_playbook_words() {
+    let ws = Workspace::new(Backend::Sqlite);
+    ws.write(
+        "t.yaml",
+        r#"name: t
+steps:
+  - sheet.read: { path: x.xlsx, max_rows: ten }
+  - mail.send: { to: a@example.com, subject: s, text: t, attachments: 5 }
+"#,
+    );
+    let r = ws.clerk(&["validate", "t.yaml"]);
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    let err = r.stdout();
+    assert!(
+        err.contains("t.yaml:3:43: `sheet.read`: `max_rows` must be a whole number, got \"ten\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("t.yaml:4:71: `mail.send`: `attachments` must be"),
+        "{err}"
+    );
+    assert!(!err.contains("untagged enum") && !err.contains("u64"), "{err}");
+    // At run time (a template rendering to the wrong type) the same words.
+    ws.write(
+        "r.yaml",
+        r#"name: r
+steps:
+  - sheet.read: { path: x.xlsx, max_rows: "{{ 'ten' }}" }
+"#,
+    );
+    let r = ws.clerk(&["run", "r.yaml"]);
+    assert_eq!(r.code(), 1);
+    assert!(
+        r.stdout().contains("`max_rows` must be a whole number, got \"ten\""),
+        "{}",
+        r.stdout()
+    );
+}

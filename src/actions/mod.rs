@@ -6,6 +6,7 @@
 //! the engine's dispatch. An action never reaches into the engine: it gets an
 //! [`ActionContext`].
 
+mod argerr;
 pub mod browser;
 mod builtin;
 mod context;
