@@ -90,9 +90,12 @@ steps:
     };
     assert_eq!(ws.read("out/shared.txt"), "replaced");
     assert_eq!(mode("out/shared.txt"), 0o664, "existing file's mode kept");
-    assert_eq!(mode("out/new.txt"), 0o666 & !umask, "new file follows umask");
+    assert_eq!(
+        mode("out/new.txt"),
+        0o666 & !umask,
+        "new file follows umask"
+    );
 }
-
 
 #[test]
 fn scripts_ask_cargo_for_the_target_directory() {
@@ -104,7 +107,11 @@ fn scripts_ask_cargo_for_the_target_directory() {
         .env("CARGO_TARGET_DIR", elsewhere.path())
         .output()
         .expect("bash");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         elsewhere.path().display().to_string()
@@ -140,7 +147,10 @@ steps:
         err.contains("t.yaml:4:71: `mail.send`: `attachments` must be"),
         "{err}"
     );
-    assert!(!err.contains("untagged enum") && !err.contains("u64"), "{err}");
+    assert!(
+        !err.contains("untagged enum") && !err.contains("u64"),
+        "{err}"
+    );
     // At run time (a template rendering to the wrong type) the same words.
     ws.write(
         "r.yaml",
@@ -152,7 +162,8 @@ steps:
     let r = ws.clerk(&["run", "r.yaml"]);
     assert_eq!(r.code(), 1);
     assert!(
-        r.stdout().contains("`max_rows` must be a whole number, got \"ten\""),
+        r.stdout()
+            .contains("`max_rows` must be a whole number, got \"ten\""),
         "{}",
         r.stdout()
     );

@@ -31,9 +31,7 @@ pub fn arg_name(path: &[PathSeg]) -> String {
 pub fn describe(schema: &Value, args: &Value, path: &[PathSeg], message: &str) -> String {
     let name = arg_name(path);
     let given = value_at(args, path);
-    let got = given
-        .map(shown_value)
-        .or_else(|| got_from_message(message));
+    let got = given.map(shown_value).or_else(|| got_from_message(message));
     let expected = if message.contains("did not match any variant") {
         node_at(schema, path).map(|n| expected_from_schema(schema, n, 0))
     } else if let Some(rest) = message.strip_prefix("invalid type: ") {
@@ -87,19 +85,17 @@ fn shown_value(v: &Value) -> String {
 fn got_from_message(message: &str) -> Option<String> {
     let rest = message.strip_prefix("invalid type: ")?;
     let (got, _) = rest.split_once(", expected ")?;
-    Some(
-        if let Some(s) = got.strip_prefix("string ") {
-            s.to_string()
-        } else if got.starts_with("sequence") {
-            "a list".into()
-        } else if got.starts_with("map") {
-            "a map".into()
-        } else if got == "null" || got == "unit value" {
-            "nothing (null)".into()
-        } else {
-            got.split('`').nth(1).unwrap_or(got).to_string()
-        },
-    )
+    Some(if let Some(s) = got.strip_prefix("string ") {
+        s.to_string()
+    } else if got.starts_with("sequence") {
+        "a list".into()
+    } else if got.starts_with("map") {
+        "a map".into()
+    } else if got == "null" || got == "unit value" {
+        "nothing (null)".into()
+    } else {
+        got.split('`').nth(1).unwrap_or(got).to_string()
+    })
 }
 
 /// serde's `expected ...` in playbook words.
