@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::actions::types::DurationArg;
 
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// `sqlite://.clerk/clerk.db` (default) or `postgres://user@host/db`.
@@ -78,6 +78,21 @@ pub struct SmtpConfig {
     pub timeout: Duration,
     /// Accept self-signed certificates (test servers only).
     pub accept_invalid_certs: bool,
+}
+
+/// Debug output never shows a password inside the database URL.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field(
+                "database",
+                &crate::secrets::redact_url_password(&self.database),
+            )
+            .field("max_concurrent_runs", &self.max_concurrent_runs)
+            .field("browser", &self.browser)
+            .field("mail", &self.mail)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Config {

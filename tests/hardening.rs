@@ -168,3 +168,100 @@ steps:
         r.stdout()
     );
 }
+
+/// Runs a playbook in-process on an engine whose secrets come from `secrets_yaml`.
+async fn run_in_process(
+    ws: &Workspace,
+    playbook: &str,
+    secrets_yaml: &str,
+    inputs: serde_json::Map<String, serde_json::Value>,
+) -> clerk::engine::RunOutcome {
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::Arc;
+    std::fs::create_dir_all(ws.path().join(".clerk")).unwrap();
+    let f = ws.path().join(".clerk/secrets.yaml");
+    std::fs::write(&f, secrets_yaml).unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let secrets = clerk::secrets::Secrets::load(ws.path()).unwrap();
+    let store = clerk::store::Store::open(&format!(
+        "sqlite://{}",
+        ws.path().join(".clerk/clerk.db").display()
+    ))
+    .await
+    .unwrap();
+    let engine = clerk::engine::Engine {
+        config: Arc::new(clerk::config::Config::default()),
+        recorder: clerk::audit::Recorder::new(store, Arc::new(clerk::secrets::redact)),
+        secrets: Arc::new(secrets),
+    };
+    let path = ws.write("p.yaml", playbook);
+    let pb = clerk::playbook::load_file(&path, &clerk::actions::Registry).unwrap();
+    engine
+        .run_now(clerk::engine::RunRequest {
+            playbook: Arc::new(pb),
+            inputs,
+            actor: "test".into(),
+            bot: None,
+            workspace: ws.path().to_path_buf(),
+            cancel: tokio_util::sync::CancellationToken::new(),
+            max_runtime: None,
+            progress: false,
+        })
+        .await
+        .unwrap()
+}
+
+fn run_events(ws: &Workspace, id: &str) -> String {
+    common::query(
+        ws,
+        &format!("SELECT kind, action, detail, error FROM audit_events WHERE run_id = '{id}' ORDER BY seq"),
+    )
+    .join("\n")
+}
+
+#[tokio::test]
+async fn masking_is_per_run_and_taint_follows_results() {
+    let ws = Workspace::new(Backend::Sqlite);
+    // Run 1 uses a secret.
+    let one = run_in_process(
+        &ws,
+        "name: one\nsteps:\n  - log: \"token {{ secrets.token }}\"\n",
+        "token: alpha-secret-value\n",
+        Default::default(),
+    )
+    .await;
+    let events = run_events(&ws, &one.id);
+    assert!(events.contains("token ***"), "{events}");
+    assert!(!events.contains("alpha-secret-value"), "{events}");
+    // Run 2 does not have that secret: the same characters are ordinary data
+    // there (the masker of run 1 was dropped with it).
+    let mut inputs = serde_json::Map::new();
+    inputs.insert("word".into(), "alpha-secret-value".into());
+    let two = run_in_process(
+        &ws,
+        "name: two\ninputs: { word: { type: string } }\nsteps:\n  - log: \"word {{ inputs.word }}\"\n",
+        "other: beta-secret-value\n",
+        inputs,
+    )
+    .await;
+    let events = run_events(&ws, &two.id);
+    assert!(events.contains("word alpha-secret-value"), "{events}");
+
+    // Taint follows action results: a file read through a secret path is secret.
+    ws.write(
+        "gamma-secret-dir/data.txt",
+        "figures computed from the secret",
+    );
+    let three = run_in_process(
+        &ws,
+        "name: three\nsteps:\n  - file.read: { path: \"{{ secrets.dir }}/data.txt\" }\n    save_as: r\n  - log: \"text {{ r.text | upper }}\"\n",
+        "dir: gamma-secret-dir\n",
+        Default::default(),
+    )
+    .await;
+    assert_eq!(three.status.as_str(), "succeeded", "{:?}", three.error);
+    let events = run_events(&ws, &three.id);
+    assert!(!events.contains("FIGURES COMPUTED"), "{events}");
+    assert!(events.contains("text ***"), "{events}");
+    assert_eq!(three.vars["r"], "***");
+}

@@ -129,7 +129,13 @@ impl Engine {
     }
 
     /// Executes a run whose row exists and is `running` (claimed by a worker).
+    /// The run gets its own secret masker, dropped when it ends.
     pub async fn execute(&self, run_id: &str, req: RunRequest) -> anyhow::Result<RunOutcome> {
+        let masker = crate::secrets::Masker::new();
+        masker.scope(self.execute_masked(run_id, req)).await
+    }
+
+    async fn execute_masked(&self, run_id: &str, req: RunRequest) -> anyhow::Result<RunOutcome> {
         let artifacts_dir = req.workspace.join(".clerk").join("artifacts").join(run_id);
         let run = RunInfo {
             id: run_id.to_string(),
