@@ -63,8 +63,8 @@ fn main() -> anyhow::Result<()> {
         clerk::playbook::load_file(&pb_path, &clerk::actions::Registry)
             .map_err(|d| anyhow::anyhow!("{d}"))?,
     );
-    let text: String = "An ordinary audit line with a case number 2026-000123 and a name. "
-        .repeat(32);
+    let text: String =
+        "An ordinary audit line with a case number 2026-000123 and a name. ".repeat(32);
     println!("masker: {n} runs, 3 secrets each (values differ per run)");
     println!(
         "{:>6}  {:>9}  {:>12}  {:>16}  {:>16}",

@@ -21,6 +21,9 @@ pub struct Config {
     pub max_concurrent_runs: usize,
     pub browser: BrowserConfig,
     pub mail: MailConfig,
+    /// Folders outside the workspace that actions may read and write (absolute,
+    /// or relative to the workspace). Everything else outside is refused.
+    pub allowed_roots: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -91,6 +94,7 @@ impl std::fmt::Debug for Config {
             .field("max_concurrent_runs", &self.max_concurrent_runs)
             .field("browser", &self.browser)
             .field("mail", &self.mail)
+            .field("allowed_roots", &self.allowed_roots)
             .finish_non_exhaustive()
     }
 }
@@ -102,6 +106,7 @@ impl Default for Config {
             max_concurrent_runs: 2,
             browser: BrowserConfig::default(),
             mail: MailConfig::default(),
+            allowed_roots: Vec::new(),
         }
     }
 }

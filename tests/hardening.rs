@@ -265,3 +265,170 @@ async fn masking_is_per_run_and_taint_follows_results() {
     assert!(events.contains("text ***"), "{events}");
     assert_eq!(three.vars["r"], "***");
 }
+
+#[test]
+fn data_chosen_paths_cannot_leave_the_workspace() {
+    let outer = tempfile::tempdir().unwrap();
+    let ws = Workspace::new(Backend::Sqlite);
+    // A spreadsheet-like list whose cell holds `../../escape`.
+    let escape_dir = ws
+        .path()
+        .parent()
+        .unwrap()
+        .join(format!("clerk-escape-{}", std::process::id()));
+    let rel_escape = format!(
+        "../../{}/escaped",
+        escape_dir.file_name().unwrap().to_string_lossy()
+    );
+    ws.write("names.csv", &format!("name\nfine\n{rel_escape}\n"));
+    ws.write(
+        "p.yaml",
+        r#"name: p
+steps:
+  - sheet.read: { path: names.csv }
+    save_as: sheet
+  - for_each: "{{ sheet.rows }}"
+    as: row
+    steps:
+      - file.write: { path: "out/{{ row.name }}.txt", text: "hello" }
+"#,
+    );
+    let r = ws.clerk(&["run", "p.yaml", "--json"]);
+    assert_eq!(r.code(), 1, "{}", r.stdout());
+    let v = r.json();
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!("path `out/{rel_escape}.txt`")),
+        "{msg}"
+    );
+    assert!(msg.contains("outside the workspace"), "{msg}");
+    assert!(msg.contains("allowed_roots"), "{msg}");
+    assert_eq!(ws.read("out/fine.txt"), "hello");
+    assert!(
+        !escape_dir.exists(),
+        "a file was written outside the workspace"
+    );
+
+    // Absolute paths and copies out are refused too; a symlink out as well.
+    std::os::unix::fs::symlink(outer.path(), ws.path().join("link")).unwrap();
+    for step in [
+        format!(
+            "file.write: {{ path: {}/x.txt, text: t }}",
+            outer.path().display()
+        ),
+        "file.copy: { from: names.csv, to: ../x.csv }".to_string(),
+        "file.write: { path: link/x.txt, text: t }".to_string(),
+        "file.read: { path: /etc/hostname }".to_string(),
+    ] {
+        ws.write("q.yaml", &format!("name: q\nsteps:\n  - {step}\n"));
+        let r = ws.clerk(&["run", "q.yaml"]);
+        assert_eq!(r.code(), 1, "{step}: {}", r.stdout());
+        assert!(
+            r.stdout().contains("outside the workspace"),
+            "{step}: {}",
+            r.stdout()
+        );
+    }
+    assert_eq!(std::fs::read_dir(outer.path()).unwrap().count(), 0);
+
+    // clerk.yaml can allow a folder outside.
+    ws.write(
+        "clerk.yaml",
+        &format!("allowed_roots: [{}]\n", outer.path().display()),
+    );
+    ws.write(
+        "q.yaml",
+        "name: q\nsteps:\n  - file.write: { path: link/x.txt, text: t }\n",
+    );
+    ws.clerk(&["run", "q.yaml"]).ok();
+    assert_eq!(
+        std::fs::read_to_string(outer.path().join("x.txt")).unwrap(),
+        "t"
+    );
+}
+
+/// Runs clerk and returns (exit code, stdout, peak RSS of that process in KiB).
+fn run_measured(ws: &Workspace, args: &[&str]) -> (i32, String, i64, std::time::Duration) {
+    let mut c = ws.cmd();
+    c.args(args).stdout(Stdio::piped()).stderr(Stdio::null());
+    let started = std::time::Instant::now();
+    let mut child = c.spawn().expect("spawn clerk");
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("stdout");
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child and fills a zeroed rusage.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32, "wait4");
+    let elapsed = started.elapsed();
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    (code, out, usage.ru_maxrss, elapsed)
+}
+
+#[test]
+fn hostile_workbooks_fail_fast_within_limits() {
+    let ws = Workspace::new(Backend::Sqlite);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/hostile_xlsx.py");
+    for (kind, expected) in [
+        (
+            "string",
+            "decompresses to 1.0 GiB (declared), over the limit of 512.0 MiB (`max_sheet_bytes`)",
+        ),
+        ("rows", "over the limit of 512.0 MiB (`max_sheet_bytes`)"),
+        (
+            "cell",
+            "cell A1 of bomb-cell.xlsx holds 4194304 bytes of text, over the limit of 1048576 (`max_cell_bytes`)",
+        ),
+    ] {
+        let file = ws.path().join(format!("bomb-{kind}.xlsx"));
+        let made = std::process::Command::new("python3")
+            .arg(script)
+            .arg(&file)
+            .arg(kind)
+            .status()
+            .expect("python3");
+        assert!(made.success());
+        let size = std::fs::metadata(&file).unwrap().len();
+        assert!(size < 3 << 20, "{kind}: the hostile file is {size} bytes");
+        ws.write(
+            &format!("{kind}.yaml"),
+            &format!("name: h\nsteps:\n  - sheet.read: bomb-{kind}.xlsx\n"),
+        );
+        let (code, out, rss_kb, took) = run_measured(&ws, &["run", &format!("{kind}.yaml")]);
+        eprintln!(
+            "hostile xlsx `{kind}` ({size} bytes): exit {code} after {:.2} s, peak RSS {} MiB",
+            took.as_secs_f64(),
+            rss_kb / 1024
+        );
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains(expected), "{kind}: {out}");
+        assert!(rss_kb < 300 * 1024, "{kind}: peak RSS {rss_kb} KiB");
+    }
+    // A trusted file may raise the limit on the step.
+    ws.write(
+        "cell-ok.yaml",
+        "name: h\nsteps:\n  - sheet.read: { path: bomb-cell.xlsx, header: false, max_cell_bytes: 8388608 }\n    save_as: s\n  - assert: { that: \"{{ s.rows[0][0] | length == 4194304 }}\" }\n",
+    );
+    ws.clerk(&["run", "cell-ok.yaml"]).ok();
+    // A CSV field over the cell limit.
+    let big = "x".repeat(2 << 20);
+    ws.write("long.csv", &format!("a,b\n1,{big}\n"));
+    ws.write("csv.yaml", "name: c\nsteps:\n  - sheet.read: long.csv\n");
+    let r = ws.clerk(&["run", "csv.yaml"]);
+    assert_eq!(r.code(), 1);
+    assert!(
+        r.stdout()
+            .contains("long.csv: the field in column 2 of line 2 holds 2097152 bytes"),
+        "{}",
+        r.stdout()
+    );
+}

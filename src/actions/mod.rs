@@ -7,6 +7,7 @@
 //! [`ActionContext`].
 
 mod argerr;
+mod boundary;
 pub mod browser;
 mod builtin;
 mod context;
