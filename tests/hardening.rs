@@ -432,3 +432,73 @@ fn hostile_workbooks_fail_fast_within_limits() {
         r.stdout()
     );
 }
+
+#[test]
+fn an_smtp_server_that_never_answers_fails_the_attempt_within_its_deadline() {
+    use std::net::TcpListener;
+    // Accepts connections and never says a word.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            keep.lock().unwrap().push(conn);
+        }
+    });
+    let ws = Workspace::new(Backend::Sqlite);
+    ws.write(
+        "clerk.yaml",
+        &format!(
+            "mail:\n  transport: smtp\n  smtp: {{ host: 127.0.0.1, port: {port}, timeout: 1s }}\n"
+        ),
+    );
+    ws.write(
+        "m.yaml",
+        "name: m\nsteps:\n  - mail.send: { to: a@example.com, subject: s, text: t }\n    retry: { attempts: 2, delay: 100ms }\n",
+    );
+    let mut child = ws
+        .cmd()
+        .args(["run", "m.yaml", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let deadline = started + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("mail.send still hanging after 60 s against a silent SMTP server");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    eprintln!(
+        "silent SMTP server: the run ended after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(status.code(), Some(1));
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = v["id"].as_str().unwrap();
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("did not finish within 4s"), "{msg}");
+    let attempts = common::query(
+        &ws,
+        &format!(
+            "SELECT error FROM audit_events WHERE run_id = '{id}' AND action = 'mail.send' AND outcome = 'failed'"
+        ),
+    );
+    assert_eq!(attempts.len(), 2, "both attempts audited: {attempts:?}");
+    assert!(held.lock().unwrap().len() >= 2, "each attempt connected");
+}
