@@ -15,6 +15,7 @@ pub mod config;
 pub mod engine;
 pub mod fsutil;
 pub mod playbook;
+pub mod process;
 pub mod scheduler;
 pub mod secrets;
 pub mod store;

@@ -502,3 +502,159 @@ fn an_smtp_server_that_never_answers_fails_the_attempt_within_its_deadline() {
     assert_eq!(attempts.len(), 2, "both attempts audited: {attempts:?}");
     assert!(held.lock().unwrap().len() >= 2, "each attempt connected");
 }
+
+/// A count from the workspace's SQLite store, or None while it does not exist yet.
+fn try_count(ws: &Workspace, q: &str) -> Option<i64> {
+    let out = std::process::Command::new("sqlite3")
+        .arg(ws.path().join(".clerk/clerk.db"))
+        .arg(q)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// Waits until `cond` holds, polling, or panics after `limit` naming `what`.
+fn wait_for(what: &str, limit: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn run_statuses(ws: &Workspace, tmp: &std::path::Path) -> Vec<(String, String)> {
+    let mut c = ws.cmd();
+    c.args(["runs", "list", "--json"]).env("TMPDIR", tmp);
+    let out = c.output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| {
+                    (
+                        r["id"].as_str().unwrap_or_default().to_string(),
+                        r["status"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn profile_dirs(tmp: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(tmp)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("clerk-browser-"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_killed_run_is_marked_interrupted_and_its_browser_profile_removed() {
+    let ws = Workspace::new(Backend::Sqlite);
+    let tmp = ws.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    ws.write(
+        "slow.yaml",
+        "name: slow\nsteps:\n  - browser.open: \"data:text/html,<p>hello</p>\"\n  - wait: 120s\n",
+    );
+    let mut c = ws.cmd();
+    c.args(["run", "slow.yaml"])
+        .env("TMPDIR", &tmp)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    // The run is running once its browser is open (the wait step has begun).
+    wait_for(
+        "the run to open its browser",
+        std::time::Duration::from_secs(60),
+        || {
+            !profile_dirs(&tmp).is_empty()
+                && try_count(
+                    &ws,
+                    "SELECT count(*) FROM audit_events WHERE kind = 'action' AND action = 'browser.open'",
+                ) == Some(1)
+        },
+    );
+    let runs = run_statuses(&ws, &tmp);
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].1, "running", "a live run is not judged dead");
+    let id = runs[0].0.clone();
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(
+        profile_dirs(&tmp).len(),
+        1,
+        "kill -9 leaves the profile folder"
+    );
+
+    // The next clerk command notices.
+    let runs = run_statuses(&ws, &tmp);
+    assert_eq!(runs, vec![(id.clone(), "interrupted".to_string())]);
+    assert!(
+        profile_dirs(&tmp).is_empty(),
+        "the stale profile folder was removed"
+    );
+    let show = ws.clerk(&["runs", "show", &id, "--json"]).ok().json();
+    let ev = show["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "run.interrupted")
+        .expect("a run.interrupted event");
+    assert!(ev["error"].as_str().unwrap().contains("is gone"), "{ev}");
+    ws.clerk(&["audit", "verify"]).ok();
+}
+
+#[test]
+fn sighup_cancels_the_run_like_sigterm() {
+    let ws = Workspace::new(Backend::Sqlite);
+    ws.write(
+        "w.yaml",
+        "name: w\nsteps:\n  - log: started\n  - wait: 120s\n",
+    );
+    let mut child = ws
+        .cmd()
+        .args(["run", "w.yaml", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the run to start",
+        std::time::Duration::from_secs(30),
+        || {
+            try_count(
+                &ws,
+                "SELECT count(*) FROM audit_events WHERE action = 'log'",
+            ) == Some(1)
+        },
+    );
+    // SAFETY: signals our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGHUP);
+    }
+    let status = child.wait().unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["status"], "cancelled");
+}

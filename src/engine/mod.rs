@@ -131,6 +131,11 @@ impl Engine {
     /// Executes a run whose row exists and is `running` (claimed by a worker).
     /// The run gets its own secret masker, dropped when it ends.
     pub async fn execute(&self, run_id: &str, req: RunRequest) -> anyhow::Result<RunOutcome> {
+        if req.bot.is_none()
+            && let Err(e) = self.recorder.store().record_run_owner(run_id).await
+        {
+            tracing::warn!("cannot record which process runs {run_id}: {e}");
+        }
         let masker = crate::secrets::Masker::new();
         masker.scope(self.execute_masked(run_id, req)).await
     }

@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "scheduler",
         sql: include_str!("migrations/0003_scheduler.sql"),
     },
+    Migration {
+        version: 6,
+        name: "hardening",
+        sql: include_str!("migrations/0006_hardening.sql"),
+    },
 ];
 
 /// Arbitrary constant key for `pg_advisory_xact_lock` ("clerk" + "mig").

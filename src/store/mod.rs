@@ -27,6 +27,7 @@
 mod bots;
 mod error;
 mod events;
+pub mod liveness;
 mod mail_journal;
 pub mod migrate;
 mod runs;
