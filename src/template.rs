@@ -141,6 +141,15 @@ pub fn eval(expr: &str, ctx: &Value) -> Result<Value, TemplateError> {
         })
 }
 
+/// The kind of error evaluating `expr` gives, if any (for name probes).
+pub(crate) fn raw_eval_error_kind(expr: &str) -> Option<ErrorKind> {
+    env()
+        .compile_expression(expr)
+        .and_then(|e| e.eval(Value::UNDEFINED))
+        .err()
+        .map(|e| e.kind())
+}
+
 /// Checks template syntax without rendering.
 pub fn check_syntax(text: &str) -> Result<(), TemplateError> {
     let result = match whole_expression(text) {

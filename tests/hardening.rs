@@ -658,3 +658,24 @@ fn sighup_cancels_the_run_like_sigterm() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["status"], "cancelled");
 }
+
+#[test]
+fn validate_checks_filter_test_and_method_names() {
+    let ws = Workspace::new(Backend::Sqlite);
+    ws.write(
+        "t.yaml",
+        "name: t\nsteps:\n  - log: \"{{ [1, 2] | combine }}\"\n  - log: \"{{ 'abc'.startswith('a') }}\"\n  - log: \"{{ 'abc' is sting }}\"\n  - log: \"{{ [1] | lenght }} and {{ 'ok' | upper }}\"\n",
+    );
+    let r = ws.clerk(&["validate", "t.yaml"]);
+    assert_eq!(r.code(), 2);
+    let out = r.stdout();
+    for expected in [
+        "t.yaml:3:10: unknown filter `| combine`",
+        "t.yaml:4:10: unknown method `.startswith()` (write `x is startingwith('a')`)",
+        "t.yaml:5:10: unknown test `is sting` (did you mean `string`?)",
+        "t.yaml:6:10: unknown filter `| lenght` (did you mean `length`?)",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    assert_eq!(out.lines().count(), 4, "{out}");
+}

@@ -114,7 +114,11 @@ fn check_args_described<A: Action>(args: &Value) -> Vec<ArgProblem> {
     }
     let schema = serde_json::to_value(schema_of::<A>()).unwrap_or_default();
     for p in &mut problems {
-        if !p.message.starts_with("unknown field") {
+        // Only serde's type messages are rewritten; the others (a custom
+        // message, `missing field`) already say what is wrong.
+        if p.message.starts_with("invalid type: ")
+            || p.message.contains("did not match any variant")
+        {
             p.message = super::argerr::describe(&schema, args, &p.path, &p.message);
         }
     }
