@@ -679,3 +679,52 @@ fn validate_checks_filter_test_and_method_names() {
     }
     assert_eq!(out.lines().count(), 4, "{out}");
 }
+
+/// A small tmpfs mounted on a folder (root only), unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_under_the_store_fails_the_run_and_says_so() {
+    let ws = Workspace::new(Backend::Sqlite);
+    // `.clerk` (the SQLite store) on a 2 MiB tmpfs; the run's events fill it.
+    let Some(_fs) = Tmpfs::mount(&ws.path().join(".clerk"), "2m") else {
+        panic!("this test needs to mount a tmpfs (run it as root, as scripts/test does in CI)");
+    };
+    ws.write(
+        "big.yaml",
+        "name: big\nsteps:\n  - for_each: \"{{ range(200) }}\"\n    as: i\n    steps:\n      - log: \"{{ 'event text that fills the store ' * 1000 }}\"\n",
+    );
+    let r = ws.clerk(&["run", "big.yaml", "--json"]);
+    assert_eq!(r.code(), 1, "{}\n{}", r.stdout(), r.stderr());
+    let v = r.json();
+    assert_eq!(v["status"], "failed", "{v:#}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("no space left on device"), "{msg}");
+    let list = ws.clerk(&["runs", "list", "--json"]).ok().json();
+    assert_eq!(list[0]["status"], "failed", "{list:#}");
+    assert!(
+        list[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no space left on device"),
+        "{list:#}"
+    );
+}

@@ -7,6 +7,7 @@ use crate::store::Store;
 /// Marks runs of dead processes on this host as interrupted; never fails the
 /// command (a read-only store, say, only gets a warning).
 pub async fn dead_runs(store: &Store) {
+    store.ensure_space_reserve();
     match store.sweep_dead_runs().await {
         Ok(ids) => {
             for id in ids {

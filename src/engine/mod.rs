@@ -5,6 +5,7 @@
 //! happens (success, failure, timeout, cancellation), and reports a
 //! [`RunOutcome`] that the CLI and the scheduler present.
 
+mod diskfull;
 mod exec;
 mod inputs;
 
@@ -251,9 +252,7 @@ impl Engine {
             ..Default::default()
         };
         let event = self.recorder.redact_event(event);
-        self.recorder
-            .store()
-            .transition_run(run_id, change, event)
+        crate::engine::diskfull::record_end(self.recorder.store(), run_id, change, event)
             .await
             .with_context(|| format!("cannot record the end of run {run_id}"))?;
         Ok(RunOutcome {
