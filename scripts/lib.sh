@@ -50,3 +50,10 @@ ensure_postgres() {
     fi
     psql -h 127.0.0.1 -U postgres -d postgres -qAt -c 'select 1' >/dev/null
 }
+
+target_dir() {
+    # Where cargo puts binaries: honours CARGO_TARGET_DIR, .cargo/config.toml
+    # `build.target-dir` and workspaces (never assume ./target).
+    cargo metadata --format-version 1 --no-deps |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
+}

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::actions::types::DurationArg;
 
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// `sqlite://.clerk/clerk.db` (default) or `postgres://user@host/db`.
@@ -21,6 +21,9 @@ pub struct Config {
     pub max_concurrent_runs: usize,
     pub browser: BrowserConfig,
     pub mail: MailConfig,
+    /// Folders outside the workspace that actions may read and write (absolute,
+    /// or relative to the workspace). Everything else outside is refused.
+    pub allowed_roots: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -80,6 +83,22 @@ pub struct SmtpConfig {
     pub accept_invalid_certs: bool,
 }
 
+/// Debug output never shows a password inside the database URL.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field(
+                "database",
+                &crate::secrets::redact_url_password(&self.database),
+            )
+            .field("max_concurrent_runs", &self.max_concurrent_runs)
+            .field("browser", &self.browser)
+            .field("mail", &self.mail)
+            .field("allowed_roots", &self.allowed_roots)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -87,6 +106,7 @@ impl Default for Config {
             max_concurrent_runs: 2,
             browser: BrowserConfig::default(),
             mail: MailConfig::default(),
+            allowed_roots: Vec::new(),
         }
     }
 }

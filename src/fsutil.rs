@@ -29,6 +29,8 @@ pub fn write_atomic_with(
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     fill(tmp.as_file_mut()).with_context(|| format!("cannot write {}", path.display()))?;
+    set_final_mode(tmp.as_file(), path)
+        .with_context(|| format!("cannot set the permissions of {}", path.display()))?;
     tmp.as_file_mut()
         .sync_all()
         .with_context(|| format!("cannot write {}", path.display()))?;
@@ -36,6 +38,49 @@ pub fn write_atomic_with(
         .map_err(|e| e.error)
         .with_context(|| format!("cannot replace {}", path.display()))?;
     Ok(())
+}
+
+/// The temp file is created 0600; the result should look like any file the
+/// user writes: an existing file keeps its mode (a shared team folder stays
+/// shared), a new file gets `0666 & !umask`.
+#[cfg(unix)]
+pub fn set_final_mode(tmp: &std::fs::File, path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = match std::fs::metadata(path) {
+        Ok(m) => m.permissions().mode() & 0o7777,
+        Err(_) => 0o666 & !current_umask(),
+    };
+    tmp.set_permissions(std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+pub fn set_final_mode(_tmp: &std::fs::File, _path: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// The process umask. Linux reports it in /proc (no race); elsewhere it is
+/// read by setting and restoring it once.
+#[cfg(unix)]
+pub fn current_umask() -> u32 {
+    use std::sync::OnceLock;
+    static UMASK: OnceLock<u32> = OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let from_proc = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Umask:"))
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            });
+        from_proc.unwrap_or_else(|| {
+            // SAFETY: umask only swaps the process mask; restored at once.
+            unsafe {
+                let m = libc::umask(0o022);
+                libc::umask(m);
+                m as u32
+            }
+        })
+    })
 }
 
 /// Hex SHA-256 of bytes.

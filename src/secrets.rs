@@ -7,45 +7,176 @@
 //! [`redact`] replaces each occurrence, with its upper- and lower-case forms,
 //! by `***` in audit events, logs, errors, CLI output and exports.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, RwLock};
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use minijinja::value::{Enumerator, Object, ObjectRepr, Value};
 
 /// What replaces a secret.
 pub const MASK: &str = "***";
 
-/// Shorter values are not masked: masking "a" everywhere would destroy the output
-/// and such a value protects nothing anyway.
-const MIN_SECRET_LEN: usize = 3;
+/// What replaces a whole text when the masker cannot be used (its lock was
+/// poisoned by a panic): clerk fails closed and never returns the text as is.
+pub const MASK_UNAVAILABLE: &str = "*** (text withheld: the secret masker is unavailable)";
 
-fn masked_values() -> &'static RwLock<Vec<String>> {
-    static VALUES: OnceLock<RwLock<Vec<String>>> = OnceLock::new();
-    VALUES.get_or_init(|| RwLock::new(Vec::new()))
+/// Shorter values are not masked: masking "ab" everywhere would destroy the
+/// output and such a value protects nothing anyway. Values are trimmed first;
+/// a secret of 3 characters or more is masked with its upper- and lower-case
+/// forms.
+pub const MIN_SECRET_LEN: usize = 3;
+
+/// The values one run must never show, and an automaton that finds them all in
+/// one pass over a text (aho-corasick, leftmost-longest so a secret containing
+/// another is masked whole). One `Masker` belongs to one run and is dropped
+/// with it; `clerk serve` running thousands of runs holds only the masters of
+/// the runs in progress.
+#[derive(Default)]
+pub struct Masker {
+    inner: RwLock<MaskerInner>,
 }
 
-/// Adds a value (and its case variants) to the set that is masked everywhere.
-pub fn register(value: &str) {
-    let value = value.trim();
-    if value.chars().count() < MIN_SECRET_LEN {
-        return;
+#[derive(Default)]
+struct MaskerInner {
+    values: BTreeSet<String>,
+    /// Built lazily after a registration; `None` while `dirty`.
+    automaton: Option<Arc<AhoCorasick>>,
+    dirty: bool,
+}
+
+impl std::fmt::Debug for Masker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.inner.read().map(|i| i.values.len()).unwrap_or(0);
+        write!(f, "Masker({n} values)")
     }
-    let Ok(mut list) = masked_values().write() else {
-        return;
-    };
-    for form in [
-        value.to_string(),
-        value.to_uppercase(),
-        value.to_lowercase(),
-    ] {
-        if !list.contains(&form) {
-            list.push(form);
+}
+
+impl Masker {
+    pub fn new() -> Arc<Masker> {
+        Arc::new(Masker::default())
+    }
+
+    /// Adds a value (and its case variants).
+    pub fn register(&self, value: &str) {
+        let value = value.trim();
+        if value.chars().count() < MIN_SECRET_LEN {
+            return;
+        }
+        // A poisoned lock: the masker is unusable and `redact` fails closed.
+        let Ok(mut inner) = self.inner.write() else {
+            return;
+        };
+        for form in [
+            value.to_string(),
+            value.to_uppercase(),
+            value.to_lowercase(),
+        ] {
+            if form.chars().count() >= MIN_SECRET_LEN && inner.values.insert(form) {
+                inner.dirty = true;
+            }
+        }
+        if inner.dirty {
+            inner.automaton = None;
         }
     }
-    // Longest first, so a secret containing another is masked whole.
-    list.sort_by_key(|s| std::cmp::Reverse(s.len()));
+
+    /// How many values (forms included) are masked.
+    pub fn len(&self) -> usize {
+        self.inner.read().map(|i| i.values.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The automaton, rebuilt after registrations; `Err` if the masker is unusable.
+    fn automaton(&self) -> Result<Option<Arc<AhoCorasick>>, ()> {
+        {
+            let inner = self.inner.read().map_err(|_| ())?;
+            if inner.values.is_empty() {
+                return Ok(None);
+            }
+            if !inner.dirty
+                && let Some(a) = &inner.automaton
+            {
+                return Ok(Some(a.clone()));
+            }
+        }
+        let mut inner = self.inner.write().map_err(|_| ())?;
+        if inner.dirty || inner.automaton.is_none() {
+            let built = AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(inner.values.iter())
+                .map_err(|_| ())?;
+            inner.automaton = Some(Arc::new(built));
+            inner.dirty = false;
+        }
+        Ok(inner.automaton.clone())
+    }
+
+    /// `text` with every value replaced by `***`; fails closed.
+    pub fn redact(&self, text: &str) -> String {
+        match self.automaton() {
+            Ok(None) => text.to_string(),
+            Ok(Some(a)) => {
+                if a.is_match(text) {
+                    let replacements = vec![MASK; a.patterns_len()];
+                    a.replace_all(text, &replacements)
+                } else {
+                    text.to_string()
+                }
+            }
+            Err(()) => MASK_UNAVAILABLE.to_string(),
+        }
+    }
+
+    /// Runs `fut` with this masker as the current run's: [`register`] and
+    /// [`redact`] called inside it (on this task) use it.
+    pub fn scope<F: Future>(self: &Arc<Self>, fut: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(self.clone(), fut)
+    }
+
+    /// Like [`Masker::scope`] for blocking code (`spawn_blocking` closures).
+    pub fn scope_sync<R>(self: &Arc<Self>, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(self.clone(), f)
+    }
+
+    #[cfg(test)]
+    fn poison(&self) {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _guard = self.inner.write();
+            panic!("poisoning the masker for a test");
+        }));
+    }
+}
+
+tokio::task_local! {
+    static CURRENT: Arc<Masker>;
+}
+
+/// The masker of the run this task belongs to, if any (to pass to tasks the
+/// run spawns).
+pub fn current_masker() -> Option<Arc<Masker>> {
+    CURRENT.try_with(|m| m.clone()).ok()
+}
+
+/// Values resolved outside any run (a failure notice's SMTP password, the CLI
+/// itself): few, deduplicated, and kept for the process.
+fn ambient() -> &'static Masker {
+    static AMBIENT: OnceLock<Masker> = OnceLock::new();
+    AMBIENT.get_or_init(Masker::default)
+}
+
+/// Adds a value (and its case variants) to the current run's masker (or, outside
+/// a run, to the process's).
+pub fn register(value: &str) {
+    match current_masker() {
+        Some(m) => m.register(value),
+        None => ambient().register(value),
+    }
 }
 
 /// Registers every string inside a JSON value.
@@ -59,21 +190,33 @@ pub fn register_json(value: &serde_json::Value) {
     }
 }
 
-/// Replaces every known secret value in `text` by `***`.
+/// Replaces every secret value of the current run (and any resolved outside
+/// runs) in `text` by `***`. If a masker cannot be used, the whole text is
+/// withheld rather than returned unmasked.
 pub fn redact(text: &str) -> String {
-    let Ok(list) = masked_values().read() else {
-        return text.to_string();
+    let text = match current_masker() {
+        Some(m) => m.redact(text),
+        None => text.to_string(),
     };
-    if list.is_empty() {
-        return text.to_string();
+    ambient().redact(&text)
+}
+
+/// `postgres://user:pw@host/db` → `postgres://user:***@host/db`.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:{MASK}@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
     }
-    let mut out = text.to_string();
-    for secret in list.iter() {
-        if out.contains(secret.as_str()) {
-            out = out.replace(secret.as_str(), MASK);
-        }
-    }
-    out
 }
 
 /// Redacts every string inside a JSON value, in place (keys included).
@@ -115,11 +258,22 @@ pub enum SecretError {
     Unreadable { path: String, reason: String },
 }
 
-/// The secret sources of one workspace.
-#[derive(Debug)]
+/// The secret sources of one workspace. Its `Debug` names the secrets, never
+/// their values.
 pub struct Secrets {
     file_path: PathBuf,
     file: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.file.keys().collect();
+        names.sort();
+        f.debug_struct("Secrets")
+            .field("file_path", &self.file_path)
+            .field("file_secrets", &names)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Secrets {
@@ -197,8 +351,13 @@ impl Secrets {
     }
 }
 
-#[derive(Debug)]
 struct SecretsObject(Arc<Secrets>);
+
+impl std::fmt::Debug for SecretsObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secrets>")
+    }
+}
 
 impl Object for SecretsObject {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
@@ -237,6 +396,74 @@ impl<W: Write> Write for RedactingWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn each_run_has_its_own_masker_dropped_with_it() {
+        let a = Masker::new();
+        a.scope(async {
+            register("alpha-secret-1");
+            assert_eq!(redact("x alpha-secret-1 y"), "x *** y");
+        })
+        .await;
+        let b = Masker::new();
+        b.scope(async {
+            register("beta-secret-2");
+            // Run A's value is not masked in run B, nor after A ended.
+            assert_eq!(redact("alpha-secret-1 beta-secret-2"), "alpha-secret-1 ***");
+        })
+        .await;
+        assert_eq!(
+            redact("alpha-secret-1 beta-secret-2"),
+            "alpha-secret-1 beta-secret-2"
+        );
+        let weak = Arc::downgrade(&a);
+        drop(a);
+        assert!(weak.upgrade().is_none(), "the masker outlived its run");
+    }
+
+    #[test]
+    fn a_poisoned_masker_fails_closed() {
+        let m = Masker::new();
+        m.register("gamma-secret-3");
+        m.poison();
+        let out = m.redact("the value is gamma-secret-3");
+        assert!(!out.contains("gamma-secret-3"), "{out}");
+        assert_eq!(out, MASK_UNAVAILABLE);
+    }
+
+    #[test]
+    fn debug_never_prints_secret_values() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".clerk")).unwrap();
+        let f = dir.path().join(".clerk/secrets.yaml");
+        std::fs::write(&f, "api_key: hunter2-very-secret\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let s = Secrets::load(dir.path()).unwrap();
+        let shown = format!("{s:?}");
+        assert!(shown.contains("api_key"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(
+            redact_url_password("postgres://bot:pa55w0rd@db.local:5432/clerk"),
+            "postgres://bot:***@db.local:5432/clerk"
+        );
+        let mut config = crate::config::Config::default();
+        config.database = "postgres://bot:pa55w0rd@db.local/clerk".into();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("pa55w0rd"), "{shown}");
+        assert!(shown.contains("db.local"), "{shown}");
+    }
+
+    #[test]
+    fn masking_is_one_pass_longest_first() {
+        let m = Masker::new();
+        m.register("abc-123");
+        m.register("abc-123-long-form");
+        assert_eq!(m.redact("[abc-123-long-form] [abc-123]"), "[***] [***]");
+        assert_eq!(m.redact("ABC-123"), "***");
+        m.register("ab");
+        assert_eq!(m.len(), 4, "two-character values are not masked");
+    }
 
     #[test]
     fn registered_values_and_case_forms_are_masked() {

@@ -42,14 +42,48 @@ pub fn is_global(name: &str) -> bool {
     env().globals().any(|(n, _)| n == name)
 }
 
-fn now() -> String {
-    chrono::Local::now()
-        .format("%Y-%m-%dT%H:%M:%S%.6f%:z")
-        .to_string()
+tokio::task_local! {
+    /// The time zone of the run being executed (a bot's schedule zone).
+    static TIMEZONE: chrono_tz::Tz;
 }
 
-fn today() -> String {
-    chrono::Local::now().format("%Y-%m-%d").to_string()
+/// Runs `fut` with `now()` and `today()` in time zone `tz` (a bot's run).
+pub fn with_timezone<F: std::future::Future>(
+    tz: chrono_tz::Tz,
+    fut: F,
+) -> impl std::future::Future<Output = F::Output> {
+    TIMEZONE.scope(tz, fut)
+}
+
+/// The current time in `tz` if given, else in the run's zone (a bot's), else
+/// in the machine's local zone (`clerk run`).
+fn now_in(tz: Option<String>) -> Result<chrono::DateTime<chrono::FixedOffset>, Error> {
+    let utc = chrono::Utc::now();
+    if let Some(name) = tz {
+        let zone: chrono_tz::Tz = name.trim().parse().map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                format!(
+                    "unknown time zone `{name}` (use an IANA name like `Europe/Brussels` or `UTC`)"
+                ),
+            )
+        })?;
+        return Ok(utc.with_timezone(&zone).fixed_offset());
+    }
+    Ok(match TIMEZONE.try_with(|z| *z) {
+        Ok(zone) => utc.with_timezone(&zone).fixed_offset(),
+        Err(_) => utc.with_timezone(&chrono::Local).fixed_offset(),
+    })
+}
+
+/// `now()` or `now('Europe/Brussels')`: an ISO 8601 timestamp with offset.
+fn now(tz: Option<String>) -> Result<String, Error> {
+    Ok(now_in(tz)?.format("%Y-%m-%dT%H:%M:%S%.6f%:z").to_string())
+}
+
+/// `today()` or `today('Europe/Brussels')`: the date, `YYYY-MM-DD`.
+fn today(tz: Option<String>) -> Result<String, Error> {
+    Ok(now_in(tz)?.format("%Y-%m-%d").to_string())
 }
 
 /// `value | date('%d/%m/%Y')`: formats an ISO 8601 date or date-time (or a Unix
@@ -139,6 +173,15 @@ pub fn eval(expr: &str, ctx: &Value) -> Result<Value, TemplateError> {
         .map_err(|e| TemplateError {
             message: explain(expr, &e, ctx),
         })
+}
+
+/// The kind of error evaluating `expr` gives, if any (for name probes).
+pub(crate) fn raw_eval_error_kind(expr: &str) -> Option<ErrorKind> {
+    env()
+        .compile_expression(expr)
+        .and_then(|e| e.eval(Value::UNDEFINED))
+        .err()
+        .map(|e| e.kind())
 }
 
 /// Checks template syntax without rendering.
@@ -328,6 +371,35 @@ mod tests {
         .unwrap();
         assert_eq!(v.as_str(), Some("01/03/2026 a 8 1-2 {\"a\":1} x"));
         assert!(render("{{ now() | date('%Y') }}", &ctx()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn now_and_today_follow_the_run_zone_or_an_explicit_one() {
+        let ctx = ctx();
+        // UTC+14 and UTC-12 are 26 hours apart: never the same date.
+        let east = with_timezone(chrono_tz::Pacific::Kiritimati, async {
+            to_json(&render("{{ today() }}|{{ now() }}", &ctx).unwrap())
+        })
+        .await;
+        let west = with_timezone(chrono_tz::Etc::GMTPlus12, async {
+            to_json(&render("{{ today() }}|{{ now() }}", &ctx).unwrap())
+        })
+        .await;
+        let (east, west) = (
+            east.as_str().unwrap().to_string(),
+            west.as_str().unwrap().to_string(),
+        );
+        assert!(east.ends_with("+14:00"), "{east}");
+        assert!(west.ends_with("-12:00"), "{west}");
+        assert_ne!(east.split('|').next(), west.split('|').next());
+        let explicit = render("{{ now('Pacific/Kiritimati') }}", &ctx).unwrap();
+        assert!(explicit.as_str().unwrap().ends_with("+14:00"));
+        let e = render("{{ today('Mars/Olympus') }}", &ctx).unwrap_err();
+        assert!(
+            e.message.contains("unknown time zone `Mars/Olympus`"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -461,7 +461,20 @@ fn ctrl_c_cancels_the_run_cleanly() {
         assert!(std::time::Instant::now() < deadline, "run never started");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // ... and inside its steps (its first `log` is recorded), so the signal
+    // handlers installed before the run began are in place.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while common::query(
+        &ws,
+        "SELECT COUNT(*) FROM audit_events WHERE kind = 'action' AND action = 'log'",
+    ) != vec!["1".to_string()]
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first step never ran"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let pid = child.id() as i32;
     assert_eq!(unsafe_kill(pid), 0);
     let out = child.wait_with_output().unwrap();

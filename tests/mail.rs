@@ -740,7 +740,7 @@ steps:
         out["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("invalid argument `to[0]`: invalid type: integer `1`, expected a string"),
+            .contains("invalid argument `to[0]` must be text, got 1"),
         "{out:#}"
     );
     let msg = parse_eml(
@@ -758,7 +758,7 @@ steps:
     assert_eq!(r.code(), 2);
     assert!(
         r.stdout().contains(
-            "v.yaml:4:11: `mail.send`: invalid type: map, expected an address, addresses separated by commas, or a list of addresses"
+            "v.yaml:4:11: `mail.send`: `to` must be an address, addresses separated by commas, or a list of addresses, got a map"
         ),
         "{}",
         r.stdout()

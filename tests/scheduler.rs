@@ -163,13 +163,70 @@ fn ts(v: &Value) -> chrono::DateTime<chrono::Utc> {
         .with_timezone(&chrono::Utc)
 }
 
+/// Every schedule slot fired at most once. A firing is recorded as a
+/// `run.queued` event (a scheduled run, not a retry or a manual run) or, when
+/// it was missed and not caught up, a `scheduler.skipped` event without a run;
+/// counting those events per (bot, slot) sees a slot fired twice even when
+/// the second firing never became a `runs` row (the unique constraint on
+/// runs cannot hide it).
 fn no_double_firing(ws: &Workspace) {
-    let dup = query(
-        ws,
-        "SELECT bot, scheduled_for, COUNT(*) FROM runs WHERE scheduled_for IS NOT NULL \
-         GROUP BY bot, scheduled_for HAVING COUNT(*) > 1",
+    let r = ws.clerk(&["audit", "export", "--format", "jsonl"]).ok();
+    let all: Vec<Value> = r
+        .stdout()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect();
+    let doubled = doubled_slots(&all);
+    assert!(
+        doubled.is_empty(),
+        "slots fired more than once: {doubled:?}"
     );
-    assert!(dup.is_empty(), "doubled firings: {dup:?}");
+}
+
+/// (bot, slot, firings) for every slot with more than one firing event.
+fn doubled_slots(events: &[Value]) -> Vec<(String, String, usize)> {
+    let mut per_slot: HashMap<(String, String), usize> = HashMap::new();
+    for e in events {
+        let d = &e["detail"];
+        let Some(slot) = d["scheduled_for"].as_str() else {
+            continue;
+        };
+        let firing = match e["kind"].as_str() {
+            Some("run.queued") => d.get("retry_of").is_none() && d.get("manual").is_none(),
+            // A skip of a run that was queued is that run's fate, not a firing.
+            Some("scheduler.skipped") => e["run_id"].is_null(),
+            _ => false,
+        };
+        if firing {
+            let bot = d["bot"].as_str().unwrap_or_default().to_string();
+            *per_slot.entry((bot, slot.to_string())).or_default() += 1;
+        }
+    }
+    let mut out: Vec<_> = per_slot
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|((b, s), n)| (b, s, n))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn no_double_firing_sees_a_slot_fired_twice() {
+    let queued = serde_json::json!({"kind": "run.queued", "run_id": "A",
+        "detail": {"bot": "b", "scheduled_for": "2026-01-01T00:00:00Z"}});
+    let missed = serde_json::json!({"kind": "scheduler.skipped", "run_id": null,
+        "detail": {"bot": "b", "scheduled_for": "2026-01-01T00:00:00Z"}});
+    let fate = serde_json::json!({"kind": "scheduler.skipped", "run_id": "A",
+        "detail": {"bot": "b", "scheduled_for": "2026-01-01T00:00:00Z"}});
+    let retry = serde_json::json!({"kind": "run.queued", "run_id": "B",
+        "detail": {"bot": "b", "scheduled_for": "2026-01-01T00:00:00Z", "retry_of": "A"}});
+    assert!(doubled_slots(&[queued.clone(), fate, retry]).is_empty());
+    assert_eq!(
+        doubled_slots(&[queued.clone(), missed]),
+        vec![("b".into(), "2026-01-01T00:00:00Z".into(), 2)]
+    );
+    assert_eq!(doubled_slots(&[queued.clone(), queued]).len(), 1);
 }
 
 // ---------------------------------------------------------------------------
@@ -520,13 +577,18 @@ fn pause_and_resume_are_persisted_and_audited() {
     let list = ws.clerk(&["bots", "list", "--json"]).ok().json();
     assert_eq!(list[0]["state"], "paused");
 
-    // A serve started while the bot is paused never fires it.
+    // A serve started while the bot is paused never fires it: once the
+    // scheduler has dealt with 3 of its slots (its cursor moved past them),
+    // none of them became a run.
+    let started = chrono::Utc::now();
     let serve = Serve::start(&ws, &[]);
     serve.wait_log("this clerk serve is the scheduler");
-    std::thread::sleep(Duration::from_secs(3));
+    wait_for("the scheduler to pass 3 slots of the paused bot", || {
+        cursor(&ws, "tick").is_some_and(|c| c >= started + chrono::Duration::seconds(3))
+    });
     let (code, log) = serve.stop();
     assert_eq!(code, 0, "{log}");
-    assert_eq!(with_status(&runs(&ws, "tick"), "succeeded"), 0);
+    assert_eq!(runs(&ws, "tick").len(), 0, "a paused bot fired");
 
     ws.clerk_env(&["bots", "resume", "tick"], &[("USER", "bob")])
         .ok();
@@ -534,12 +596,23 @@ fn pause_and_resume_are_persisted_and_audited() {
     wait_for("runs after resume", || {
         with_status(&runs(&ws, "tick"), "succeeded") >= 2
     });
-    // Pausing takes effect on the running serve too (it reads the store).
+    // Pausing takes effect on the running serve too (it reads the store):
+    // after the pause, the scheduler passes slot after slot and the number of
+    // runs of the bot stays what it was once the runs in flight settled.
     ws.clerk(&["bots", "pause", "tick"]).ok();
-    std::thread::sleep(Duration::from_secs(3));
-    let before = with_status(&runs(&ws, "tick"), "succeeded");
-    std::thread::sleep(Duration::from_secs(3));
-    let after = with_status(&runs(&ws, "tick"), "succeeded");
+    let paused_at = chrono::Utc::now();
+    let settled = |after: chrono::DateTime<chrono::Utc>| {
+        wait_for("the scheduler to pass 3 slots after the pause", || {
+            cursor(&ws, "tick").is_some_and(|c| c >= after + chrono::Duration::seconds(3))
+        });
+        wait_for("runs in flight to settle", || {
+            let r = runs(&ws, "tick");
+            with_status(&r, "queued") + with_status(&r, "running") == 0
+        });
+        runs(&ws, "tick").len()
+    };
+    let before = settled(paused_at);
+    let after = settled(chrono::Utc::now());
     assert_eq!(before, after, "a paused bot kept firing");
     let (code, log) = serve.stop();
     assert_eq!(code, 0, "{log}");
@@ -605,6 +678,17 @@ fn two_serves_never_double_fire_sqlite() {
 #[test]
 fn two_serves_never_double_fire_postgres() {
     two_serves_never_double_fire(Backend::Postgres);
+}
+
+/// The bot's scheduler cursor (every slot up to it has been dealt with).
+fn cursor(ws: &Workspace, bot: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let rows = query(
+        ws,
+        &format!("SELECT fired_through FROM scheduler_cursor WHERE bot = '{bot}'"),
+    );
+    rows.first()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t.trim()).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 fn set_cursor(ws: &Workspace, bot: &str, at: &str) {

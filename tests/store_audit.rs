@@ -123,7 +123,7 @@ both_backends!(
     get_run_by_prefix,
     list_runs_filters_and_order,
     claim_order_and_exclusion,
-    claim_is_exclusive_across_processes,
+    claim_due_is_exclusive_across_processes,
     bot_pause_is_persisted_with_event,
     scheduler_lease,
     chain_links_and_seq,
@@ -554,13 +554,34 @@ async fn claim_order_and_exclusion(store: Store) {
     assert!(audit::verify(&store).await.unwrap().is_ok());
 }
 
-async fn claim_is_exclusive_across_processes(store: Store) {
+/// `claim_due` (what workers call) from two independent stores — two
+/// processes' worth of pools and write locks — with 3 workers each: every due
+/// run is claimed exactly once, with one `run.started` event each.
+async fn claim_due_is_exclusive_across_processes(store: Store) {
+    use clerk::store::{QueuedRun, SchedBatch};
     const RUNS: usize = 24;
+    let now = Utc::now();
+    let mut batch = SchedBatch::default();
     for i in 0..RUNS {
-        let r = new_run(&ulid(), Some(&format!("bot{}", i % 4)), Some(i as i64 % 24));
-        store.create_run(&r, queued(&r.actor)).await.unwrap();
+        let bot = format!("bot{}", i % 4);
+        batch.runs.push(QueuedRun {
+            id: ulid(),
+            bot: bot.clone(),
+            playbook: "playbooks/renewals.yaml".into(),
+            inputs: json!({}),
+            scheduled_for: Some(now - chrono::Duration::seconds(100 - i as i64)),
+            due_at: now - chrono::Duration::seconds(100 - i as i64),
+            // `allow`: runs of one bot may run side by side, so nothing but
+            // the claim itself decides who gets a run.
+            overlap: "allow".into(),
+            actor: bot.clone(),
+            attempt: 1,
+            retry_of: None,
+            event: queued(&bot),
+        });
     }
-    // Two independent stores (= two processes, own pools and locks), 3 workers each.
+    let inserted = store.write_sched_batch(&batch).await.unwrap();
+    assert_eq!(inserted.len(), RUNS);
     let other = Store::open(store.url()).await.unwrap();
     let mut tasks = Vec::new();
     for w in 0..6 {
@@ -571,23 +592,42 @@ async fn claim_is_exclusive_across_processes(store: Store) {
         };
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
-            while let Some(r) = s.claim_next_queued(&format!("w{w}"), &[]).await.unwrap() {
+            let knows = |_: &str| true;
+            while let Some(r) = s.claim_due(&format!("w{w}"), &knows).await.unwrap().run {
                 mine.push(r.id);
             }
             mine
         }));
     }
     let mut claimed = Vec::new();
+    let mut per_worker = Vec::new();
     for t in tasks {
-        claimed.extend(t.await.unwrap());
+        let mine = t.await.unwrap();
+        per_worker.push(mine.len());
+        claimed.extend(mine);
     }
     let unique: HashSet<_> = claimed.iter().collect();
-    assert_eq!(claimed.len(), RUNS, "every run claimed once");
+    assert_eq!(
+        claimed.len(),
+        RUNS,
+        "every run claimed once: {per_worker:?}"
+    );
     assert_eq!(unique.len(), RUNS);
     assert_eq!(store.runs_with_status("running").await.unwrap().len(), RUNS);
-    assert_eq!(count(&store, "audit_events").await, 2 * RUNS as i64);
+    let started = count_where(&store, "audit_events", "kind = 'run.started'").await;
+    assert_eq!(started, RUNS as i64, "one run.started per claim");
     assert!(audit::verify(&store).await.unwrap().is_ok());
     other.close().await;
+}
+
+async fn count_where(store: &Store, table: &str, cond: &str) -> i64 {
+    use sqlx::Row;
+    sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table} WHERE {cond}"))
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap()
 }
 
 async fn bot_pause_is_persisted_with_event(store: Store) {

@@ -101,14 +101,12 @@ pub struct ActionContext<'a> {
 }
 
 impl ActionContext<'_> {
-    /// Resolves a path from a playbook against the workspace.
-    pub fn resolve(&self, path: &str) -> PathBuf {
-        let p = Path::new(path);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.run.workspace.join(p)
-        }
+    /// Resolves a path from a playbook against the workspace, refusing one that
+    /// leads outside it (after `..` and symlinks) unless clerk.yaml allows its
+    /// folder in `allowed_roots` (a usage error: retrying cannot help).
+    pub fn resolve(&self, path: &str) -> Result<PathBuf, super::ActionError> {
+        super::boundary::check(&self.run.workspace, &self.config.allowed_roots, path)
+            .map_err(super::ActionError::usage)
     }
 
     /// A path as shown in the audit trail: relative to the workspace when inside it.

@@ -36,7 +36,7 @@ impl Action for Read {
     const RESULT: &'static str = "{ path, text, lines, sha256, size }";
 
     async fn run(ctx: &mut ActionContext<'_>, args: Self::Args) -> ActionResult {
-        let path = ctx.resolve(&args.path);
+        let path = ctx.resolve(&args.path)?;
         let shown = ctx.display_path(&path);
         ctx.target(shown.clone());
         let bytes = tokio::fs::read(&path)
@@ -101,7 +101,7 @@ impl Action for Write {
     const RESULT: &'static str = "{ path, sha256, size }";
 
     async fn run(ctx: &mut ActionContext<'_>, args: Self::Args) -> ActionResult {
-        let path = ctx.resolve(&args.path);
+        let path = ctx.resolve(&args.path)?;
         let shown = ctx.display_path(&path);
         ctx.target(shown.clone());
         let text = match args.text {
@@ -141,8 +141,8 @@ fn yes() -> bool {
 }
 
 async fn copy_or_move(ctx: &mut ActionContext<'_>, args: CopyArgs, remove: bool) -> ActionResult {
-    let from = ctx.resolve(&args.from);
-    let to = ctx.resolve(&args.to);
+    let from = ctx.resolve(&args.from)?;
+    let to = ctx.resolve(&args.to)?;
     let (from_s, to_s) = (ctx.display_path(&from), ctx.display_path(&to));
     ctx.target(format!("{from_s} -> {to_s}"));
     let result = tokio::task::spawn_blocking(move || -> anyhow::Result<(String, u64)> {
@@ -226,7 +226,7 @@ impl Action for Delete {
     const SHORTHAND: Option<&'static str> = Some("path");
 
     async fn run(ctx: &mut ActionContext<'_>, args: Self::Args) -> ActionResult {
-        let path = ctx.resolve(&args.path);
+        let path = ctx.resolve(&args.path)?;
         let shown = ctx.display_path(&path);
         ctx.target(shown.clone());
         match tokio::fs::metadata(&path).await {
@@ -280,7 +280,7 @@ impl Action for List {
     async fn run(ctx: &mut ActionContext<'_>, args: Self::Args) -> ActionResult {
         ctx.target(args.glob.clone());
         let absolute = Path::new(&args.glob).is_absolute();
-        let pattern = ctx.resolve(&args.glob).display().to_string();
+        let pattern = ctx.resolve(&args.glob)?.display().to_string();
         let paths = glob::glob(&pattern).map_err(|e| {
             ActionError::permanent(anyhow::anyhow!("invalid glob `{}`: {e}", args.glob))
         })?;
@@ -324,7 +324,7 @@ impl Action for Exists {
     const RESULT: &'static str = "true or false";
 
     async fn run(ctx: &mut ActionContext<'_>, args: Self::Args) -> ActionResult {
-        let path = ctx.resolve(&args.path);
+        let path = ctx.resolve(&args.path)?;
         let shown = ctx.display_path(&path);
         ctx.target(shown);
         let exists = tokio::fs::try_exists(&path).await.unwrap_or(false);

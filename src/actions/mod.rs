@@ -6,6 +6,8 @@
 //! the engine's dispatch. An action never reaches into the engine: it gets an
 //! [`ActionContext`].
 
+mod argerr;
+mod boundary;
 pub mod browser;
 mod builtin;
 mod context;

@@ -34,7 +34,7 @@ pub const fn def<A: Action>() -> ActionDef {
         shorthand: A::SHORTHAND,
         default_retry: A::DEFAULT_RETRY,
         schema: schema_of::<A>,
-        check: check_args::<A::Args>,
+        check: check_args_described::<A>,
         run: run_erased::<A>,
     }
 }
@@ -91,17 +91,38 @@ fn run_erased<'c, 'a, A: Action>(
     args: Value,
 ) -> BoxFuture<'c, ActionResult> {
     Box::pin(async move {
-        let args: A::Args = serde_path_to_error::deserialize(args).map_err(|e| {
-            let at = e.path().to_string();
+        let args: A::Args = serde_path_to_error::deserialize(&args).map_err(|e| {
+            let path = convert_path(e.path());
             let msg = e.inner().to_string();
-            ActionError::permanent(anyhow::anyhow!(if at == "." {
-                format!("invalid arguments: {msg}")
+            let schema = serde_json::to_value(schema_of::<A>()).unwrap_or_default();
+            let described = super::argerr::describe(&schema, &args, &path, &msg);
+            ActionError::permanent(anyhow::anyhow!(if path.is_empty() {
+                format!("invalid arguments: {described}")
             } else {
-                format!("invalid argument `{at}`: {msg}")
+                format!("invalid argument {described}")
             }))
         })?;
         A::run(ctx, args).await
     })
+}
+
+/// [`check_args`] with serde's messages rewritten in playbook words.
+fn check_args_described<A: Action>(args: &Value) -> Vec<ArgProblem> {
+    let mut problems = check_args::<A::Args>(args);
+    if problems.is_empty() {
+        return problems;
+    }
+    let schema = serde_json::to_value(schema_of::<A>()).unwrap_or_default();
+    for p in &mut problems {
+        // Only serde's type messages are rewritten; the others (a custom
+        // message, `missing field`) already say what is wrong.
+        if p.message.starts_with("invalid type: ")
+            || p.message.contains("did not match any variant")
+        {
+            p.message = super::argerr::describe(&schema, args, &p.path, &p.message);
+        }
+    }
+    problems
 }
 
 /// Values tried in place of a template when checking argument types: a

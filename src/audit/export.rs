@@ -177,6 +177,8 @@ pub async fn export_to_file(
     tmp.as_file()
         .sync_all()
         .with_context(|| format!("cannot sync {}", path.display()))?;
+    crate::fsutil::set_final_mode(tmp.as_file(), path)
+        .with_context(|| format!("cannot set the permissions of {}", path.display()))?;
     tmp.persist(path)
         .map_err(|e| e.error)
         .with_context(|| format!("cannot move the export into place at {}", path.display()))?;

@@ -61,7 +61,7 @@ pub async fn audit(ws: &Workspace, cmd: AuditCommand) -> anyhow::Result<u8> {
                     let mut buf = Vec::new();
                     let n = audit::export(&store, a.run.as_deref(), a.format, &mut buf).await?;
                     let text = String::from_utf8_lossy(&buf);
-                    print!("{}", crate::secrets::redact(&text));
+                    output::write_stdout(&crate::secrets::redact(&text));
                     n
                 }
             };

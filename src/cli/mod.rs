@@ -8,6 +8,7 @@ mod history;
 mod output;
 mod resume;
 mod run;
+mod sweep;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -125,6 +126,7 @@ pub struct UsageError(pub String);
 
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let ws = Workspace::new(&cli.workspace, cli.db.clone())?;
+    sweep::stale_browser_profiles();
     match cli.command {
         Command::Validate(a) => validate::validate(&ws, a),
         Command::Run(a) => run::run(&ws, a).await,
@@ -203,7 +205,9 @@ impl Workspace {
     }
 
     pub async fn store(&self) -> anyhow::Result<Store> {
-        Store::open(&self.database_url()).await
+        let store = Store::open(&self.database_url()).await?;
+        crate::cli::sweep::dead_runs(&store).await;
+        Ok(store)
     }
 
     pub async fn engine(&self) -> anyhow::Result<Engine> {

@@ -1,8 +1,29 @@
 //! Printing: every line clerk prints goes through the redactor.
+//!
+//! A reader that goes away (`clerk runs show X | head`) is not an error: clerk
+//! stops quietly with exit 0, like `git log | head`. (A pipe closing is the
+//! reader's choice; the data clerk had already written is what it asked for.)
+
+use std::io::Write;
+
+/// Writes text to stdout; a closed pipe ends the process quietly (exit 0),
+/// any other write error is reported once (exit 1).
+pub fn write_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let r = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+    match r {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: cannot write to stdout: {e}");
+            std::process::exit(1);
+        }
+    }
+}
 
 /// Prints a line to stdout with secrets masked.
 pub fn out(text: &str) {
-    println!("{}", crate::secrets::redact(text));
+    write_stdout(&format!("{}\n", crate::secrets::redact(text)));
 }
 
 /// Prints an error and its causes as one readable paragraph on stderr.
@@ -22,7 +43,7 @@ pub fn out_json(value: &serde_json::Value) {
     let mut v = value.clone();
     crate::secrets::redact_json(&mut v);
     match serde_json::to_string_pretty(&v) {
-        Ok(s) => println!("{s}"),
+        Ok(s) => write_stdout(&format!("{s}\n")),
         Err(e) => eprintln!("error: cannot print JSON: {e}"),
     }
 }

@@ -69,6 +69,21 @@ pub async fn run(ws: &Workspace, args: RunArgs) -> anyhow::Result<u8> {
             }
         });
     }
+    #[cfg(unix)]
+    {
+        // A closed terminal (SIGHUP) ends the run like SIGTERM: cancelled and
+        // recorded, not killed half-way and left `running`.
+        let on_hup = cancel.clone();
+        tokio::spawn(async move {
+            if let Ok(mut s) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            {
+                s.recv().await;
+                tracing::warn!("hangup (terminal closed): cancelling the run");
+                on_hup.cancel();
+            }
+        });
+    }
     let outcome = engine
         .run_now(RunRequest {
             playbook: Arc::new(pb),

@@ -621,7 +621,8 @@ impl Exec {
                 self.set_var(k, v, tainted);
             }
         }
-        Ok((result, step.sensitive))
+        // A result computed from a secret is as secret as its arguments.
+        Ok((result, step.sensitive || rendered.tainted))
     }
 
     async fn run_loop(&mut self, step: &Step, path: &str) -> Result<(), StepFailure> {

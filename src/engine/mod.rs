@@ -5,6 +5,7 @@
 //! happens (success, failure, timeout, cancellation), and reports a
 //! [`RunOutcome`] that the CLI and the scheduler present.
 
+mod diskfull;
 mod exec;
 mod inputs;
 mod ledger;
@@ -174,7 +175,26 @@ impl Engine {
             .await
     }
 
+    /// The run gets its own secret masker, dropped when it ends.
     async fn execute_inner(
+        &self,
+        run_id: &str,
+        req: RunRequest,
+        changes_accepted: bool,
+        follow_up: Option<FollowUpFn>,
+    ) -> anyhow::Result<RunOutcome> {
+        if req.bot.is_none()
+            && let Err(e) = self.recorder.store().record_run_owner(run_id).await
+        {
+            tracing::warn!("cannot record which process runs {run_id}: {e}");
+        }
+        let masker = crate::secrets::Masker::new();
+        masker
+            .scope(self.execute_masked(run_id, req, changes_accepted, follow_up))
+            .await
+    }
+
+    async fn execute_masked(
         &self,
         run_id: &str,
         req: RunRequest,
@@ -361,11 +381,9 @@ impl Engine {
         // Guarded: if another process marked the run (interrupted, say)
         // meanwhile, its record stands and this end is reported, not written.
         // The follow-up run (if any) is queued in the same transaction.
-        let (_, queued) = self
-            .recorder
-            .store()
-            .finish_run_and_enqueue(run_id, &["running"], change, event, follow)
-            .await
+        let (_, queued) =
+            diskfull::record_end(self.recorder.store(), run_id, change, event, follow)
+                .await
             .with_context(|| format!("cannot record the end of run {run_id}"))?;
         outcome.follow_up = queued.map(|r| r.id);
         Ok(outcome)

@@ -786,6 +786,9 @@ impl Loader<'_> {
                 if let Err(e) = template::check_syntax(s) {
                     self.err(node.pos, format!("invalid template: {e}"));
                 } else {
+                    for problem in crate::tmplcheck::unknown_names(s) {
+                        self.err(node.pos, problem);
+                    }
                     self.templates.push((s.clone(), node.pos));
                 }
             }

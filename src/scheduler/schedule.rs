@@ -49,6 +49,7 @@ impl CronSchedule {
         let mut fields: Vec<String> = source.split_whitespace().map(str::to_string).collect();
         let n = fields.len();
         if n == 5 || n == 6 {
+            check_fields(&fields)?;
             let dow = fields[n - 1].clone();
             fields[n - 1] = crontab_weekdays(&dow)?;
         }
@@ -137,6 +138,187 @@ impl CronSchedule {
                 }
                 None
             }
+        }
+    }
+}
+
+/// One field of a cron expression: its name, range and names.
+struct Field {
+    name: &'static str,
+    lo: u32,
+    hi: u32,
+    names: &'static [&'static str],
+    /// What a name stands for, for the message ("a day", "a month").
+    kind: &'static str,
+}
+
+const MONTHS: &[&str] = &[
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+const DAYS: &[&str] = &["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+
+/// Checks every field before the cron crate sees the expression, so the
+/// author hears which field is wrong and why (the crate says "Hours must be
+/// less than 23" for `25` and stops at the first problem). All problems are
+/// reported, separated by `; `.
+fn check_fields(fields: &[String]) -> Result<(), String> {
+    let second = Field {
+        name: "second",
+        lo: 0,
+        hi: 59,
+        names: &[],
+        kind: "",
+    };
+    let minute = Field {
+        name: "minute",
+        lo: 0,
+        hi: 59,
+        names: &[],
+        kind: "",
+    };
+    let hour = Field {
+        name: "hour",
+        lo: 0,
+        hi: 23,
+        names: &[],
+        kind: "",
+    };
+    let dom = Field {
+        name: "day of month",
+        lo: 1,
+        hi: 31,
+        names: &[],
+        kind: "",
+    };
+    let month = Field {
+        name: "month",
+        lo: 1,
+        hi: 12,
+        names: MONTHS,
+        kind: "a month",
+    };
+    let dow = Field {
+        name: "day of week",
+        lo: 0,
+        hi: 7,
+        names: DAYS,
+        kind: "a day",
+    };
+    let specs: Vec<&Field> = if fields.len() == 6 {
+        vec![&second, &minute, &hour, &dom, &month, &dow]
+    } else {
+        vec![&minute, &hour, &dom, &month, &dow]
+    };
+    let mut problems = Vec::new();
+    for (text, spec) in fields.iter().zip(specs) {
+        check_field(text, spec, &mut problems);
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+fn check_field(text: &str, f: &Field, problems: &mut Vec<String>) {
+    for part in text.split(',') {
+        let (range, step) = match part.split_once('/') {
+            Some((r, s)) => (r, Some(s)),
+            None => (part, None),
+        };
+        if let Some(s) = step
+            && !s.parse::<u32>().is_ok_and(|n| n > 0)
+        {
+            problems.push(format!("{} step `{s}` must be a positive number", f.name));
+        }
+        // `?` (any) is understood by the cron crate.
+        if range == "*" || range == "?" {
+            continue;
+        }
+        let (a, b) = match range.split_once('-') {
+            Some((a, b)) => (a, Some(b)),
+            None => (range, None),
+        };
+        let lo = value(a, f, problems);
+        let hi = b.and_then(|b| value(b, f, problems));
+        if let (Some(lo), Some(hi)) = (lo, hi)
+            && lo > hi
+            && f.name != "day of week"
+        {
+            problems.push(format!("{} range `{range}` goes backwards", f.name));
+        }
+    }
+}
+
+/// A number or a name in field `f`, or a problem.
+fn value(t: &str, f: &Field, problems: &mut Vec<String>) -> Option<u32> {
+    if t.is_empty() {
+        problems.push(format!("{} has an empty value", f.name));
+        return None;
+    }
+    if t.chars().all(|c| c.is_ascii_digit()) {
+        return match t.parse::<u32>() {
+            Ok(n) if (f.lo..=f.hi).contains(&n) => Some(n),
+            _ => {
+                problems.push(format!(
+                    "{} `{t}` is out of range ({}-{})",
+                    f.name, f.lo, f.hi
+                ));
+                None
+            }
+        };
+    }
+    if f.names.is_empty() {
+        problems.push(format!("{} `{t}` is not a number", f.name));
+        return None;
+    }
+    let short: String = t.chars().take(3).collect();
+    let full_ok = f.names.iter().position(|n| n.eq_ignore_ascii_case(&short));
+    // The crate accepts 3-letter names and full names (`Monday`).
+    let known_long = |n: &str| {
+        let long = match n {
+            "Mon" => "monday",
+            "Tue" => "tuesday",
+            "Wed" => "wednesday",
+            "Thu" => "thursday",
+            "Fri" => "friday",
+            "Sat" => "saturday",
+            "Sun" => "sunday",
+            "Jan" => "january",
+            "Feb" => "february",
+            "Mar" => "march",
+            "Apr" => "april",
+            "Jun" => "june",
+            "Jul" => "july",
+            "Aug" => "august",
+            "Sep" => "september",
+            "Oct" => "october",
+            "Nov" => "november",
+            "Dec" => "december",
+            _ => "may",
+        };
+        t.eq_ignore_ascii_case(n) || t.eq_ignore_ascii_case(long)
+    };
+    match full_ok {
+        Some(i) if known_long(f.names[i]) => Some(i as u32 + f.lo),
+        _ => {
+            // Names are three letters: one typo or one swap is a distance of 1.
+            let typed = short.to_ascii_lowercase();
+            let hint = f
+                .names
+                .iter()
+                .map(|n| {
+                    (
+                        strsim::damerau_levenshtein(&typed, &n.to_ascii_lowercase()),
+                        n,
+                    )
+                })
+                .filter(|(d, _)| *d <= 1)
+                .min_by_key(|(d, _)| *d)
+                .map(|(_, s)| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_else(|| format!(" (use {} or {}-{})", f.names.join(", "), f.lo, f.hi));
+            problems.push(format!("{} `{t}` is not {}{hint}", f.name, f.kind));
+            None
         }
     }
 }
@@ -256,6 +438,39 @@ mod tests {
         assert!(CronSchedule::parse("* * *", chrono_tz::UTC).is_err());
         assert!(CronSchedule::parse("61 * * * *", chrono_tz::UTC).is_err());
         assert!(CronSchedule::parse("0 0 31 2 *", chrono_tz::UTC).is_err());
+    }
+
+    #[test]
+    fn cron_errors_name_the_field_and_the_reason() {
+        let err = |expr: &str| CronSchedule::parse(expr, chrono_tz::UTC).unwrap_err();
+        let e = err("0 25 * * Mon-Fry");
+        assert!(e.contains("hour `25` is out of range (0-23)"), "{e}");
+        assert!(
+            e.contains("day of week `Fry` is not a day (did you mean `Fri`?)"),
+            "{e}"
+        );
+        let e = err("61 * * * *");
+        assert!(e.contains("minute `61` is out of range (0-59)"), "{e}");
+        let e = err("0 0 * Jnu *");
+        assert!(
+            e.contains("month `Jnu` is not a month (did you mean `Jun`?)"),
+            "{e}"
+        );
+        let e = err("0 0 0 * *");
+        assert!(e.contains("day of month `0` is out of range (1-31)"), "{e}");
+        let e = err("*/0 * * * *");
+        assert!(
+            e.contains("minute step `0` must be a positive number"),
+            "{e}"
+        );
+        let e = err("1-x * * * *");
+        assert!(e.contains("minute `x` is not a number"), "{e}");
+        let e = err("0 9-5 * * *");
+        assert!(e.contains("hour range `9-5` goes backwards"), "{e}");
+        // Valid forms still parse.
+        for ok in ["0 9 * * Mon-Fri", "*/15 8-18 1,15 Jan-Jun 1-5", "0 0 * * ?"] {
+            assert!(CronSchedule::parse(ok, chrono_tz::UTC).is_ok(), "{ok}");
+        }
     }
 
     #[test]

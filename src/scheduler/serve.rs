@@ -892,7 +892,10 @@ async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
         max_runtime: bot.max_runtime,
         progress: false,
     };
-    let outcome = match shared.engine.execute(&run.id, req).await {
+    // `now()` and `today()` in the bot's playbook are in the bot's time zone.
+    let in_zone =
+        crate::template::with_timezone(bot.display_tz(), shared.engine.execute(&run.id, req));
+    let outcome = match in_zone.await {
         Ok(o) => o,
         Err(e) => {
             // The end of the run could not be recorded (store trouble): try

@@ -37,7 +37,15 @@ pub enum StoreError {
     Other(String),
 }
 
+/// How a full disk is reported (the words `df` users search for).
+pub const NO_SPACE: &str = "no space left on device (the disk holding the store is full)";
+
 impl StoreError {
+    /// True when the disk holding the store is full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Other(m) if m.starts_with(NO_SPACE))
+    }
+
     /// True for errors worth retrying (busy/locked, serialization failure,
     /// deadlock, connection trouble, lost append race).
     pub fn is_transient(&self) -> bool {
@@ -58,7 +66,10 @@ impl StoreError {
                 match backend {
                     Backend::Sqlite => {
                         let primary = code.parse::<i32>().map(|c| c & 0xff).unwrap_or(-1);
-                        if primary == 5 || primary == 6 {
+                        if primary == 13 {
+                            // SQLITE_FULL: say it in the words operators search for.
+                            StoreError::Other(format!("{NO_SPACE}: {msg}"))
+                        } else if primary == 5 || primary == 6 {
                             // SQLITE_BUSY / SQLITE_LOCKED (and extended codes)
                             StoreError::Busy(msg)
                         } else if unique && on_audit {
@@ -69,6 +80,8 @@ impl StoreError {
                     }
                     Backend::Postgres => {
                         match code.as_str() {
+                            // disk_full
+                            "53100" => StoreError::Other(format!("{NO_SPACE}: {msg}")),
                             // serialization_failure, deadlock_detected
                             "40001" | "40P01" => StoreError::Conflict(msg),
                             // lock_not_available, admin/crash shutdown, cannot connect now
@@ -79,6 +92,9 @@ impl StoreError {
                         }
                     }
                 }
+            }
+            sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
+                StoreError::Other(format!("{NO_SPACE}: {msg}"))
             }
             sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => {
                 StoreError::Busy(msg)

@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "work_items",
         sql: include_str!("migrations/0004_work_items.sql"),
     },
+    Migration {
+        version: 6,
+        name: "hardening",
+        sql: include_str!("migrations/0006_hardening.sql"),
+    },
 ];
 
 /// Arbitrary constant key for `pg_advisory_xact_lock` ("clerk" + "mig").

@@ -28,8 +28,10 @@ mod bots;
 mod error;
 mod events;
 mod items;
+pub mod liveness;
 mod mail_journal;
 pub mod migrate;
+mod reserve;
 mod runs;
 mod sched;
 pub mod time;
@@ -214,10 +216,29 @@ impl Store {
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         let r = match self.inner.backend {
-            Backend::Sqlite => self.inner.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Sqlite => self.begin_immediate().await,
             Backend::Postgres => self.inner.pool.begin().await,
         };
         r.map_err(|e| self.err(e, "begin transaction"))
+    }
+
+    /// `BEGIN IMMEDIATE` on a pooled connection that is not stuck in a
+    /// transaction. A COMMIT that fails (a full disk) leaves sqlx's
+    /// transaction depth on its connection above zero, and every later BEGIN
+    /// on it fails ("non-zero transaction depth"): such a connection is closed
+    /// and another one taken.
+    async fn begin_immediate(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        use sqlx::Connection as _;
+        let mut conn = self.inner.pool.acquire().await?;
+        for _ in 0..4 {
+            if !conn.is_in_transaction() {
+                break;
+            }
+            tracing::debug!("closing a store connection left inside a failed transaction");
+            let _ = conn.close().await;
+            conn = self.inner.pool.acquire().await?;
+        }
+        sqlx::Transaction::begin(conn, Some("BEGIN IMMEDIATE".into())).await
     }
 
     /// Runs `attempt` (which opens, uses and commits its own transaction,

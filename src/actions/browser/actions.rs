@@ -481,7 +481,9 @@ impl Action for Upload {
 }
 
 async fn upload(ctx: &mut ActionContext<'_>, args: &UploadArgs) -> Result<Value, BrowserError> {
-    let path = ctx.resolve(&args.path);
+    let path = ctx
+        .resolve(&args.path)
+        .map_err(|e| BrowserError::permanent(format!("{:#}", e.error)))?;
     let shown = ctx.display_path(&path);
     ctx.detail("path", shown.clone());
     let (sha, size) = crate::fsutil::sha256_file(&path)

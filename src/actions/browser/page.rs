@@ -416,7 +416,9 @@ async fn screenshot(
     let sha = sha256_hex(&png);
     let path = match &args.path {
         Some(p) => {
-            let path = ctx.resolve(p);
+            let path = ctx
+                .resolve(p)
+                .map_err(|e| BrowserError::permanent(format!("{:#}", e.error)))?;
             write_atomic(&path, &png).map_err(|e| {
                 BrowserError::permanent(format!("cannot save the screenshot: {e:#}"))
             })?;
@@ -543,7 +545,9 @@ async fn download(ctx: &mut ActionContext<'_>, args: &DownloadArgs) -> Result<Va
         .unwrap_or_default();
     let mut path = ctx.display_path(&found);
     if let Some(dest) = &args.save_to {
-        let dest = ctx.resolve(dest);
+        let dest = ctx
+            .resolve(dest)
+            .map_err(|e| BrowserError::permanent(format!("{:#}", e.error)))?;
         write_atomic(&dest, &bytes)
             .map_err(|e| BrowserError::permanent(format!("cannot save the download: {e:#}")))?;
         path = ctx.display_path(&dest);

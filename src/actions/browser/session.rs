@@ -381,6 +381,9 @@ impl Driver {
             .map_err(|e| (false, format!("cannot create a profile folder: {e}")))?;
         std::fs::create_dir_all(root.path().join("profile"))
             .map_err(|e| (false, format!("cannot create a profile folder: {e}")))?;
+        // A run killed with SIGKILL leaves this folder; the next clerk removes it.
+        crate::process::write_owner(root.path())
+            .map_err(|e| (false, format!("cannot create a profile folder: {e}")))?;
         let log_path = root.path().join("chromedriver.log");
         let log = std::fs::File::create(&log_path)
             .map_err(|e| (false, format!("cannot create its log: {e}")))?;

@@ -52,6 +52,9 @@ impl Action for Send {
             .as_ref()
             .map(|a| a.specs())
             .unwrap_or_default();
+        for spec in &specs {
+            ctx.resolve(&spec.path)?;
+        }
         let attachments = {
             let workspace = ctx.run.workspace.clone();
             tokio::task::spawn_blocking(move || {

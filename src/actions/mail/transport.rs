@@ -56,6 +56,10 @@ pub async fn send_file(outbox: &Path, prepared: &Prepared) -> Result<Delivery, A
 }
 
 /// Sends over SMTP; `password` comes from the secret named in the config.
+/// The whole SMTP exchange of one attempt (connect, greeting, TLS, login, the
+/// message and its reply) must finish within this many `mail.smtp.timeout`s.
+pub const SMTP_DEADLINE_FACTOR: u32 = 4;
+
 pub async fn send_smtp(
     cfg: &SmtpConfig,
     password: Option<String>,
@@ -89,7 +93,21 @@ pub async fn send_smtp(
             .authentication(vec![Mechanism::Plain, Mechanism::Login]);
     }
     let transport = builder.build();
-    match transport.send(prepared.message.clone()).await {
+    // lettre's timeout covers connecting only (a server that accepts and then
+    // never answers would hang the run for good), so the whole exchange has a
+    // deadline of its own: SMTP_DEADLINE_FACTOR × `mail.smtp.timeout`.
+    let deadline = cfg.timeout.saturating_mul(SMTP_DEADLINE_FACTOR);
+    let sent = match tokio::time::timeout(deadline, transport.send(prepared.message.clone())).await
+    {
+        Ok(r) => r,
+        Err(_) => {
+            return Err(ActionError::retryable(anyhow::anyhow!(
+                "the SMTP exchange with {server} did not finish within {} (4 × `mail.smtp.timeout`); the server accepted the connection but stopped answering",
+                humantime::format_duration(deadline)
+            )));
+        }
+    };
+    match sent {
         Ok(response) => {
             let text: Vec<&str> = response.message().collect();
             Ok(Delivery {

@@ -105,6 +105,7 @@ pub fn read_into(
     builder: &mut Builder,
     shown: &str,
     cancel: &tokio_util::sync::CancellationToken,
+    max_cell_bytes: usize,
 ) -> anyhow::Result<()> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -125,6 +126,14 @@ pub fn read_into(
             bail!("cancelled");
         }
         for (col, field) in record.iter().enumerate() {
+            if field.len() > max_cell_bytes {
+                bail!(
+                    "{shown}: the field in column {} of line {} holds {} bytes, over the limit of {max_cell_bytes} (`max_cell_bytes`); refusing to read it",
+                    col + 1,
+                    record.position().map_or(0, |p| p.line()),
+                    field.len()
+                );
+            }
             let value = if infer_types {
                 infer(field)
             } else if field.is_empty() {

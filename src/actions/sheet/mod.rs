@@ -10,6 +10,7 @@ mod delimited;
 mod read;
 mod rows;
 mod write;
+mod zipcheck;
 
 pub use read::{Read, ReadArgs, ReadOutcome, read_path};
 pub use rows::{Table, Warnings};

@@ -68,6 +68,33 @@ pub struct ReadArgs {
     /// Stop after this many data rows (default: all).
     #[serde(default)]
     pub max_rows: Option<u64>,
+    /// Refuse a cell holding more than this many bytes of text (default
+    /// 1 MiB; Excel itself stops at 32,767 characters). Protects the run from a
+    /// hostile file; raise it for a file you trust.
+    #[serde(default)]
+    pub max_cell_bytes: Option<u64>,
+    /// Refuse a workbook part (a sheet's XML, the shared strings) that
+    /// decompresses to more than this many bytes (default 512 MiB), checked
+    /// before anything is decoded: a 1 MB xlsx can inflate to gigabytes.
+    #[serde(default)]
+    pub max_sheet_bytes: Option<u64>,
+    /// Refuse a sheet with more than this many rows (default 5,000,000; Excel
+    /// holds at most 1,048,576). Unlike `max_rows`, this is an error, not a stop.
+    #[serde(default)]
+    pub max_sheet_rows: Option<u64>,
+}
+
+/// Default limits of `sheet.read` (see the arguments).
+pub const DEFAULT_MAX_CELL_BYTES: u64 = 1 << 20;
+pub const DEFAULT_MAX_SHEET_BYTES: u64 = 512 << 20;
+pub const DEFAULT_MAX_SHEET_ROWS: u64 = 5_000_000;
+
+/// The decoding limits of one read.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    cell_bytes: usize,
+    sheet_bytes: u64,
+    sheet_rows: u32,
 }
 
 fn yes() -> bool {
@@ -87,7 +114,7 @@ impl Action for Read {
     const RESULT: &'static str = "{ rows: [ {column: value} ], columns, count, sheet }";
 
     async fn run(ctx: &mut ActionContext<'_>, args: Self::Args) -> ActionResult {
-        let path = ctx.resolve(&args.path);
+        let path = ctx.resolve(&args.path)?;
         let shown = ctx.display_path(&path);
         ctx.target(shown.clone());
         ctx.detail("path", shown.clone());
@@ -183,6 +210,7 @@ struct Request {
     delimiter: Option<u8>,
     encoding: Option<String>,
     infer_types: bool,
+    limits: Limits,
 }
 
 const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
@@ -238,6 +266,13 @@ impl Request {
             delimiter,
             encoding: args.encoding.clone(),
             infer_types: args.infer_types,
+            limits: Limits {
+                cell_bytes: usize::try_from(args.max_cell_bytes.unwrap_or(DEFAULT_MAX_CELL_BYTES))
+                    .unwrap_or(usize::MAX),
+                sheet_bytes: args.max_sheet_bytes.unwrap_or(DEFAULT_MAX_SHEET_BYTES),
+                sheet_rows: u32::try_from(args.max_sheet_rows.unwrap_or(DEFAULT_MAX_SHEET_ROWS))
+                    .unwrap_or(u32::MAX),
+            },
         })
     }
 
@@ -304,6 +339,10 @@ impl Request {
     fn read(self, bytes: Vec<u8>, cancel: &CancellationToken) -> anyhow::Result<(String, Table)> {
         let format = self.format(&bytes)?;
         let shown = self.shown.clone();
+        if bytes.starts_with(ZIP_MAGIC) {
+            super::zipcheck::check_declared_sizes(&bytes, self.limits.sheet_bytes, &shown)?;
+        }
+        let limits = self.limits;
         let mut builder = Builder::new(self.shape.clone());
         let sheet = match format {
             Format::Csv { tab } => {
@@ -323,6 +362,7 @@ impl Request {
                     &mut builder,
                     &shown,
                     cancel,
+                    limits.cell_bytes,
                 )?;
                 self.stem.clone()
             }
@@ -334,7 +374,7 @@ impl Request {
                     // A chart sheet or an empty `<sheetData/>`: no cells.
                     Err(XlsxError::NotAWorksheet(_)) => {}
                     Err(e) => return Err(self.sheet_error(format, &name, e)),
-                    Ok(mut cells) => pipeline(&mut builder, cancel, || {
+                    Ok(mut cells) => pipeline(&mut builder, cancel, limits, &shown, || {
                         cells
                             .next_cell()
                             .map(|c| c.map(|c| (c.get_position(), c.get_value().clone())))
@@ -350,7 +390,7 @@ impl Request {
                 let mut cells = wb
                     .worksheet_cells_reader(&name)
                     .map_err(|e| self.sheet_error(format, &name, e))?;
-                pipeline(&mut builder, cancel, || {
+                pipeline(&mut builder, cancel, limits, &shown, || {
                     cells
                         .next_cell()
                         .map(|c| c.map(|c| (c.get_position(), c.get_value().clone())))
@@ -460,6 +500,8 @@ impl Request {
 fn pipeline<'a>(
     builder: &mut Builder,
     cancel: &CancellationToken,
+    limits: Limits,
+    shown: &str,
     mut next: impl FnMut() -> anyhow::Result<Option<((u32, u32), DataRef<'a>)>>,
 ) -> anyhow::Result<()> {
     const BATCH: usize = 4096;
@@ -479,6 +521,9 @@ fn pipeline<'a>(
         let result = loop {
             match next() {
                 Ok(Some(cell)) => {
+                    if let Err(e) = within_limits(&cell, limits, shown) {
+                        break Err(e);
+                    }
                     batch.push(cell);
                     if batch.len() == BATCH {
                         let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
@@ -503,6 +548,34 @@ fn pipeline<'a>(
         }
         result
     })
+}
+
+/// A cell beyond `max_sheet_rows`, or with more text than `max_cell_bytes`.
+fn within_limits(
+    cell: &((u32, u32), DataRef<'_>),
+    limits: Limits,
+    shown: &str,
+) -> anyhow::Result<()> {
+    let ((row, col), value) = cell;
+    if *row >= limits.sheet_rows {
+        bail!(
+            "{shown} has more than {} rows (`max_sheet_rows`); refusing to read it — raise `max_sheet_rows` on the step if the file is trusted",
+            limits.sheet_rows
+        );
+    }
+    let len = match value {
+        DataRef::String(s) => s.len(),
+        DataRef::SharedString(s) => s.len(),
+        _ => 0,
+    };
+    if len > limits.cell_bytes {
+        bail!(
+            "cell {} of {shown} holds {len} bytes of text, over the limit of {} (`max_cell_bytes`); refusing to read it",
+            format!("{}{}", super::cells::col_name(*col), row + 1),
+            limits.cell_bytes
+        );
+    }
+    Ok(())
 }
 
 fn feed_range(range: &Range<Data>, ods: bool, builder: &mut Builder) {

@@ -76,7 +76,7 @@ impl Action for Write {
     const RESULT: &'static str = "{ path, sha256, rows, sheet }";
 
     async fn run(ctx: &mut ActionContext<'_>, args: Self::Args) -> ActionResult {
-        let path = ctx.resolve(&args.path);
+        let path = ctx.resolve(&args.path)?;
         let shown = ctx.display_path(&path);
         ctx.target(shown.clone());
         ctx.detail("path", shown.clone());
@@ -149,7 +149,7 @@ impl Action for Append {
     const RESULT: &'static str = "{ path, sha256, rows }";
 
     async fn run(ctx: &mut ActionContext<'_>, args: Self::Args) -> ActionResult {
-        let path = ctx.resolve(&args.path);
+        let path = ctx.resolve(&args.path)?;
         let shown = ctx.display_path(&path);
         ctx.target(shown.clone());
         ctx.detail("path", shown.clone());
