@@ -21,6 +21,8 @@ pub struct Config {
     pub max_concurrent_runs: usize,
     pub browser: BrowserConfig,
     pub mail: MailConfig,
+    /// Signing key, checkpoint file and interval (see docs/audit.md).
+    pub audit: crate::audit::config::AuditConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -87,6 +89,7 @@ impl Default for Config {
             max_concurrent_runs: 2,
             browser: BrowserConfig::default(),
             mail: MailConfig::default(),
+            audit: Default::default(),
         }
     }
 }
@@ -166,6 +169,13 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
     (
         "CLERK_MAIL_SMTP_ACCEPT_INVALID_CERTS",
         &["mail", "smtp", "accept_invalid_certs"],
+    ),
+    ("CLERK_AUDIT_KEY", &["audit", "key"]),
+    ("CLERK_AUDIT_CHECKPOINTS", &["audit", "checkpoints"]),
+    ("CLERK_AUDIT_CHECKPOINT_EVERY", &["audit", "checkpoint_every"]),
+    (
+        "CLERK_AUDIT_CHECKPOINT_AFTER_RUN",
+        &["audit", "checkpoint_after_run"],
     ),
 ];
 

@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "scheduler",
         sql: include_str!("migrations/0003_scheduler.sql"),
     },
+    Migration {
+        version: 5,
+        name: "evidence",
+        sql: include_str!("migrations/0005_evidence.sql"),
+    },
 ];
 
 /// Arbitrary constant key for `pg_advisory_xact_lock` ("clerk" + "mig").

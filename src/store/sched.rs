@@ -267,6 +267,7 @@ impl Store {
                 outcome: e.outcome,
                 duration_ms: e.duration_ms,
                 error: e.error,
+                hash_format: crate::audit::format::CURRENT,
                 prev_hash: prev_hash.clone(),
                 hash: String::new(),
             };
@@ -281,13 +282,13 @@ impl Store {
         for chunk in stored.chunks(CHUNK) {
             let mut q = String::from(
                 "INSERT INTO audit_events (id, run_id, seq, at, actor, kind, step, step_name, \
-                 action, target, detail, outcome, duration_ms, error, prev_hash, hash) VALUES ",
+                 action, target, detail, outcome, duration_ms, error, hash_format, prev_hash, hash) VALUES ",
             );
             for i in 0..chunk.len() {
                 if i > 0 {
                     q.push_str(", ");
                 }
-                let marks: Vec<String> = (1..=16).map(|c| format!("${}", i * 16 + c)).collect();
+                let marks: Vec<String> = (1..=17).map(|c| format!("${}", i * 17 + c)).collect();
                 q.push('(');
                 q.push_str(&marks.join(", "));
                 q.push(')');
@@ -310,6 +311,7 @@ impl Store {
                     .bind(ev.outcome.as_deref())
                     .bind(ev.duration_ms)
                     .bind(ev.error.as_deref())
+                    .bind(ev.hash_format)
                     .bind(ev.prev_hash.as_str())
                     .bind(ev.hash.as_str());
             }
