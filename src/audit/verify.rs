@@ -350,6 +350,8 @@ struct Walker<'o> {
     covered: i64,
     /// Public keys seen in unpinned signatures.
     unpinned_signatures: bool,
+    /// An archive file ends here: later checkpoints are not its business.
+    range_end: Option<i64>,
 }
 
 impl<'o> Walker<'o> {
@@ -368,6 +370,7 @@ impl<'o> Walker<'o> {
             wanted: HashMap::new(),
             covered: 0,
             unpinned_signatures: false,
+            range_end: None,
         }
     }
 
@@ -514,7 +517,8 @@ impl<'o> Walker<'o> {
         {
             return Some("checkpoint signature does not verify (forged or chain recomputed?)".into());
         }
-        self.covered = self.covered.max(cp.head_id);
+        // The checkpoint covers the events before it, and itself.
+        self.covered = self.covered.max(cp.head_id + 1);
         None
     }
 
@@ -681,6 +685,9 @@ impl<'o> Walker<'o> {
                         return;
                     }
                 }
+            }
+            if self.range_end.is_some_and(|end| cp.head_id > end) {
+                continue; // after the archive: checked against the store
             }
             newest = newest.max(cp.head_id);
             if cp.head_id <= archived {
@@ -871,6 +878,7 @@ pub fn verify_export(path: &Path, opts: &VerifyOptions) -> anyhow::Result<Verify
     };
     let cps = load_checkpoints(opts)?;
     let mut w = Walker::new(opts, start);
+    w.range_end = trailer.as_ref().map(|t| t.archive.start.through_id);
     for (_, cp) in &cps {
         w.wanted.insert(cp.head_id, None);
     }
