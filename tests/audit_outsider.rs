@@ -70,7 +70,7 @@ fn outsider_script_verifies_a_real_export_and_catches_edits() {
     for needle in [
         "0.1",
         "1e-7",
-        "1e21",
+        "1e+21",
         "Zoë 😀",
         "ключ",
         "\\u0001",
@@ -156,17 +156,33 @@ fn cli_verify_checks_runs_checkpoints_and_reports_exit_codes() {
     assert_eq!(json["runs_checked"], 1);
     assert_eq!(json["checkpoints_checked"], 1);
 
-    // A manual checkpoint is appended to the file and the chain.
-    let cp = ws.clerk(&["audit", "checkpoint", "--json"]).ok().json();
-    assert_eq!(cp["format"], "clerk-checkpoint/1");
-    assert_eq!(ws.read(".clerk/checkpoints.jsonl").lines().count(), 2);
+    // The run ended with a checkpoint: nothing new to cover.
     assert_eq!(
         ws.clerk(&["audit", "checkpoint"]).ok().stdout().trim(),
         "nothing new to checkpoint"
     );
+    // A run without its end-of-run checkpoint (configured off), then a
+    // manual one: appended to the file and the chain.
+    ws.clerk_env(
+        &["run", "playbooks/outsider.yaml"],
+        &[("CLERK_AUDIT_CHECKPOINT_AFTER_RUN", "false")],
+    )
+    .ok();
+    assert_eq!(ws.read(".clerk/checkpoints.jsonl").lines().count(), 1);
+    let cp = ws.clerk(&["audit", "checkpoint", "--json"]).ok().json();
+    assert_eq!(cp["format"], "clerk-checkpoint/1");
+    assert_eq!(cp["signature"].as_str().map(str::len), Some(128));
+    assert_eq!(ws.read(".clerk/checkpoints.jsonl").lines().count(), 2);
+    let ok = ws.clerk(&["audit", "verify"]);
+    assert_eq!(ok.code(), 0, "{}", ok.stdout());
+    assert!(
+        ok.stdout().contains("2 runs, 2 checkpoints"),
+        "{}",
+        ok.stdout()
+    );
 
     // The run's status flipped in the table.
-    common::sql(&ws, "UPDATE runs SET status = 'failed'");
+    common::sql(&ws, "UPDATE runs SET status = 'failed' WHERE id = (SELECT MIN(id) FROM runs)");
     let bad = ws.clerk(&["audit", "verify"]);
     assert_eq!(bad.code(), 1);
     assert!(
@@ -177,7 +193,7 @@ fn cli_verify_checks_runs_checkpoints_and_reports_exit_codes() {
         "{}",
         bad.stdout()
     );
-    common::sql(&ws, "UPDATE runs SET status = 'succeeded'");
+    common::sql(&ws, "UPDATE runs SET status = 'succeeded' WHERE id = (SELECT MIN(id) FROM runs)");
     assert_eq!(ws.clerk(&["audit", "verify"]).code(), 0);
 
     // The last events deleted: caught through the default checkpoint file,

@@ -156,7 +156,8 @@ pub async fn audit(ws: &Workspace, cmd: AuditCommand) -> anyhow::Result<u8> {
                         " — unsigned: no audit key (`clerk audit keygen`)"
                     }
                 )),
-                (None, _) => output::out("nothing new to checkpoint"),
+                (None, true) => output::out_json(&serde_json::Value::Null),
+                (None, false) => output::out("nothing new to checkpoint"),
             }
             Ok(code::OK)
         }
