@@ -104,7 +104,8 @@ async fn fill(store: &Store, ws: &std::path::Path, n: usize) -> usize {
                 .await
                 .expect("insert run");
         }
-        let started = format_ts(&(start + chrono::Duration::microseconds((run_no * PER_RUN) as i64)));
+        let started =
+            format_ts(&(start + chrono::Duration::microseconds((run_no * PER_RUN) as i64)));
         let finished = format_ts(
             &(start + chrono::Duration::microseconds((run_no * PER_RUN + PER_RUN - 1) as i64)),
         );
@@ -125,7 +126,8 @@ async fn fill(store: &Store, ws: &std::path::Path, n: usize) -> usize {
                     std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
                     let bytes: Vec<u8> = (0..ARTIFACT_BYTES).map(|b| (b * 31 + i) as u8).collect();
                     std::fs::write(&full, &bytes).expect("write artifact");
-                    d["artifacts"] = json!([{"path": rel, "sha256": clerk::fsutil::sha256_hex(&bytes)}]);
+                    d["artifacts"] =
+                        json!([{"path": rel, "sha256": clerk::fsutil::sha256_hex(&bytes)}]);
                     artifacts += 1;
                 }
                 ("action", d)

@@ -172,7 +172,10 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
     ),
     ("CLERK_AUDIT_KEY", &["audit", "key"]),
     ("CLERK_AUDIT_CHECKPOINTS", &["audit", "checkpoints"]),
-    ("CLERK_AUDIT_CHECKPOINT_EVERY", &["audit", "checkpoint_every"]),
+    (
+        "CLERK_AUDIT_CHECKPOINT_EVERY",
+        &["audit", "checkpoint_every"],
+    ),
     (
         "CLERK_AUDIT_CHECKPOINT_AFTER_RUN",
         &["audit", "checkpoint_after_run"],

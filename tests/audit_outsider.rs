@@ -84,11 +84,17 @@ fn outsider_script_verifies_a_real_export_and_catches_edits() {
 
     let (code, out) = script(&[e, "--checkpoints", cps, "--pubkey", &public]);
     assert_eq!(code, 0, "{out}");
-    assert_eq!(out.trim(), format!("ok: {n} events verified, 1 checkpoints"));
+    assert_eq!(
+        out.trim(),
+        format!("ok: {n} events verified, 1 checkpoints")
+    );
     // clerk agrees, offline.
     let run = ws.clerk(&["audit", "verify", "--export", e, "--checkpoints", cps]);
     assert_eq!(run.code(), 0, "{}", run.stdout());
-    assert!(run.stdout().starts_with(&format!("ok: {n} events verified")));
+    assert!(
+        run.stdout()
+            .starts_with(&format!("ok: {n} events verified"))
+    );
 
     // An edited value.
     let edited = ws.write("edited.jsonl", &text.replacen("Zoë", "Zoe", 1));
@@ -182,7 +188,10 @@ fn cli_verify_checks_runs_checkpoints_and_reports_exit_codes() {
     );
 
     // The run's status flipped in the table.
-    common::sql(&ws, "UPDATE runs SET status = 'failed' WHERE id = (SELECT MIN(id) FROM runs)");
+    common::sql(
+        &ws,
+        "UPDATE runs SET status = 'failed' WHERE id = (SELECT MIN(id) FROM runs)",
+    );
     let bad = ws.clerk(&["audit", "verify"]);
     assert_eq!(bad.code(), 1);
     assert!(
@@ -193,7 +202,10 @@ fn cli_verify_checks_runs_checkpoints_and_reports_exit_codes() {
         "{}",
         bad.stdout()
     );
-    common::sql(&ws, "UPDATE runs SET status = 'succeeded' WHERE id = (SELECT MIN(id) FROM runs)");
+    common::sql(
+        &ws,
+        "UPDATE runs SET status = 'succeeded' WHERE id = (SELECT MIN(id) FROM runs)",
+    );
     assert_eq!(ws.clerk(&["audit", "verify"]).code(), 0);
 
     // The last events deleted: caught through the default checkpoint file,

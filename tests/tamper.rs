@@ -154,7 +154,11 @@ impl Fixture {
         }
         let mut ev = NewEvent::new("run.finished", "ana")
             .run(&id)
-            .outcome(if status == "succeeded" { "ok" } else { "failed" })
+            .outcome(if status == "succeeded" {
+                "ok"
+            } else {
+                "failed"
+            })
             .detail(json!({"status": status}));
         let mut change = RunChange {
             status: Some(status.into()),
@@ -166,10 +170,16 @@ impl Fixture {
             change.error = Some("the portal rejected permit P-1-6".into());
         }
         self.store.transition_run(&id, change, ev).await.unwrap();
-        checkpoint::write(&self.store, &self.config, self.ws(), "clerk", "run.finished")
-            .await
-            .unwrap()
-            .expect("a checkpoint was written");
+        checkpoint::write(
+            &self.store,
+            &self.config,
+            self.ws(),
+            "clerk",
+            "run.finished",
+        )
+        .await
+        .unwrap()
+        .expect("a checkpoint was written");
         self.runs.push(id);
     }
 
@@ -286,22 +296,58 @@ async fn update_of_any_column(f: Fixture) {
     assert_ok(&f.verify().await);
     // Event 12: an action of the second run (all columns set).
     let edits: &[(&str, &str, &str)] = &[
-        ("run_id", "run_id = run_id || 'X'", "run_id = substr(run_id, 1, 26)"),
+        (
+            "run_id",
+            "run_id = run_id || 'X'",
+            "run_id = substr(run_id, 1, 26)",
+        ),
         ("seq", "seq = seq + 1000", "seq = seq - 1000"),
-        ("at", "at = replace(at, 'Z', '1Z')", "at = replace(at, '1Z', 'Z')"),
+        (
+            "at",
+            "at = replace(at, 'Z', '1Z')",
+            "at = replace(at, '1Z', 'Z')",
+        ),
         ("actor", "actor = 'mallory'", "actor = 'ana'"),
         ("kind", "kind = 'action2'", "kind = 'action'"),
-        ("step", "step = step || '9'", "step = substr(step, 1, length(step) - 1)"),
-        ("step_name", "step_name = 'Other'", "step_name = 'Enter the case'"),
-        ("action", "action = 'browser.click'", "action = 'browser.fill'"),
-        ("target", "target = 'label=Fee'", "target = 'label=Permit number'"),
-        ("detail", "detail = replace(detail, 'P-1', 'P-9')", "detail = replace(detail, 'P-9', 'P-1')"),
+        (
+            "step",
+            "step = step || '9'",
+            "step = substr(step, 1, length(step) - 1)",
+        ),
+        (
+            "step_name",
+            "step_name = 'Other'",
+            "step_name = 'Enter the case'",
+        ),
+        (
+            "action",
+            "action = 'browser.click'",
+            "action = 'browser.fill'",
+        ),
+        (
+            "target",
+            "target = 'label=Fee'",
+            "target = 'label=Permit number'",
+        ),
+        (
+            "detail",
+            "detail = replace(detail, 'P-1', 'P-9')",
+            "detail = replace(detail, 'P-9', 'P-1')",
+        ),
         ("outcome", "outcome = 'failed'", "outcome = 'ok'"),
         ("duration_ms", "duration_ms = 99", "duration_ms = 12"),
         ("error", "error = 'x'", "error = 'none'"),
         ("hash_format", "hash_format = 1", "hash_format = 2"),
-        ("prev_hash", "prev_hash = '0000000000000000000000000000000000000000000000000000000000000001'", ""),
-        ("hash", "hash = '0000000000000000000000000000000000000000000000000000000000000001'", ""),
+        (
+            "prev_hash",
+            "prev_hash = '0000000000000000000000000000000000000000000000000000000000000001'",
+            "",
+        ),
+        (
+            "hash",
+            "hash = '0000000000000000000000000000000000000000000000000000000000000001'",
+            "",
+        ),
         ("id", "id = 1000", "id = 12"),
     ];
     for (col, edit, undo) in edits {
@@ -320,7 +366,11 @@ async fn update_of_any_column(f: Fixture) {
             assert!(reason.contains("hash does not match"), "{col}: {reason}");
         }
         if undo.is_empty() {
-            let col_value = if *col == "hash" { &before.hash } else { &before.prev_hash };
+            let col_value = if *col == "hash" {
+                &before.hash
+            } else {
+                &before.prev_hash
+            };
             f.exec(&format!(
                 "UPDATE audit_events SET {col} = '{col_value}' WHERE id = 12"
             ))
@@ -339,7 +389,10 @@ async fn delete_in_the_middle(f: Fixture) {
     let r = f.verify().await;
     assert_eq!(
         first_bad(&r),
-        (15, "event 15: previous event 14 is missing (deleted?)".into())
+        (
+            15,
+            "event 15: previous event 14 is missing (deleted?)".into()
+        )
     );
 }
 
@@ -360,7 +413,8 @@ async fn delete_of_the_last_5_events(f: Fixture) {
     assert!(
         r.bad_runs
             .iter()
-            .any(|b| b.run == f.runs[2] && b.reason.contains("status is succeeded in runs but running")),
+            .any(|b| b.run == f.runs[2]
+                && b.reason.contains("status is succeeded in runs but running")),
         "{:?}",
         r.bad_runs
     );
@@ -394,16 +448,21 @@ async fn removed_run_with_rebuilt_chain(f: Fixture) {
         .events()
         .await
         .into_iter()
-        .filter(|e| e.run_id.as_deref() != Some(run.as_str()) && (e.kind != "audit.checkpoint" || e.id == 9))
+        .filter(|e| {
+            e.run_id.as_deref() != Some(run.as_str()) && (e.kind != "audit.checkpoint" || e.id == 9)
+        })
         .collect();
     f.rewrite_chain(keep).await;
-    f.exec(&format!("DELETE FROM runs WHERE id = '{run}'")).await;
+    f.exec(&format!("DELETE FROM runs WHERE id = '{run}'"))
+        .await;
     let r = f.verify().await;
     assert!(r.first_bad.is_none(), "{:?}", r.first_bad);
     assert!(r.bad_runs.is_empty(), "{:?}", r.bad_runs);
     let why = bad_checkpoint(&r);
     assert!(
-        why.contains("line 2") && why.contains("event 17") && why.contains("does not match the store"),
+        why.contains("line 2")
+            && why.contains("event 17")
+            && why.contains("does not match the store"),
         "{why}"
     );
 }
@@ -419,8 +478,10 @@ async fn insert_of_a_forged_event(f: Fixture) {
     forged.target = Some("label=Forged".into());
     forged.prev_hash = evs[11].hash.clone();
     forged.hash = forged.compute_hash();
-    f.exec("UPDATE audit_events SET id = id + 1000 WHERE id >= 13").await;
-    f.exec("UPDATE audit_events SET id = id - 999 WHERE id >= 1013").await;
+    f.exec("UPDATE audit_events SET id = id + 1000 WHERE id >= 13")
+        .await;
+    f.exec("UPDATE audit_events SET id = id - 999 WHERE id >= 1013")
+        .await;
     let q = format!(
         "INSERT INTO audit_events (id, run_id, seq, at, actor, kind, step, step_name, action, \
          target, detail, outcome, duration_ms, error, hash_format, prev_hash, hash) \
@@ -461,7 +522,10 @@ async fn appending_a_forged_event_at_the_end(f: Fixture) {
     let (id, reason) = first_bad(&r);
     assert_eq!(id, forged.id, "{reason}");
     assert!(
-        reason.contains(&format!("action event of run {} comes after the run ended at event 8", f.runs[0])),
+        reason.contains(&format!(
+            "action event of run {} comes after the run ended at event 8",
+            f.runs[0]
+        )),
         "{reason}"
     );
 }
@@ -507,7 +571,10 @@ async fn whole_chain_recomputed_after_an_edit(f: Fixture) {
     let r = f.verify().await;
     assert!(r.first_bad.is_none(), "{:?}", r.first_bad);
     let why = bad_checkpoint(&r);
-    assert!(why.contains("line 2") && why.contains("does not match the store"), "{why}");
+    assert!(
+        why.contains("line 2") && why.contains("does not match the store"),
+        "{why}"
+    );
 }
 
 /// The database replaced by a copy taken after the second run.
@@ -519,7 +586,8 @@ async fn database_replaced_by_an_older_copy(mut f: Fixture) {
         Backend::Sqlite => {
             f.exec("DELETE FROM audit_events WHERE id > 18").await;
             let run = f.runs[2].clone();
-            f.exec(&format!("DELETE FROM runs WHERE id = '{run}'")).await;
+            f.exec(&format!("DELETE FROM runs WHERE id = '{run}'"))
+                .await;
             let q = format!("VACUUM INTO '{}'", old.display());
             f.exec(&q).await;
             let path = f.ws().join(".clerk/clerk.db");
@@ -536,7 +604,8 @@ async fn database_replaced_by_an_older_copy(mut f: Fixture) {
             // Restoring yesterday's dump: the rows written since are gone.
             f.exec("DELETE FROM audit_events WHERE id > 18").await;
             let run = f.runs[2].clone();
-            f.exec(&format!("DELETE FROM runs WHERE id = '{run}'")).await;
+            f.exec(&format!("DELETE FROM runs WHERE id = '{run}'"))
+                .await;
         }
     }
     let r = f.verify().await;
@@ -562,7 +631,9 @@ async fn artifact_changed(f: Fixture) {
     let b = &r.bad_artifacts[0];
     assert_eq!((b.event, b.path.as_str()), (event, rel.as_str()));
     assert!(
-        b.reason.starts_with(&format!("event {event}: artifact {rel} has changed (sha256 ")),
+        b.reason.starts_with(&format!(
+            "event {event}: artifact {rel} has changed (sha256 "
+        )),
         "{}",
         b.reason
     );
@@ -592,7 +663,10 @@ async fn checkpoint_file_edited(f: Fixture) {
     lines[1] = cp.to_string();
     std::fs::write(f.checkpoints(), lines.join("\n") + "\n").unwrap();
     let why = bad_checkpoint(&f.verify().await);
-    assert!(why.contains("line 2") && why.contains("signature that does not verify"), "{why}");
+    assert!(
+        why.contains("line 2") && why.contains("signature that does not verify"),
+        "{why}"
+    );
 }
 
 /// Archive the first two runs: the store still verifies (from the archived
@@ -612,19 +686,26 @@ async fn archive_keeps_the_proof(f: Fixture) {
     assert_ok(&r);
     assert_eq!(r.archived_through, Some(18));
     assert_eq!(r.events, 10, "9 events of run 3 + audit.archived");
-    assert_eq!(r.runs_checked, 3, "archived runs still checked against the marker");
+    assert_eq!(
+        r.runs_checked, 3,
+        "archived runs still checked against the marker"
+    );
     // The archive verifies offline, with the checkpoints it covers.
     let offline = audit::verify_export(&out, &f.opts()).unwrap();
     assert_ok(&offline);
     assert_eq!(offline.events, 18);
     // A status flip of an archived run is still caught.
     let run = &f.runs[0];
-    f.exec(&format!("UPDATE runs SET status = 'failed' WHERE id = '{run}'"))
-        .await;
+    f.exec(&format!(
+        "UPDATE runs SET status = 'failed' WHERE id = '{run}'"
+    ))
+    .await;
     let r = f.verify().await;
     assert!(r.bad_runs.iter().any(|b| &b.run == run), "{:?}", r.bad_runs);
     // An edited archive fails.
-    let text = std::fs::read_to_string(&out).unwrap().replace("P-0-2", "P-0-7");
+    let text = std::fs::read_to_string(&out)
+        .unwrap()
+        .replace("P-0-2", "P-0-7");
     std::fs::write(&out, text).unwrap();
     let offline = audit::verify_export(&out, &f.opts()).unwrap();
     assert!(offline.first_bad.is_some(), "{offline:?}");

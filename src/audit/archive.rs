@@ -103,8 +103,8 @@ pub async fn archive(
         let Some(last) = page.last() else { break };
         after = last.id;
         for e in page.into_iter().filter(|e| e.id <= through) {
-            let line = serde_json::to_string(&e)
-                .with_context(|| format!("serialise event {}", e.id))?;
+            let line =
+                serde_json::to_string(&e).with_context(|| format!("serialise event {}", e.id))?;
             let line = format!("{line}\n");
             sha2::Digest::update(&mut hasher, line.as_bytes());
             tmp.write_all(line.as_bytes())

@@ -152,9 +152,8 @@ pub fn read_file(path: &Path) -> anyhow::Result<Vec<(usize, Checkpoint)>> {
         if line.trim().is_empty() {
             continue;
         }
-        let cp: Checkpoint = serde_json::from_str(line).with_context(|| {
-            format!("{}:{}: not a checkpoint record", path.display(), i + 1)
-        })?;
+        let cp: Checkpoint = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not a checkpoint record", path.display(), i + 1))?;
         out.push((i + 1, cp));
     }
     Ok(out)
@@ -179,7 +178,10 @@ pub async fn periodic(
     workspace: std::path::PathBuf,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let every = config.audit.checkpoint_every.max(std::time::Duration::from_secs(1));
+    let every = config
+        .audit
+        .checkpoint_every
+        .max(std::time::Duration::from_secs(1));
     let actor = "clerk".to_string();
     loop {
         let stopping = tokio::select! {

@@ -107,8 +107,9 @@ pub fn public_from_arg(arg: &str) -> anyhow::Result<VerifyingKey> {
     if let Ok(k) = parse_public(arg) {
         return Ok(k);
     }
-    let text = std::fs::read_to_string(arg)
-        .with_context(|| format!("--pubkey {arg}: neither 64 hex characters nor a readable file"))?;
+    let text = std::fs::read_to_string(arg).with_context(|| {
+        format!("--pubkey {arg}: neither 64 hex characters nor a readable file")
+    })?;
     parse_public(&text).with_context(|| format!("--pubkey {arg}"))
 }
 
@@ -116,7 +117,9 @@ pub fn public_from_arg(arg: &str) -> anyhow::Result<VerifyingKey> {
 pub fn load_public(key: &Path) -> anyhow::Result<Option<VerifyingKey>> {
     let p = pub_path(key);
     match std::fs::read_to_string(&p) {
-        Ok(t) => parse_public(&t).map(Some).with_context(|| p.display().to_string()),
+        Ok(t) => parse_public(&t)
+            .map(Some)
+            .with_context(|| p.display().to_string()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", p.display())),
     }
@@ -149,7 +152,12 @@ mod tests {
         let public = keygen(&path, false).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert!(keygen(&path, false).unwrap_err().to_string().contains("already exists"));
+        assert!(
+            keygen(&path, false)
+                .unwrap_err()
+                .to_string()
+                .contains("already exists")
+        );
         let key = load_signing(&path).unwrap().unwrap();
         let vk = load_public(&path).unwrap().unwrap();
         assert_eq!(hex::encode(vk.to_bytes()), public);
@@ -157,6 +165,11 @@ mod tests {
         assert!(verify(&vk, b"head", &sig));
         assert!(!verify(&vk, b"head2", &sig));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(load_signing(&path).unwrap_err().to_string().contains("chmod 600"));
+        assert!(
+            load_signing(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("chmod 600")
+        );
     }
 }

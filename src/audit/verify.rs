@@ -33,8 +33,8 @@ use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::checkpoint::{self, Checkpoint};
 use super::chain::GENESIS_HASH;
+use super::checkpoint::{self, Checkpoint};
 use super::format::{self, Fields};
 use super::keys;
 use crate::store::Store;
@@ -53,7 +53,10 @@ pub fn is_run_state_kind(kind: &str) -> bool {
 
 /// Kinds after which a run has ended: only more run-state events may follow.
 fn is_terminal_kind(kind: &str) -> bool {
-    matches!(kind, "run.finished" | "run.interrupted" | "scheduler.skipped")
+    matches!(
+        kind,
+        "run.finished" | "run.interrupted" | "scheduler.skipped"
+    )
 }
 
 /// What to check besides the chain itself.
@@ -469,12 +472,8 @@ impl<'o> Walker<'o> {
     /// seq continuity, nothing after a run's end, and the run's state.
     fn check_run(&mut self, row: &ChainRow, detail: &Value) -> Option<String> {
         let Some(run) = row.run_id.as_deref() else {
-            return (row.seq != 0).then(|| {
-                format!(
-                    "seq is {} but events without a run have seq 0",
-                    row.seq
-                )
-            });
+            return (row.seq != 0)
+                .then(|| format!("seq is {} but events without a run have seq 0", row.seq));
         };
         let e = self.runs.entry(run.to_string()).or_default();
         let expected = e.seq + 1;
@@ -515,7 +514,9 @@ impl<'o> Walker<'o> {
         if let Some(sig) = &cp.signature
             && !self.signature_ok(&cp.message(), cp.public_key.as_deref(), sig)
         {
-            return Some("checkpoint signature does not verify (forged or chain recomputed?)".into());
+            return Some(
+                "checkpoint signature does not verify (forged or chain recomputed?)".into(),
+            );
         }
         // The checkpoint covers the events before it, and itself.
         self.covered = self.covered.max(cp.head_id + 1);
@@ -608,7 +609,10 @@ impl<'o> Walker<'o> {
             if let Some(s) = &e.status
                 && status.as_ref() != Some(s)
             {
-                diffs.push(format!("status is {} in runs but {s} in the chain", show(&status)));
+                diffs.push(format!(
+                    "status is {} in runs but {s} in the chain",
+                    show(&status)
+                ));
             }
             if let Some([s, f]) = &e.times {
                 if started != *s {
@@ -861,8 +865,9 @@ pub fn verify_export(path: &Path, opts: &VerifyOptions) -> anyhow::Result<Verify
     {
         let (_, v) = lines.pop().unwrap_or_default();
         trailer = Some(
-            serde_json::from_value::<ArchiveTrailer>(v)
-                .with_context(|| format!("{}: the archive trailer is not readable", path.display()))?,
+            serde_json::from_value::<ArchiveTrailer>(v).with_context(|| {
+                format!("{}: the archive trailer is not readable", path.display())
+            })?,
         );
     }
     let start = match &trailer {
@@ -901,8 +906,7 @@ pub fn verify_export(path: &Path, opts: &VerifyOptions) -> anyhow::Result<Verify
 fn check_trailer(w: &mut Walker<'_>, t: &ArchiveTrailer, path: &Path) -> anyhow::Result<()> {
     let m = &t.archive;
     let mut why = None;
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let body_end = bytes[..bytes.len().saturating_sub(1)]
         .iter()
         .rposition(|b| *b == b'\n')

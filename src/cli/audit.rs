@@ -183,7 +183,11 @@ pub async fn audit(ws: &Workspace, cmd: AuditCommand) -> anyhow::Result<u8> {
                     s.events,
                     s.file,
                     s.sha256,
-                    if s.signed { ", signed" } else { ", UNSIGNED: no audit key" },
+                    if s.signed {
+                        ", signed"
+                    } else {
+                        ", UNSIGNED: no audit key"
+                    },
                     s.marker_event
                 ));
             }
@@ -269,7 +273,9 @@ fn print_report(r: &VerifyReport, opts: &VerifyOptions, json: bool) -> anyhow::R
         }
         let mut line = format!("ok: {}", parts.join(", "));
         if let Some(u) = r.unconfirmed_events.filter(|u| *u > 0) {
-            line.push_str(&format!(" ({u} newest events not yet covered by a checkpoint)"));
+            line.push_str(&format!(
+                " ({u} newest events not yet covered by a checkpoint)"
+            ));
         }
         output::out(&line);
     }

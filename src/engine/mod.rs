@@ -245,7 +245,8 @@ impl Engine {
             .transition_run(run_id, change, event)
             .await
             .with_context(|| format!("cannot record the end of run {run_id}"))?;
-        crate::audit::checkpoint::after_run(self.recorder.store(), &self.config, &req.workspace).await;
+        crate::audit::checkpoint::after_run(self.recorder.store(), &self.config, &req.workspace)
+            .await;
         Ok(RunOutcome {
             id: run_id.to_string(),
             status,

@@ -353,9 +353,7 @@ impl Store {
                 None
             };
             let Some(event) = build(id, &hash, kind.as_deref()) else {
-                tx.rollback()
-                    .await
-                    .map_err(|e| self.err(e, "roll back"))?;
+                tx.rollback().await.map_err(|e| self.err(e, "roll back"))?;
                 return Ok(None);
             };
             let stored = self.append_in_tx(&mut tx, event).await?;
@@ -427,17 +425,24 @@ impl Store {
     /// Every run's state as the `runs` table holds it: (id, status,
     /// started_at, finished_at, error), for verify.
     pub async fn run_states(&self) -> Result<Vec<[Option<String>; 5]>, StoreError> {
-        let rows = sqlx::query("SELECT id, status, started_at, finished_at, error FROM runs ORDER BY id")
-            .fetch_all(self.pool())
-            .await
-            .map_err(|e| self.err(e, "read runs"))?;
+        let rows =
+            sqlx::query("SELECT id, status, started_at, finished_at, error FROM runs ORDER BY id")
+                .fetch_all(self.pool())
+                .await
+                .map_err(|e| self.err(e, "read runs"))?;
         rows.iter()
             .map(|r| {
                 let g = |c: &str| {
                     r.try_get::<Option<String>, _>(c)
                         .map_err(|e| self.err(e, format_args!("read runs.{c}")))
                 };
-                Ok([g("id")?, g("status")?, g("started_at")?, g("finished_at")?, g("error")?])
+                Ok([
+                    g("id")?,
+                    g("status")?,
+                    g("started_at")?,
+                    g("finished_at")?,
+                    g("error")?,
+                ])
             })
             .collect()
     }
