@@ -224,3 +224,61 @@ fn cli_verify_checks_runs_checkpoints_and_reports_exit_codes() {
     assert_eq!(bad.code(), 1);
     assert!(bad.stdout().contains("tail truncated"), "{}", bad.stdout());
 }
+
+#[test]
+fn serve_writes_periodic_checkpoints() {
+    let ws = Workspace::new(Backend::Sqlite);
+    ws.write("playbooks/outsider.yaml", PLAYBOOK);
+    std::fs::create_dir_all(ws.path().join("bots")).unwrap();
+    ws.clerk(&["audit", "keygen"]).ok();
+    ws.clerk_env(
+        &["run", "playbooks/outsider.yaml"],
+        &[("CLERK_AUDIT_CHECKPOINT_AFTER_RUN", "false")],
+    )
+    .ok();
+    let cps = ws.path().join(".clerk/checkpoints.jsonl");
+    assert!(
+        !cps.exists(),
+        "no end-of-run checkpoint when configured off"
+    );
+
+    let log = std::fs::File::create(ws.path().join("serve.log")).unwrap();
+    let mut serve = ws.cmd();
+    serve
+        .args(["serve", "--bots", "bots"])
+        .env("CLERK_AUDIT_CHECKPOINT_EVERY", "1s")
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    let mut child = serve.spawn().expect("start clerk serve");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_to_string(&cps)
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < 1
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no periodic checkpoint: {}",
+            ws.read("serve.log")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", ws.read("serve.log"));
+    let text = ws.read(".clerk/checkpoints.jsonl");
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert!(first["signature"].is_string(), "{first}");
+    let ok = ws.clerk(&["audit", "verify"]);
+    assert_eq!(ok.code(), 0, "{}", ok.stdout());
+    let export = ws.clerk(&["audit", "export"]).ok().stdout();
+    assert!(
+        export.contains("\"reason\":\"serve\""),
+        "the chained checkpoint says it came from serve: {export}"
+    );
+}
