@@ -24,6 +24,8 @@ pub struct Config {
     /// Folders outside the workspace that actions may read and write (absolute,
     /// or relative to the workspace). Everything else outside is refused.
     pub allowed_roots: Vec<String>,
+    /// Signing key, checkpoint file and interval (see docs/audit.md).
+    pub audit: crate::audit::config::AuditConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -107,6 +109,7 @@ impl Default for Config {
             browser: BrowserConfig::default(),
             mail: MailConfig::default(),
             allowed_roots: Vec::new(),
+            audit: Default::default(),
         }
     }
 }
@@ -186,6 +189,16 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
     (
         "CLERK_MAIL_SMTP_ACCEPT_INVALID_CERTS",
         &["mail", "smtp", "accept_invalid_certs"],
+    ),
+    ("CLERK_AUDIT_KEY", &["audit", "key"]),
+    ("CLERK_AUDIT_CHECKPOINTS", &["audit", "checkpoints"]),
+    (
+        "CLERK_AUDIT_CHECKPOINT_EVERY",
+        &["audit", "checkpoint_every"],
+    ),
+    (
+        "CLERK_AUDIT_CHECKPOINT_AFTER_RUN",
+        &["audit", "checkpoint_after_run"],
     ),
 ];
 

@@ -784,19 +784,34 @@ async fn chain_links_and_seq(store: Store) {
         }
         prev = e.hash.clone();
     }
-    // The hash is reproducible from the documented rule.
+    // The hash is reproducible from the documented rule (format 2: SHA-256
+    // of the RFC 8785 canonical JSON of every stored field but the hash).
     let e = &stored[0];
+    assert_eq!(e.hash_format, 2);
     let content = json!({
+        "hash_format": 2, "id": e.id, "run_id": e.run_id, "seq": e.seq,
+        "at": e.at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        "actor": e.actor, "kind": e.kind, "step": e.step, "step_name": e.step_name,
+        "action": e.action, "target": e.target, "detail": e.detail, "outcome": e.outcome,
+        "duration_ms": e.duration_ms, "error": e.error, "item_key": null,
+        "prev_hash": e.prev_hash,
+    });
+    let text = audit::format::jcs(&content).unwrap();
+    assert!(text.starts_with(r#"{"action":"browser.fill","actor":"bot-a","at":"#));
+    use sha2::Digest as _;
+    assert_eq!(hex::encode(sha2::Sha256::digest(text.as_bytes())), e.hash);
+    // Format 1 (events written before migration 0005) still hashes as it did.
+    let v1 = json!({
         "id": e.id, "run_id": e.run_id, "seq": e.seq,
         "at": e.at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
         "actor": e.actor, "kind": e.kind, "step": e.step, "step_name": e.step_name,
         "action": e.action, "target": e.target, "detail": e.detail, "outcome": e.outcome,
         "duration_ms": e.duration_ms, "error": e.error,
     });
-    assert!(
-        canonical_json(&content).starts_with(r#"{"action":"browser.fill","actor":"bot-a","at":"#)
-    );
-    assert_eq!(event_hash(GENESIS_HASH, &content), e.hash);
+    let mut legacy = e.clone();
+    legacy.hash_format = 1;
+    assert!(canonical_json(&v1).starts_with(r#"{"action":"browser.fill","actor":"bot-a","at":"#));
+    assert_eq!(legacy.compute_hash(), event_hash(&e.prev_hash, &v1));
 
     let report = audit::verify(&store).await.unwrap();
     assert!(report.is_ok(), "{report:?}");
@@ -1101,7 +1116,8 @@ async fn export_jsonl_and_csv(store: Store) {
     assert_eq!(&rows[1][9], "a, \"quoted\"\nline");
     let detail: serde_json::Value = serde_json::from_str(&rows[1][10]).unwrap();
     assert_eq!(detail, json!({"z": 1, "a": [1, "two"]}));
-    assert_eq!(&rows[1][15], last.hash);
+    assert_eq!(&rows[1][14], "2", "hash_format");
+    assert_eq!(&rows[1][16], last.hash);
     assert_eq!(&rows[0][6], "", "null as empty cell");
 
     let err = audit::export(

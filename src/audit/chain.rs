@@ -176,6 +176,7 @@ mod tests {
             duration_ms: Some(3),
             error: None,
             item_key: item_key.map(str::to_string),
+            hash_format: 1,
             prev_hash: GENESIS_HASH.into(),
             hash: String::new(),
         }

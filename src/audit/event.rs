@@ -145,9 +145,8 @@ impl OptString for &Option<String> {
 
 /// A stored event: one link of the chain.
 ///
-/// `hash` = hex SHA-256 of `prev_hash` (as its 64-character hex string)
-/// followed by the canonical JSON of all fields above it (see
-/// [`super::chain`]).
+/// `hash` is computed by the event's `hash_format` (see [`super::format`]):
+/// format 2 hashes the RFC 8785 canonical JSON of every other field.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct AuditEvent {
     /// Position in the chain: 1, 2, 3... without gaps.
@@ -168,8 +167,11 @@ pub struct AuditEvent {
     pub outcome: Option<String>,
     pub duration_ms: Option<i64>,
     pub error: Option<String>,
-    /// The work item this event belongs to; hashed only when set, so events
-    /// written before the column existed verify unchanged.
+    /// The hash format of this event (see [`super::format`]); 1 for events
+    /// written before formats were recorded.
+    #[serde(default = "legacy_format")]
+    pub hash_format: i64,
+    /// The work item this event belongs to (null outside an item).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item_key: Option<String>,
     /// The previous event's hash; 64 zeros for the first event.
@@ -177,9 +179,39 @@ pub struct AuditEvent {
     pub hash: String,
 }
 
+fn legacy_format() -> i64 {
+    1
+}
+
 impl AuditEvent {
-    /// Recomputes this event's hash from its content and `prev_hash`.
+    /// Recomputes this event's hash by its `hash_format` (see
+    /// [`super::format`]); an unknown format yields an empty string, which
+    /// matches no hash.
     pub fn compute_hash(&self) -> String {
-        super::chain::event_hash(&self.prev_hash, &super::chain::hashed_content(self))
+        let at = crate::store::time::format_ts(&self.at);
+        super::format::hash(&self.fields(&at)).unwrap_or_default()
+    }
+
+    /// This event's stored fields, with `at` in its stored form.
+    pub fn fields<'a>(&'a self, at: &'a str) -> super::format::Fields<'a> {
+        super::format::Fields {
+            hash_format: self.hash_format,
+            id: self.id,
+            run_id: self.run_id.as_deref(),
+            seq: self.seq,
+            at,
+            actor: &self.actor,
+            kind: &self.kind,
+            step: self.step.as_deref(),
+            step_name: self.step_name.as_deref(),
+            action: self.action.as_deref(),
+            target: self.target.as_deref(),
+            detail: &self.detail,
+            outcome: self.outcome.as_deref(),
+            duration_ms: self.duration_ms,
+            error: self.error.as_deref(),
+            item_key: self.item_key.as_deref(),
+            prev_hash: &self.prev_hash,
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! `clerk audit export`: the audit trail for auditors, as JSONL (one
-//! [`AuditEvent`] JSON object per line, exactly the stored fields) or CSV (a
+//! [`AuditEvent`] JSON object per line, exactly the stored fields, each with
+//! its `hash_format`; `clerk audit verify --export` and docs/verify_export.py
+//! verify it offline) or CSV (a
 //! header row of field names; `detail` as a JSON string; empty cells for
 //! null), optionally for one run (id or unique prefix). [`export_to_file`]
 //! writes atomically: a temporary file in the target directory, renamed over
@@ -18,7 +20,7 @@ use crate::store::time::format_ts;
 const PAGE: i64 = 1000;
 
 /// The CSV columns, in order (also the JSONL field order).
-pub const FIELDS: [&str; 16] = [
+pub const FIELDS: [&str; 18] = [
     "id",
     "run_id",
     "seq",
@@ -33,6 +35,8 @@ pub const FIELDS: [&str; 16] = [
     "outcome",
     "duration_ms",
     "error",
+    "item_key",
+    "hash_format",
     "prev_hash",
     "hash",
 ];
@@ -125,7 +129,7 @@ enum Sink<'a> {
     Jsonl(&'a mut dyn Write),
 }
 
-fn csv_record(e: &AuditEvent) -> [String; 16] {
+fn csv_record(e: &AuditEvent) -> [String; 18] {
     let o = |v: &Option<String>| v.clone().unwrap_or_default();
     [
         e.id.to_string(),
@@ -142,6 +146,8 @@ fn csv_record(e: &AuditEvent) -> [String; 16] {
         o(&e.outcome),
         e.duration_ms.map(|d| d.to_string()).unwrap_or_default(),
         o(&e.error),
+        o(&e.item_key),
+        e.hash_format.to_string(),
         e.prev_hash.clone(),
         e.hash.clone(),
     ]

@@ -16,7 +16,13 @@ pub async fn record_end(
     follow: Option<FollowUpRun>,
 ) -> Result<(RunRow, Option<RunRow>), StoreError> {
     match store
-        .finish_run_and_enqueue(run_id, &["running"], change.clone(), event.clone(), follow.clone())
+        .finish_run_and_enqueue(
+            run_id,
+            &["running"],
+            change.clone(),
+            event.clone(),
+            follow.clone(),
+        )
         .await
     {
         Err(e) if e.is_disk_full() && store.release_space_reserve() => {

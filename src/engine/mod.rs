@@ -384,7 +384,9 @@ impl Engine {
         let (_, queued) =
             diskfull::record_end(self.recorder.store(), run_id, change, event, follow)
                 .await
-            .with_context(|| format!("cannot record the end of run {run_id}"))?;
+                .with_context(|| format!("cannot record the end of run {run_id}"))?;
+        crate::audit::checkpoint::after_run(self.recorder.store(), &self.config, &req.workspace)
+            .await;
         outcome.follow_up = queued.map(|r| r.id);
         Ok(outcome)
     }

@@ -144,6 +144,12 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
         .map_err(|e| anyhow::anyhow!("cannot register this worker in the store: {e}"))?;
     let heartbeat = tokio::spawn(heartbeat(shared.clone()));
     let scheduler = tokio::spawn(scheduler_loop(shared.clone()));
+    let checkpoints = tokio::spawn(crate::audit::checkpoint::periodic(
+        shared.store.clone(),
+        shared.engine.config.clone(),
+        shared.opts.workspace.clone(),
+        shared.stopping.clone(),
+    ));
     let mut pool = Vec::with_capacity(workers);
     for i in 0..workers {
         pool.push(tokio::spawn(worker_loop(shared.clone(), i)));
@@ -167,6 +173,7 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
         let _ = all.await;
     }
     let _ = scheduler.await;
+    let _ = checkpoints.await;
     heartbeat.abort();
     let _ = shared
         .store

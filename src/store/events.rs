@@ -11,7 +11,7 @@ use crate::audit::chain::GENESIS_HASH;
 use crate::audit::{AuditEvent, NewEvent};
 
 pub(super) const EVENT_COLS: &str = "id, run_id, seq, at, actor, kind, step, step_name, action, target, \
-     detail, outcome, duration_ms, error, prev_hash, hash, item_key";
+     detail, outcome, duration_ms, error, hash_format, prev_hash, hash, item_key";
 
 /// A row of `audit_events` exactly as stored (`at` and `detail` unparsed), so
 /// that verify hashes what is really in the table and can report rows that do
@@ -32,9 +32,10 @@ pub struct RawEvent {
     pub outcome: Option<String>,
     pub duration_ms: Option<i64>,
     pub error: Option<String>,
+    pub hash_format: i64,
+    pub item_key: Option<String>,
     pub prev_hash: String,
     pub hash: String,
-    pub item_key: Option<String>,
 }
 
 impl RawEvent {
@@ -59,6 +60,7 @@ impl RawEvent {
             outcome: self.outcome,
             duration_ms: self.duration_ms,
             error: self.error,
+            hash_format: self.hash_format,
             item_key: self.item_key,
             prev_hash: self.prev_hash,
             hash: self.hash,
@@ -85,9 +87,10 @@ pub(super) fn decode_raw(row: &AnyRow) -> Result<RawEvent, sqlx::Error> {
         outcome: row.try_get("outcome")?,
         duration_ms: row.try_get("duration_ms")?,
         error: row.try_get("error")?,
+        hash_format: row.try_get("hash_format")?,
+        item_key: row.try_get("item_key")?,
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
-        item_key: row.try_get("item_key")?,
     })
 }
 
@@ -244,17 +247,24 @@ impl Store {
             outcome: event.outcome,
             duration_ms: event.duration_ms,
             error: event.error,
+            hash_format: crate::audit::format::CURRENT,
             item_key: event.item_key,
             prev_hash,
             hash: String::new(),
         };
+        if let Some(run) = stored.run_id.as_deref()
+            && crate::audit::verify::is_run_state_kind(&stored.kind)
+        {
+            self.snapshot_run_state(conn, run, &mut stored.detail)
+                .await?;
+        }
         stored.hash = stored.compute_hash();
         let detail = serde_json::to_string(&stored.detail)
             .map_err(|e| self.other(format_args!("serialise detail of audit event: {e}")))?;
         let q = self
             .sql(&format!(
                 "INSERT INTO audit_events ({EVENT_COLS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
             ))
             .into_owned();
         sqlx::query(&q)
@@ -272,6 +282,7 @@ impl Store {
             .bind(stored.outcome.as_deref())
             .bind(stored.duration_ms)
             .bind(stored.error.as_deref())
+            .bind(stored.hash_format)
             .bind(stored.prev_hash.as_str())
             .bind(stored.hash.as_str())
             .bind(stored.item_key.as_deref())
@@ -284,5 +295,199 @@ impl Store {
                 )
             })?;
         Ok(stored)
+    }
+
+    /// Puts the run's row as it is now in this transaction (status, times,
+    /// error) into a run.* event's detail under `run_state`, so that verify
+    /// can prove the `runs` table agrees with the chain.
+    async fn snapshot_run_state(
+        &self,
+        conn: &mut AnyConnection,
+        run: &str,
+        detail: &mut serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let Some(obj) = detail.as_object_mut() else {
+            return Ok(());
+        };
+        let q = self.sql("SELECT status, started_at, finished_at, error FROM runs WHERE id = $1");
+        let row = sqlx::query(&q)
+            .bind(run)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| self.err(e, format_args!("read the state of run {run}")))?;
+        if let Some(row) = row {
+            let get = |c: &str| -> Result<Option<String>, StoreError> {
+                row.try_get::<Option<String>, _>(c)
+                    .map_err(|e| self.err(e, format_args!("read runs.{c} of run {run}")))
+            };
+            obj.insert(
+                crate::audit::verify::RUN_STATE_KEY.into(),
+                serde_json::json!({
+                    "status": get("status")?,
+                    "started_at": get("started_at")?,
+                    "finished_at": get("finished_at")?,
+                    "error": get("error")?,
+                }),
+            );
+        }
+        Ok(())
+    }
+
+    /// Appends the event `build` makes from the chain head (id, hash and
+    /// kind of the last event; 0, the genesis hash and `None` for an empty
+    /// chain) in one transaction, so the head it names is the event right
+    /// before it. `build` returning `None` appends nothing.
+    pub async fn append_at_head<F>(&self, build: F) -> Result<Option<AuditEvent>, StoreError>
+    where
+        F: Fn(i64, &str, Option<&str>) -> Option<NewEvent>,
+    {
+        let build = &build;
+        self.write(|| async move {
+            let mut tx = self.begin_write().await?;
+            let (id, hash) = self.lock_chain_head(&mut tx).await?;
+            let kind: Option<String> = if id > 0 {
+                let q = self.sql("SELECT kind FROM audit_events WHERE id = $1");
+                sqlx::query(&q)
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .and_then(|r| r.try_get("kind"))
+                    .map(Some)
+                    .map_err(|e| self.err(e, format_args!("read audit event {id}")))?
+            } else {
+                None
+            };
+            let Some(event) = build(id, &hash, kind.as_deref()) else {
+                tx.rollback().await.map_err(|e| self.err(e, "roll back"))?;
+                return Ok(None);
+            };
+            let stored = self.append_in_tx(&mut tx, event).await?;
+            tx.commit()
+                .await
+                .map_err(|e| self.err(e, format_args!("commit audit event {}", stored.id)))?;
+            Ok(Some(stored))
+        })
+        .await
+    }
+
+    /// Deletes the events with `id <= through_id` (they were written to an
+    /// archive) and appends `marker` (the chained `audit.archived` event) in
+    /// one transaction. Fails, deleting nothing, if the hash of event
+    /// `through_id` is no longer `through_hash`.
+    pub async fn archive_through(
+        &self,
+        through_id: i64,
+        through_hash: &str,
+        marker: NewEvent,
+    ) -> Result<AuditEvent, StoreError> {
+        let marker = &marker;
+        self.write(|| async move {
+            let mut tx = self.begin_write().await?;
+            self.lock_chain_head(&mut tx).await?;
+            let q = self.sql("SELECT hash FROM audit_events WHERE id = $1");
+            let hash: Option<String> = sqlx::query(&q)
+                .bind(through_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| self.err(e, format_args!("read audit event {through_id}")))?
+                .map(|r| r.try_get("hash"))
+                .transpose()
+                .map_err(|e| self.err(e, "read audit_events.hash"))?;
+            if hash.as_deref() != Some(through_hash) {
+                return Err(self.other(format_args!(
+                    "audit event {through_id} changed while it was archived; nothing deleted"
+                )));
+            }
+            let q = self.sql("DELETE FROM audit_events WHERE id <= $1");
+            sqlx::query(&q)
+                .bind(through_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e, "delete archived audit events"))?;
+            let stored = self.append_in_tx(&mut tx, marker.clone()).await?;
+            tx.commit()
+                .await
+                .map_err(|e| self.err(e, "commit the archive"))?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    /// The detail of the newest `audit.archived` event, if any (verify
+    /// starts the chain where it says the archive ended).
+    pub async fn latest_archive_marker(&self) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT detail FROM audit_events WHERE kind = 'audit.archived' ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_optional(self.pool())
+        .await
+        .map_err(|e| self.err(e, "read the last audit.archived event"))?;
+        row.map(|r| r.try_get("detail"))
+            .transpose()
+            .map_err(|e| self.err(e, "read audit_events.detail"))
+    }
+
+    /// Every run's state as the `runs` table holds it: (id, status,
+    /// started_at, finished_at, error), for verify.
+    pub async fn run_states(&self) -> Result<Vec<[Option<String>; 5]>, StoreError> {
+        let rows =
+            sqlx::query("SELECT id, status, started_at, finished_at, error FROM runs ORDER BY id")
+                .fetch_all(self.pool())
+                .await
+                .map_err(|e| self.err(e, "read runs"))?;
+        rows.iter()
+            .map(|r| {
+                let g = |c: &str| {
+                    r.try_get::<Option<String>, _>(c)
+                        .map_err(|e| self.err(e, format_args!("read runs.{c}")))
+                };
+                Ok([
+                    g("id")?,
+                    g("status")?,
+                    g("started_at")?,
+                    g("finished_at")?,
+                    g("error")?,
+                ])
+            })
+            .collect()
+    }
+
+    /// The last event id that `clerk audit archive --before` may archive:
+    /// before the first event at or after `before`, and before the first
+    /// event of any run still queued or running.
+    pub async fn archive_cutoff(&self, before: &str) -> Result<i64, StoreError> {
+        let one = |q: String, bind: Option<String>| async move {
+            let q = self.sql(&q).into_owned();
+            let mut query = sqlx::query(&q);
+            if let Some(b) = bind {
+                query = query.bind(b);
+            }
+            query
+                .fetch_one(self.pool())
+                .await
+                .and_then(|r| r.try_get::<Option<i64>, _>("v"))
+                .map_err(|e| self.err(e, "find the archive cutoff"))
+        };
+        let last = one("SELECT MAX(id) AS v FROM audit_events".into(), None)
+            .await?
+            .unwrap_or(0);
+        let first_new = one(
+            "SELECT MIN(id) AS v FROM audit_events WHERE at >= $1".into(),
+            Some(before.to_string()),
+        )
+        .await?;
+        let first_active = one(
+            "SELECT MIN(e.id) AS v FROM audit_events e JOIN runs r ON r.id = e.run_id \
+             WHERE r.status IN ('queued', 'running')"
+                .into(),
+            None,
+        )
+        .await?;
+        Ok([Some(last + 1), first_new, first_active]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(1)
+            - 1)
     }
 }

@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0004_work_items.sql"),
     },
     Migration {
+        version: 5,
+        name: "evidence",
+        sql: include_str!("migrations/0005_evidence.sql"),
+    },
+    Migration {
         version: 6,
         name: "hardening",
         sql: include_str!("migrations/0006_hardening.sql"),

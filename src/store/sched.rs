@@ -277,6 +277,7 @@ impl Store {
                 duration_ms: e.duration_ms,
                 error: e.error,
                 item_key: e.item_key,
+                hash_format: crate::audit::format::CURRENT,
                 prev_hash: prev_hash.clone(),
                 hash: String::new(),
             };
@@ -291,13 +292,13 @@ impl Store {
         for chunk in stored.chunks(CHUNK) {
             let mut q = String::from(
                 "INSERT INTO audit_events (id, run_id, seq, at, actor, kind, step, step_name, \
-                 action, target, detail, outcome, duration_ms, error, prev_hash, hash, item_key) VALUES ",
+                 action, target, detail, outcome, duration_ms, error, hash_format, prev_hash, hash, item_key) VALUES ",
             );
             for i in 0..chunk.len() {
                 if i > 0 {
                     q.push_str(", ");
                 }
-                let marks: Vec<String> = (1..=17).map(|c| format!("${}", i * 17 + c)).collect();
+                let marks: Vec<String> = (1..=18).map(|c| format!("${}", i * 18 + c)).collect();
                 q.push('(');
                 q.push_str(&marks.join(", "));
                 q.push(')');
@@ -320,6 +321,7 @@ impl Store {
                     .bind(ev.outcome.as_deref())
                     .bind(ev.duration_ms)
                     .bind(ev.error.as_deref())
+                    .bind(ev.hash_format)
                     .bind(ev.prev_hash.as_str())
                     .bind(ev.hash.as_str())
                     .bind(ev.item_key.as_deref());

@@ -129,6 +129,9 @@ impl Action for Read {
         ctx.detail("sheet", sheet.clone());
         ctx.detail("rows", table.rows.len() as u64);
         ctx.detail("columns", table.columns.len() as u64);
+        // What was read, for the auditor: the header (the rows themselves are
+        // summarised by the file's SHA-256 above and the count).
+        ctx.detail("column_names", table.columns.clone());
         ctx.detail("warnings", table.warnings.listed.clone());
         if table.warnings.total > table.warnings.listed.len() {
             ctx.detail("warning_count", table.warnings.total as u64);
