@@ -508,6 +508,43 @@ fn exceptions_give_succeeded_with_exceptions_and_counts(backend: Backend) {
     rt.block_on(async {
         let store = open_store(&ws).await;
         let lineage = format!("run:{id}");
+        // Listing and counting, as `clerk items` and `runs show` will.
+        let counts = store.item_counts_for_run(id).await.unwrap();
+        assert_eq!(
+            (
+                counts.done,
+                counts.business_exception,
+                counts.system_exception
+            ),
+            (2, 1, 1)
+        );
+        assert_eq!(
+            store.item_counts_for_lineage(&lineage).await.unwrap(),
+            counts
+        );
+        let biz = store
+            .list_items(&clerk::store::ItemFilter {
+                state: Some(ItemState::BusinessException),
+                lineage: Some(lineage.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(biz.len(), 1);
+        assert_eq!(biz[0].item_key, "biz");
+        assert_eq!(biz[0].error.as_deref(), Some("portal rejected biz"));
+        assert_eq!(biz[0].error_kind.as_deref(), Some("business"));
+        assert_eq!(biz[0].run_id, id);
+        let by_key = store
+            .list_items(&clerk::store::ItemFilter {
+                key: Some("ok2".into()),
+                run: Some(id.to_string()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(by_key.len(), 1);
+        assert_eq!(by_key[0].output, Some(json!("ok2")));
         let n = store
             .requeue_items(&["biz".into(), "ok1".into()], Some(&lineage), "alice", None)
             .await
