@@ -190,6 +190,9 @@ fn killed_item_without_verify_is_in_doubt_and_never_redone(backend: Backend) {
     assert_eq!(v["items"]["skipped"], 1, "{v}");
     assert_eq!(v["items"]["in_doubt"], 1, "{v}");
     assert_eq!(v["items"]["done"], 2, "{v}");
+    // The skipped `once` step's saved value is restored from the first run.
+    assert_eq!(v["vars"]["setup"]["rows"], 1, "{v}");
+    assert_eq!(v["vars"]["setup"]["path"], "out/once.csv", "{v}");
     // Every side effect exactly once; A2 (in doubt) was not typed again.
     assert_eq!(csv_ids(&ws, "out/entered.csv"), ["A1", "A2", "A3", "A4"]);
     assert_eq!(
