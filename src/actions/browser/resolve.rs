@@ -105,6 +105,7 @@ pub async fn run_op(
     let started = Instant::now();
     let args = vec![loc.to_js(), op];
     let mut pause = Duration::from_millis(25);
+    let mut frame: Option<Value> = None;
     loop {
         let last = match call(client, args.clone()).await {
             Ok(v) => v,
@@ -133,10 +134,17 @@ pub async fn run_op(
             }
         };
         if last.get("ok").and_then(Value::as_bool) == Some(true) {
+            let mut last = last;
+            if let (Some(f), Some(obj)) = (&frame, last.as_object_mut())
+                && h.auto_frames.load(Ordering::SeqCst) > 0
+            {
+                obj.insert("frame".into(), f.clone());
+            }
             return Ok(last);
         }
         let reason = last.get("reason").and_then(Value::as_str).unwrap_or("none");
         if reason == "frame" && h.auto_frames.load(Ordering::SeqCst) == 0 {
+            frame = last.get("frame").cloned();
             let path: Vec<u16> = last
                 .get("framePath")
                 .and_then(Value::as_array)
@@ -174,11 +182,12 @@ pub async fn run_op(
 /// Leaves the frames a `find` entered for one action (best effort: a frame
 /// that navigated away is left all the same).
 pub async fn leave_auto(h: &Handle) {
-    let n = h.auto_frames.swap(0, Ordering::SeqCst);
-    for _ in 0..n {
+    while h.auto_frames.load(Ordering::SeqCst) > 0 {
+        // Fails while a dialog is open: the count stays, the next step leaves.
         if h.client.enter_parent_frame().await.is_err() {
             break;
         }
+        h.auto_frames.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
