@@ -197,6 +197,9 @@ pub(super) async fn after_action(
         nav.http_errors.unwrap_or(settings.http_errors),
         limit,
     );
+    // The new page is looked at from the top (its window may be another
+    // frame); leaving fails while a dialog is open, and settle says so.
+    resolve::leave_auto(h).await;
     let settled = navigate::settle(h, &before).await;
     match settled {
         Ok(Settled::Dialog) => {

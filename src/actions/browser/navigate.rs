@@ -65,6 +65,9 @@ pub struct Before {
     pub http_errors: HttpErrors,
     /// How long to wait for the new document.
     pub limit: Duration,
+    /// The window the new document loads into, as frame indexes from the
+    /// top (a link may target another frame, or the whole window).
+    pub target: Vec<u64>,
 }
 
 impl Before {
@@ -83,6 +86,11 @@ impl Before {
             mode,
             http_errors: http,
             limit,
+            target: answer
+                .get("targetPath")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                .unwrap_or_default(),
         }
     }
 }
@@ -98,9 +106,14 @@ pub enum Settled {
     Landed { status: Option<u64>, url: String },
 }
 
-const PROBE: &str = "var e = (performance.getEntriesByType && performance.getEntriesByType('navigation')[0]) || null; \
-    return { doc: window.__clerkDoc || null, leaving: !!window.__clerkLeaving, ready: document.readyState, \
-    status: e && e.responseStatus ? e.responseStatus : null, url: String(location.href) };";
+/// Reads the target window's token, departure flag, readiness and status
+/// (`arguments[0]`: its frame indexes from the top; empty: this window).
+const PROBE: &str = "var p = arguments[0], w = window; \
+    try { if (p && p.length) { w = window.top; for (var i = 0; i < p.length; i++) { w = w.frames[p[i]]; } } \
+      var d = w.document, e = (w.performance.getEntriesByType && w.performance.getEntriesByType('navigation')[0]) || null; \
+      return { doc: w.__clerkDoc || null, leaving: !!w.__clerkLeaving, ready: d.readyState, \
+        status: e && e.responseStatus ? e.responseStatus : null, url: String(w.location.href) }; \
+    } catch (x) { return { doc: null, leaving: true, ready: 'loading', status: null, url: '' }; }";
 
 /// How long a click may take to start a navigation before clerk decides it did not.
 const GRACE: Duration = Duration::from_millis(150);
@@ -113,7 +126,8 @@ pub async fn settle(h: &Handle, before: &Before) -> Result<Settled, BrowserError
     let started = Instant::now();
     let mut pause = Duration::from_millis(20);
     loop {
-        match h.client.execute(PROBE, vec![]).await {
+        let args = vec![serde_json::json!(before.target)];
+        match h.client.execute(PROBE, args).await {
             Ok(v) => {
                 let doc = v.get("doc").and_then(Value::as_str);
                 let fresh = match (before.doc.as_deref(), doc) {
@@ -175,7 +189,11 @@ pub async fn settle(h: &Handle, before: &Before) -> Result<Settled, BrowserError
 
 /// The status of the current document (after `browser.open`).
 pub async fn current_status(h: &Handle) -> Option<u64> {
-    let v = h.client.execute(PROBE, vec![]).await.ok()?;
+    let v = h
+        .client
+        .execute(PROBE, vec![serde_json::json!([])])
+        .await
+        .ok()?;
     v.get("status").and_then(Value::as_u64)
 }
 

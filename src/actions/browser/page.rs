@@ -185,6 +185,12 @@ fn key_codes(spec: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// The focused window's document token and frame path (for keys pressed
+/// without a locator).
+const HERE: &str = "var w = window, p = []; try { while (w !== w.parent) { var q = w.parent, i = 0; \
+    while (i < q.frames.length && q.frames[i] !== w) i++; p.unshift(i); w = q; } } catch (e) { p = []; } \
+    return { doc: window.__clerkDoc || null, targetPath: p };";
+
 async fn press(ctx: &mut ActionContext<'_>, args: &PressArgs) -> Result<(), BrowserError> {
     let keys = args.keys.to_vec();
     ctx.detail("keys", keys.join(" "));
@@ -199,12 +205,12 @@ async fn press(ctx: &mut ActionContext<'_>, args: &PressArgs) -> Result<(), Brow
         let h = session::handle(ctx).await?;
         let el = wd(&h.client, h.client.active_element().await).await?;
         // The document's token, to notice the page the keys load.
-        let doc = h
+        let here = h
             .client
-            .execute("return window.__clerkDoc || null", vec![])
+            .execute(HERE, vec![])
             .await
             .unwrap_or(Value::Null);
-        (h, el, json!({ "doc": doc }))
+        (h, el, here)
     } else {
         let h = begin(ctx, &loc).await?;
         let (el, answer) = resolve::find(&h, &loc, Need::Interact, limit).await?;
@@ -846,6 +852,7 @@ async fn dialog(ctx: &mut ActionContext<'_>, args: &DialogArgs) -> Result<Value,
         mode: WaitMode::Auto,
         http_errors: settings.http_errors,
         limit,
+        target: Vec::new(),
     });
     if let Some(w) = args.wait {
         before.mode = w;
@@ -853,6 +860,7 @@ async fn dialog(ctx: &mut ActionContext<'_>, args: &DialogArgs) -> Result<Value,
     if let Some(x) = args.http_errors {
         before.http_errors = x;
     }
+    resolve::leave_auto(&h).await;
     let settled = navigate::settle(&h, &before).await;
     match settled {
         Ok(navigate::Settled::Dialog) => {

@@ -167,7 +167,8 @@ function caption(el, rule) {
       while (left && !cellText(left) && !holdsControl(left)) left = left.previousElementSibling;
       var lt = cellText(left);
       if (lt) return [lt];
-      if (left && holdsControl(left)) return [];
+      // No caption to the left (or another field there, as in a grid):
+      // the column's caption above.
       var row = cell.parentElement, prev = row.previousElementSibling;
       if (prev) {
         var above = cellAt(prev, columnOf(cell));
@@ -428,6 +429,29 @@ function eachFrame(win, path, names, visit) {
     if (visit(w, doc, path.concat([index]), names.concat([name]), f) === false) return;
     eachFrame(w, path.concat([index]), names.concat([name]), visit);
   });
+}
+function namedWindow(win, name) {
+  for (var i = 0; i < win.frames.length; i++) {
+    var f = win.frames[i];
+    try {
+      if (f.name === name) return f;
+      var inner = namedWindow(f, name);
+      if (inner) return inner;
+    } catch (e) { /* another origin */ }
+  }
+  return null;
+}
+function pathOf(win) {
+  var path = [];
+  try {
+    while (win !== win.parent) {
+      var p = win.parent, idx = -1;
+      for (var i = 0; i < p.frames.length; i++) if (p.frames[i] === win) { idx = i; break; }
+      path.unshift(idx);
+      win = p;
+    }
+  } catch (e) { return []; }
+  return path;
 }
 function frameNames() {
   var names = [];
@@ -723,7 +747,7 @@ var answer = perform();
 D = document;
 if (answer && answer.ok) {
   answer.url = String(location.href);
-  answer.doc = window.__clerkDoc || null;
+  if (!('doc' in answer)) answer.doc = window.__clerkDoc || null;
   if (found.frame) answer.frame = found.frame;
 }
 return answer;
@@ -735,10 +759,24 @@ switch (op.op) {
     var r = { ok: true, el: el, tag: el.tagName.toLowerCase() };
     // What a click on it submits (for "the portal answered 500 on POST /x").
     var form = el.form || (el.closest && el.closest('form'));
-    if (form) {
+    var ty = String(el.type || '').toLowerCase();
+    var submitter = (el.tagName === 'BUTTON' && (ty === '' || ty === 'submit')) ||
+      (el.tagName === 'INPUT' && !/^(button|reset|checkbox|radio|file)$/.test(ty));
+    if (form && submitter) {
       r.form = { method: String(form.getAttribute('method') || 'get').toUpperCase(),
                  action: String(form.action || location.href) };
     }
+    // The window the click loads a page into (a link or form may target
+    // another frame or the whole window), as frame indexes from the top.
+    var link = el.closest ? el.closest('a[target], area[target]') : null;
+    var t = link ? link.getAttribute('target') : ((r.form && form.getAttribute('target')) || '');
+    if (!t) { var base = el.ownerDocument.querySelector('base[target]'); if (base) t = base.getAttribute('target'); }
+    var tw = el.ownerDocument.defaultView || window;
+    if (t === '_top') tw = tw.top;
+    else if (t === '_parent') tw = tw.parent;
+    else if (t && t !== '_self' && t !== '_blank') { var named = namedWindow(tw.top, t); if (named) tw = named; }
+    r.targetPath = pathOf(tw);
+    try { r.doc = tw.__clerkDoc || null; } catch (e) { r.doc = null; }
     return r;
   }
   case 'fill': {
