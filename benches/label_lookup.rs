@@ -32,7 +32,9 @@ fn page() -> String {
     for i in 1..=FIELDS {
         let input = match i % 10 {
             3 => format!("<select name=\"s{i}\"><option>A</option><option>B</option></select>"),
-            7 => format!("<input type=\"checkbox\" name=\"c{i}\"> <font size=\"2\">Confirm {i:04}</font>"),
+            7 => format!(
+                "<input type=\"checkbox\" name=\"c{i}\"> <font size=\"2\">Confirm {i:04}</font>"
+            ),
             _ => format!("<input type=\"text\" name=\"x{i}\" size=\"20\">"),
         };
         rows.push_str(&format!(
@@ -122,7 +124,9 @@ async fn main() -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .client;
-    println!("page: {FIELDS} fields in a table layout, captions in the cell to the left, no <label>");
+    println!(
+        "page: {FIELDS} fields in a table layout, captions in the cell to the left, no <label>"
+    );
 
     let cases = [
         ("first field (exact)", "Field 0001"),
@@ -140,7 +144,11 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
     for (what, label) in cases {
-        let n = if what.starts_with("a miss") { 5 } else { REPEAT };
+        let n = if what.starts_with("a miss") {
+            5
+        } else {
+            REPEAT
+        };
         let v = client
             .execute(
                 IN_PAGE,

@@ -48,13 +48,7 @@ impl Bench {
         self.ws.write(name, yaml);
         let r = self.run(name, inputs);
         let v = r.json();
-        assert_eq!(
-            v["status"],
-            "succeeded",
-            "{}\n{}",
-            r.stdout(),
-            r.stderr()
-        );
+        assert_eq!(v["status"], "succeeded", "{}\n{}", r.stdout(), r.stderr());
         let events = self.events(v["id"].as_str().expect("run id"));
         (v, events)
     }
@@ -355,7 +349,9 @@ steps:
     assert!(miss.contains("the page has no <label> elements"), "{miss}");
     let several = error_of(&events, "in several frames");
     assert!(
-        several.starts_with("css 'b' matches in 3 frames (banner, menu, main): enter one with browser.frame"),
+        several.starts_with(
+            "css 'b' matches in 3 frames (banner, menu, main): enter one with browser.frame"
+        ),
         "{several}"
     );
     assert_eq!(vars["select_kind"], "business");
@@ -370,7 +366,11 @@ steps:
     eprintln!("select with a missing option failed after {took} ms (timeout 10 s)");
     assert!(took < 10_000);
 
-    assert_eq!(vars["refused"]["matched"], "rejected", "{}", vars["refused"]);
+    assert_eq!(
+        vars["refused"]["matched"], "rejected",
+        "{}",
+        vars["refused"]
+    );
     let texts: Vec<&str> = vars["refused"]["texts"]
         .as_array()
         .unwrap()
@@ -442,7 +442,9 @@ steps:
     assert_eq!(v["vars"]["open_kind"], "system");
     let open = error_of(&events, "open a 500 page");
     assert!(
-        open.starts_with("the portal answered 500 Internal Server Error on GET /_fixture/status/500"),
+        open.starts_with(
+            "the portal answered 500 Internal Server Error on GET /_fixture/status/500"
+        ),
         "{open}"
     );
     assert_eq!(event(&events, "ignored for this step")["outcome"], "ok");
@@ -451,7 +453,10 @@ steps:
         503
     );
     assert_eq!(event(&events, "ignored for the run")["outcome"], "ok");
-    assert_eq!(event(&events, "a 404 is not a server error")["outcome"], "ok");
+    assert_eq!(
+        event(&events, "a 404 is not a server error")["outcome"],
+        "ok"
+    );
     assert_eq!(v["vars"]["submit_kind"], "system");
     let submit = error_of(&events, "the confirmation lets the form through");
     assert!(

@@ -11,8 +11,8 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use super::locator::{Checked, HasLocator, Locator, element_args, has_locator, locator_of};
-use super::resolve::{self, Need};
 use super::navigate::{self, Before, HttpErrors, Settled, WaitMode};
+use super::resolve::{self, Need};
 use super::{BrowserError, finish, session, shown_value, wait_limit, wd};
 use crate::actions::{Action, ActionContext, ActionResult};
 
@@ -631,7 +631,9 @@ async fn upload(ctx: &mut ActionContext<'_>, args: &UploadArgs) -> Result<Value,
     let (el, answer) = resolve::find(&h, &loc, Need::Present, limit).await?;
     note_frame(ctx, &answer);
     let sent = if answer.get("tag").and_then(Value::as_str) != Some("input") {
-        Err(BrowserError::permanent(format!("{loc} is not a file input")))
+        Err(BrowserError::permanent(format!(
+            "{loc} is not a file input"
+        )))
     } else {
         wd(&h.client, el.send_keys(&abs.display().to_string()).await).await
     };

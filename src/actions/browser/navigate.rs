@@ -81,7 +81,10 @@ impl Before {
             .map(|_| "POST")
             .unwrap_or("GET");
         Before {
-            doc: answer.get("doc").and_then(Value::as_str).map(str::to_string),
+            doc: answer
+                .get("doc")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             method: method.to_string(),
             mode,
             http_errors: http,
@@ -148,10 +151,7 @@ pub async fn settle(h: &Handle, before: &Before) -> Result<Settled, BrowserError
                             .to_string(),
                     });
                 }
-                if !fresh
-                    && !leaving
-                    && before.mode == WaitMode::Auto
-                    && started.elapsed() >= GRACE
+                if !fresh && !leaving && before.mode == WaitMode::Auto && started.elapsed() >= GRACE
                 {
                     return Ok(Settled::Stayed);
                 }

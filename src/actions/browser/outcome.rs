@@ -110,7 +110,10 @@ impl JsonSchema for Branches {
 impl Branches {
     pub fn check(&self) -> Result<(), String> {
         if self.0.is_empty() {
-            return Err("`any` needs at least one outcome, e.g. `any: { entered: { css: \".case-ref\" } }`".into());
+            return Err(
+                "`any` needs at least one outcome, e.g. `any: { entered: { css: \".case-ref\" } }`"
+                    .into(),
+            );
         }
         for (name, b) in &self.0 {
             if let Branch::Element(l) = b {
@@ -167,7 +170,9 @@ pub async fn wait_any(
                         return Err(BrowserError::permanent(format!(
                             "`any.{}`: {}",
                             branches.0[*i].0,
-                            a.get("message").and_then(Value::as_str).unwrap_or("bad locator")
+                            a.get("message")
+                                .and_then(Value::as_str)
+                                .unwrap_or("bad locator")
                         )));
                     }
                     if a.get("ok").and_then(Value::as_bool) == Some(true) {
@@ -285,7 +290,10 @@ async fn read_texts(
     note_url(ctx, &answer);
     note_frame(ctx, &answer);
     let texts = answer.get("texts").cloned().unwrap_or(json!([]));
-    ctx.detail("count", texts.as_array().map(|a| a.len()).unwrap_or(0) as u64);
+    ctx.detail(
+        "count",
+        texts.as_array().map(|a| a.len()).unwrap_or(0) as u64,
+    );
     note_read(ctx, &texts);
     Ok(texts)
 }
@@ -318,7 +326,8 @@ pub struct Settings;
 impl Action for Settings {
     type Args = SettingsArgs;
     const NAME: &'static str = "browser.settings";
-    const SUMMARY: &'static str = "Set the run's page error patterns, HTTP error policy and navigation waits.";
+    const SUMMARY: &'static str =
+        "Set the run's page error patterns, HTTP error policy and navigation waits.";
     const EXAMPLE: &'static str = "- browser.settings: { error_patterns: [\"font[color=red]\", \".msg-err\"], http_errors: fail }\n  if: \"{{ false }}\"\n";
 
     async fn run(ctx: &mut ActionContext<'_>, args: Self::Args) -> ActionResult {

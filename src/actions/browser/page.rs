@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use super::actions::{
     Nav, Text, after_action, begin, click, note_current_url, note_frame, note_read, note_url,
 };
-use super::navigate::{self, HttpErrors, WaitMode};
 use super::locator::{Checked, HasLocator, Locator, element_args, has_locator, locator_of};
+use super::navigate::{self, HttpErrors, WaitMode};
 use super::resolve::{self, Need};
 use super::{BrowserError, evidence, finish, session, wait_limit, wd};
 use crate::actions::types::DurationArg;
@@ -205,11 +205,7 @@ async fn press(ctx: &mut ActionContext<'_>, args: &PressArgs) -> Result<(), Brow
         let h = session::handle(ctx).await?;
         let el = wd(&h.client, h.client.active_element().await).await?;
         // The document's token, to notice the page the keys load.
-        let here = h
-            .client
-            .execute(HERE, vec![])
-            .await
-            .unwrap_or(Value::Null);
+        let here = h.client.execute(HERE, vec![]).await.unwrap_or(Value::Null);
         (h, el, here)
     } else {
         let h = begin(ctx, &loc).await?;
@@ -273,9 +269,7 @@ impl HasLocator for WaitForArgs {
 
     fn check_rest(&self) -> Result<(), String> {
         match (&self.any, self.locator().is_empty()) {
-            (Some(_), false) => {
-                Err("give a locator or `any` (named outcomes), not both".into())
-            }
+            (Some(_), false) => Err("give a locator or `any` (named outcomes), not both".into()),
             (None, true) => Err(format!(
                 "give one locator: {} (none was given), or `any`",
                 super::locator::KINDS.join(", ")

@@ -92,10 +92,7 @@ impl Handle {
 
     /// The run's settings (a copy).
     pub fn settings(&self) -> super::navigate::Settings {
-        self.settings
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or_default()
+        self.settings.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     pub fn set_pending(&self, before: Option<super::navigate::Before>) {
