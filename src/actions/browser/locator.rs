@@ -347,6 +347,21 @@ mod tests {
     }
 
     #[test]
+    fn anchors_alone_or_with_a_kind() {
+        let alone = parse(json!({"right_of": "Username:", "value": "x"})).unwrap();
+        let loc = alone.0.locator();
+        assert_eq!(loc.to_string(), "the field right_of 'Username:'");
+        assert_eq!(loc.to_js()["kind"], "field");
+        assert_eq!(loc.to_js()["right_of"], "Username:");
+        let with = parse(json!({"css": "input", "near": "Total", "value": "x"})).unwrap();
+        assert_eq!(with.0.locator().to_string(), "css 'input' near 'Total'");
+        let both = parse(json!({"right_of": "a", "near": "b", "value": "x"})).unwrap_err();
+        assert!(both.contains("`right_of` or `near`, not both"), "{both}");
+        let empty = parse(json!({"right_of": " ", "value": "x"})).unwrap_err();
+        assert!(empty.contains("`right_of` is empty"), "{empty}");
+    }
+
+    #[test]
     fn describes_itself() {
         let l = Locator {
             css: Some(".x".into()),
