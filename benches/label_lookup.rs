@@ -50,7 +50,7 @@ fn page() -> String {
 /// Times `n` resolver lookups inside the page; returns ms per lookup.
 const IN_PAGE: &str = "var loc = arguments[0], n = arguments[1], last = null; \
     var t0 = performance.now(); \
-    for (var i = 0; i < n; i++) { last = window.__clerkResolve(loc, { op: 'find', need: 'visible' }); } \
+    for (var i = 0; i < n; i++) { last = window.__clerkResolve(loc, { op: 'find', need: 'visible', explain: true }); } \
     var t1 = performance.now(); \
     return { ms: (t1 - t0) / n, ok: !!(last && last.ok), message: last && last.message };";
 

@@ -82,12 +82,30 @@ var FIELDS = 'input:not([type=hidden]), select, textarea, [contenteditable=""], 
   '[role=searchbox], [role=spinbutton]';
 var LABELLED = FIELDS + ', button, [aria-label], [aria-labelledby]';
 var INLINE_CAPTION = /^(LABEL|B|STRONG|SPAN|FONT|I|EM|SMALL|U)$/;
+var FIELD_ROLES = /^(textbox|combobox|checkbox|radio|switch|listbox|searchbox|spinbutton)$/;
+// The same as el.matches(FIELDS), without matching a selector list per call.
 function isField(el) {
-  return el.matches(FIELDS);
+  var t = el.tagName;
+  if (t === 'INPUT') return String(el.type).toLowerCase() !== 'hidden';
+  if (t === 'SELECT' || t === 'TEXTAREA') return true;
+  var ce = el.getAttribute('contenteditable');
+  if (ce === '' || ce === 'true') return true;
+  var role = el.getAttribute('role');
+  return !!role && FIELD_ROLES.test(role);
 }
 function isToggle(el) {
   var t = String(el.type).toLowerCase();
   return el.tagName === 'INPUT' && (t === 'checkbox' || t === 'radio');
+}
+// Whether an element holds a form field (a walk over its few children:
+// cheaper than querySelector when done for every field of a big form).
+var FIELD_TAGS = /^(INPUT|SELECT|TEXTAREA|BUTTON)$/;
+function holdsField(n) {
+  for (var c = n.firstElementChild; c; c = c.nextElementSibling) {
+    if ((FIELD_TAGS.test(c.tagName) && !(c.tagName === 'INPUT' && String(c.type).toLowerCase() === 'hidden')) ||
+        holdsField(c)) return true;
+  }
+  return false;
 }
 function holdsControl(node) {
   return node.nodeType === 1 && (CONTROL_TAGS.test(node.tagName) && !/^(SCRIPT|STYLE)$/.test(node.tagName) ||
@@ -127,12 +145,74 @@ function cellAt(row, col) {
   }
   return null;
 }
-function caption(el, rule) {
+// Label texts per control, built once per document and call: `el.labels`
+// walks the whole document on every access, which is quadratic on a big form.
+var labelsFor = null, labelsDoc = null;
+function labelTexts(el) {
+  var doc = el.ownerDocument;
+  if (labelsDoc !== doc) {
+    labelsDoc = doc;
+    labelsFor = new Map();
+    all(doc, 'label').forEach(function (l) {
+      var c = l.control;
+      if (!c) return;
+      var t = norm(labelText(l));
+      if (!t) return;
+      if (!labelsFor.has(c)) labelsFor.set(c, []);
+      labelsFor.get(c).push(t);
+    });
+  }
+  return labelsFor.get(el) || [];
+}
+// The caption of the table cell left of the field's cell (empty cells
+// skipped), else of the cell above in its column. Only the first field of a
+// cell takes it, and a cell holding a field is no caption.
+function cellOf(el) {
+  var c = el.parentElement;
+  while (c && c.tagName !== 'TD' && c.tagName !== 'TH') c = c.parentElement;
+  return c;
+}
+function cellCaption(el) {
+  if (!isField(el) || String(el.type).toLowerCase() === 'radio') return [];
+  var cell = cellOf(el);
+  if (!cell || !cell.parentElement) return [];
+  var first = cell.querySelector('input:not([type=hidden]), select, textarea');
+  if (first && first !== el) return [];
+  var left = cell.previousElementSibling;
+  while (left && !cellText(left) && !holdsControl(left)) left = left.previousElementSibling;
+  var lt = cellText(left);
+  if (lt) return [lt];
+  var prev = cell.parentElement.previousElementSibling;
+  if (prev) {
+    var at = cellText(cellAt(prev, columnOf(cell)));
+    if (at) return [at];
+  }
+  return [];
+}
+// What cellCaption may give (a superset, without the querySelector calls
+// that make it slow on a 2,000-field form); a match is then confirmed with
+// cellCaption.
+function cellCaptionFast(el) {
+  if (!isField(el) || String(el.type).toLowerCase() === 'radio') return [];
+  var cell = cellOf(el);
+  if (!cell || !cell.parentElement) return [];
+  var out = [];
+  var left = cell.previousElementSibling;
+  while (left && !norm(left.textContent)) left = left.previousElementSibling;
+  if (left) out.push(norm(left.textContent));
+  // The cell above counts only when the left one is missing or holds a field.
+  var leftHolds = left && holdsField(left);
+  var prev = (!left || leftHolds) && cell.parentElement.previousElementSibling;
+  if (prev) {
+    var above = cellAt(prev, columnOf(cell));
+    if (above && norm(above.textContent)) out.push(norm(above.textContent));
+  }
+  return out;
+}
+function caption(el, rule, strict) {
   switch (rule) {
-    case 'label': {
-      var ls = el.labels ? Array.prototype.slice.call(el.labels) : [];
-      return ls.map(function (l) { return norm(labelText(l)); }).filter(Boolean);
-    }
+    case 'label':
+      return labelTexts(el);
     case 'aria-labelledby': {
       var ids = el.getAttribute('aria-labelledby');
       if (!ids) return [];
@@ -156,27 +236,8 @@ function caption(el, rule) {
       var t3 = siblingCaption(skipBlank(el.nextSibling, 'nextSibling'));
       return t3 ? [t3] : [];
     }
-    case 'table-cell': {
-      if (!isField(el) || String(el.type).toLowerCase() === 'radio') return [];
-      var cell = el.closest('td, th');
-      if (!cell || !cell.parentElement) return [];
-      // Only the first control of a cell takes the cell's caption.
-      var first = cell.querySelector('input:not([type=hidden]), select, textarea');
-      if (first && first !== el) return [];
-      var left = cell.previousElementSibling;
-      while (left && !cellText(left) && !holdsControl(left)) left = left.previousElementSibling;
-      var lt = cellText(left);
-      if (lt) return [lt];
-      // No caption to the left (or another field there, as in a grid):
-      // the column's caption above.
-      var row = cell.parentElement, prev = row.previousElementSibling;
-      if (prev) {
-        var above = cellAt(prev, columnOf(cell));
-        var at2 = cellText(above);
-        if (at2) return [at2];
-      }
-      return [];
-    }
+    case 'table-cell':
+      return strict ? cellCaption(el) : cellCaptionFast(el);
     case 'placeholder': {
       var p = el.getAttribute('placeholder');
       return p && norm(p) ? [norm(p)] : [];
@@ -200,15 +261,23 @@ function byLabel(scope, want) {
   }
   var exact = normLabel(want), lw = loose(want);
   for (var pass = 0; pass < 2; pass++) {
+    var matches = pass === 0 ?
+      function (c) { return normLabel(c) === exact; } :
+      function (c) { return loose(c) === lw; };
     for (var r = 0; r < RULES.length; r++) {
       var hits = [];
       for (var i = 0; i < controls.length; i++) {
         var cs = caps(i, RULES[r]);
         for (var k = 0; k < cs.length; k++) {
-          if (pass === 0 ? normLabel(cs[k]) === exact : loose(cs[k]) === lw) {
+          if (matches(cs[k])) {
+            var c = cs[k];
+            if (RULES[r] === 'table-cell') {
+              c = cellCaption(controls[i]).filter(matches)[0];
+              if (c == null) continue;
+            }
             hits.push(controls[i]);
             controls[i].__clerkRule = RULES[r];
-            controls[i].__clerkCaption = cs[k];
+            controls[i].__clerkCaption = c;
             break;
           }
         }
@@ -224,7 +293,7 @@ function pageCaptions(scope) {
   all(scope, FIELDS).forEach(function (el) {
     if (!shown(el)) return;
     for (var r = 0; r < RULES.length; r++) {
-      var cs = caption(el, RULES[r]);
+      var cs = caption(el, RULES[r], true);
       if (cs.length) {
         var c = normLabel(cs[0]);
         if (c && out.indexOf(c) < 0) out.push(c);
@@ -590,7 +659,8 @@ function pick(l, need, skipMarked) {
 }
 // Adds the page's captions, a did-you-mean and the frames to a label miss.
 function explainMiss(found) {
-  if (loc.kind !== 'label' || found.reason !== 'none' || loc.within) return found.message;
+  // Only for the final answer: listing a big form's captions on every poll would be waste.
+  if (!op.explain || loc.kind !== 'label' || found.reason !== 'none' || loc.within) return found.message;
   var caps = pageCaptions(document);
   var docs = [document];
   eachFrame(window, [], [], function (w, doc) {

@@ -171,7 +171,22 @@ pub async fn run_op(
             leave_auto(h).await;
         }
         // Bad selectors, wrong element kinds and refused data do not improve by waiting.
-        if matches!(reason, "bad" | "op" | "business") || started.elapsed() >= limit {
+        if matches!(reason, "bad" | "op" | "business") {
+            return Err(failure(&last, reason, limit));
+        }
+        if started.elapsed() >= limit {
+            // One more look that also explains a miss (the page's captions,
+            // a did-you-mean), which is too costly to do on every poll.
+            let mut explain = args.clone();
+            explain[1]["explain"] = json!(true);
+            let last = match call(client, explain).await {
+                // Found at the last moment (the operation ran): a success.
+                Ok(v) if v.get("ok").and_then(Value::as_bool) == Some(true) => return Ok(v),
+                Ok(v) => v,
+                Err(_) => last,
+            };
+            leave_auto(h).await;
+            let reason = last.get("reason").and_then(Value::as_str).unwrap_or("none");
             return Err(failure(&last, reason, limit));
         }
         tokio::time::sleep(pause).await;
