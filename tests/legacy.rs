@@ -405,6 +405,51 @@ steps:
     );
 }
 
+/// Enter in a form and a click wait for the page they load: a read right
+/// after them sees the new page; `wait: navigation` insists on one.
+#[test]
+fn keys_and_clicks_wait_for_the_page_they_load() {
+    let portal = Portal::start(&["--slow", "300"]);
+    let b = Bench::new();
+    let yaml = r#"name: nav
+inputs:
+  portal: { type: string }
+steps:
+  - browser.open: "{{ inputs.portal }}/login"
+  - browser.fill: { label: "User name", value: demo }
+  - browser.fill: { label: "Password", value: demo }
+  - name: enter in the password field
+    browser.press: { keys: Enter, label: "Password" }
+  - browser.read_text: { css: h2 }
+    save_as: after_enter
+  - name: a link
+    browser.click: { text: "Search cases" }
+  - browser.read_text: { css: h2 }
+    save_as: after_click
+  - name: no navigation where one is required
+    browser.click: { css: h2, wait: navigation, timeout: 2s }
+    on_error:
+      - set: { nav_kind: "{{ error.kind }}" }
+  - name: no navigation and none required
+    browser.click: { css: h2 }
+"#;
+    let (v, events) = b.ok("nav.yaml", yaml, &[("portal", &portal.url)]);
+    assert_eq!(v["vars"]["after_enter"], "Main menu");
+    assert_eq!(v["vars"]["after_click"], "Search cases");
+    let enter = event(&events, "enter in the password field");
+    assert_eq!(enter["detail"]["navigated"], true, "{enter}");
+    assert_eq!(enter["detail"]["http_status"], 200, "{enter}");
+    assert_eq!(event(&events, "a link")["detail"]["navigated"], true);
+    assert_eq!(v["vars"]["nav_kind"], "system");
+    assert!(
+        error_of(&events, "no navigation where one is required")
+            .starts_with("no new page loaded within 2 s (wait: navigation)")
+    );
+    let stayed = event(&events, "no navigation and none required");
+    assert_eq!(stayed["outcome"], "ok");
+    assert!(stayed["detail"]["navigated"].is_null(), "{stayed}");
+}
+
 /// A 5xx page after `open` and after a form submission fails the step as a
 /// retryable system error naming method and path; `http_errors: ignore`
 /// (per step or for the run) lets it through.
