@@ -405,6 +405,39 @@ steps:
     );
 }
 
+/// The example `playbooks/legacy-frames.yaml` enters a case into the 2003
+/// portal; run again, the portal's refusal is a business exception quoting it.
+#[test]
+fn the_frames_example_playbook_runs() {
+    let portal = Portal::start(&["--style", "2003"]);
+    let b = Bench::new();
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks/legacy-frames.yaml"),
+    )
+    .expect("the example playbook");
+    b.ws.write("legacy-frames.yaml", &text);
+    let run = |b: &Bench| {
+        let mut c = b.ws.cmd();
+        c.args(["run", "legacy-frames.yaml", "--json", "--input"]);
+        c.arg(format!("portal={}", portal.url));
+        c.env("CLERK_SECRET_PORTAL_PASSWORD", "demo");
+        Run(c.output().expect("run clerk")).json()
+    };
+    let first = run(&b);
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let cases = portal.cases();
+    assert_eq!(cases.len(), 1);
+    assert_eq!(first["vars"]["reference"], cases[0]["reference"]);
+    assert_eq!(cases[0]["contact_preference"], "Post");
+    let second = run(&b);
+    assert_eq!(second["status"], "failed", "{second}");
+    assert_eq!(
+        second["error"]["message"],
+        "A case with this request id already exists"
+    );
+    assert_eq!(portal.cases().len(), 1);
+}
+
 /// Enter in a form and a click wait for the page they load: a read right
 /// after them sees the new page; `wait: navigation` insists on one.
 #[test]
