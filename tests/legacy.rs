@@ -225,6 +225,10 @@ steps:
     browser.check: { name: c, value: "By email" }
   - browser.read_value: { id: r1 }
     save_as: r1
+  - name: radio by the bare text after it, as text
+    browser.check: { text: "By post" }
+  - browser.read_value: { id: r2 }
+    save_as: r2
 "#,
         &[("page", &url)],
     );
@@ -265,6 +269,7 @@ steps:
     );
     assert!(radio["duration_ms"].as_i64().unwrap() < 10_000);
     assert_eq!(v["vars"]["r1"], true);
+    assert_eq!(v["vars"]["r2"], true);
 }
 
 /// The 2003 portal: fields inside the `main` frame are found without

@@ -348,7 +348,13 @@ function byText(scope, want) {
   });
   if (hits.length) return hits;
   // Any element whose own text is exactly `want`, deepest first.
-  return ownTextMatches(scope, want, function (t) { return norm(t) === want; });
+  var own = ownTextMatches(scope, want, function (t) { return norm(t) === want; });
+  if (own.length) return own;
+  // A radio button or checkbox captioned by bare text after it (a text
+  // node is no element to click).
+  return all(scope, 'input[type=radio], input[type=checkbox]').filter(function (e) {
+    return caption(e, 'text-after').some(function (t) { return normLabel(t) === normLabel(want); });
+  });
 }
 
 // ------------------------------------------------------------ anchors
