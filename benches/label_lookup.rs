@@ -4,7 +4,9 @@
 //!
 //! Run with `cargo bench --bench label_lookup`. Prints, per lookup:
 //! - the resolver's own time in the page (`performance.now()` around
-//!   `__clerkResolve`) for the first, middle and last field, for a
+//!   `__clerkResolve`): a cold lookup (the page's caption index is built:
+//!   the first lookup on a page, or after the page changed), then warm
+//!   lookups of the first, middle and last field, a
 //!   case-insensitive match, and for a miss (both passes over every rule,
 //!   plus the captions and did-you-mean of the error);
 //! - a whole clerk `browser.fill { label }` step (WebDriver round trip,
@@ -48,8 +50,10 @@ fn page() -> String {
 }
 
 /// Times `n` resolver lookups inside the page; returns min and median ms.
-const IN_PAGE: &str = "var loc = arguments[0], n = arguments[1], last = null, t = []; \
-    for (var i = 0; i < n; i++) { var t0 = performance.now(); \
+const IN_PAGE: &str = "var loc = arguments[0], n = arguments[1], cold = arguments[2], last = null, t = []; \
+    for (var i = 0; i < n; i++) { \
+      if (cold && document.__clerkLabelIndex) { document.__clerkLabelIndex.stale = true; } \
+      var t0 = performance.now(); \
       last = window.__clerkResolve(loc, { op: 'find', need: 'visible', explain: true }); \
       t.push(performance.now() - t0); } \
     t.sort(function (a, b) { return a - b; }); \
@@ -130,6 +134,10 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let cases = [
+        (
+            "COLD: first lookup on the page (builds the index)",
+            "Field 2000",
+        ),
         ("first field (exact)", "Field 0001"),
         ("middle field (exact)", "Field 1001"),
         ("last field (exact)", "Field 2000"),
@@ -141,7 +149,11 @@ async fn main() -> anyhow::Result<()> {
     client
         .execute(
             IN_PAGE,
-            vec![json!({ "kind": "label", "value": "Field 0500" }), json!(20)],
+            vec![
+                json!({ "kind": "label", "value": "Field 0500" }),
+                json!(20),
+                json!(true),
+            ],
         )
         .await?;
     for (what, label) in cases {
@@ -153,7 +165,11 @@ async fn main() -> anyhow::Result<()> {
         let v = client
             .execute(
                 IN_PAGE,
-                vec![json!({ "kind": "label", "value": label }), json!(n)],
+                vec![
+                    json!({ "kind": "label", "value": label }),
+                    json!(n),
+                    json!(what.starts_with("COLD")),
+                ],
             )
             .await?;
         println!(

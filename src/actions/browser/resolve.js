@@ -251,38 +251,66 @@ function caption(el, rule, strict) {
 }
 // Controls whose caption matches, by the first rule that gives any match;
 // exact (trailing ':' and '*' ignored) before case/colon/space-insensitive.
-function byLabel(scope, want) {
-  var controls = all(scope, LABELLED);
-  var cache = {};
-  function caps(i, rule) {
-    var key = rule + i;
-    if (!(key in cache)) cache[key] = caption(controls[i], rule);
-    return cache[key];
+// Every caption of every field of a document, by exact and by loose text,
+// built once and kept until the document changes (a MutationObserver marks
+// it stale): a form of 2,000 fields is read once, not on every lookup.
+function labelIndex(doc) {
+  var idx = doc.__clerkLabelIndex;
+  if (idx && !idx.stale) return idx;
+  idx = { stale: false, exact: new Map(), loose: new Map() };
+  if (!doc.__clerkLabelObserver && typeof MutationObserver === 'function') {
+    var mo = new MutationObserver(function () {
+      if (doc.__clerkLabelIndex) doc.__clerkLabelIndex.stale = true;
+    });
+    mo.observe(doc, { subtree: true, childList: true, characterData: true, attributes: true });
+    doc.__clerkLabelObserver = mo;
   }
+  labelsDoc = null;
+  function add(map, key, entry) {
+    var list = map.get(key);
+    if (!list) map.set(key, list = []);
+    list.push(entry);
+  }
+  all(doc, LABELLED).forEach(function (el) {
+    for (var r = 0; r < RULES.length; r++) {
+      caption(el, RULES[r]).forEach(function (c) {
+        var entry = { el: el, rule: r, caption: c };
+        add(idx.exact, normLabel(c), entry);
+        add(idx.loose, loose(c), entry);
+      });
+    }
+  });
+  doc.__clerkLabelIndex = idx;
+  return idx;
+}
+// Controls whose caption matches, by the first rule that gives any match;
+// exact (trailing ':' and '*' ignored) before case/colon/space-insensitive.
+function byLabel(scope, want) {
+  var doc = scope.nodeType === 9 ? scope : scope.ownerDocument;
+  var idx = labelIndex(doc);
   var exact = normLabel(want), lw = loose(want);
   for (var pass = 0; pass < 2; pass++) {
     var matches = pass === 0 ?
       function (c) { return normLabel(c) === exact; } :
       function (c) { return loose(c) === lw; };
-    for (var r = 0; r < RULES.length; r++) {
+    var entries = (pass === 0 ? idx.exact.get(exact) : idx.loose.get(lw)) || [];
+    entries = entries.filter(function (e) {
+      return e.el.isConnected && (scope === doc || scope.contains(e.el));
+    });
+    for (var r = 0; r < RULES.length && entries.length; r++) {
       var hits = [];
-      for (var i = 0; i < controls.length; i++) {
-        var cs = caps(i, RULES[r]);
-        for (var k = 0; k < cs.length; k++) {
-          if (matches(cs[k])) {
-            var c = cs[k];
-            if (RULES[r] === 'table-cell') {
-              c = cellCaption(controls[i]).filter(matches)[0];
-              if (c == null) continue;
-            }
-            hits.push(controls[i]);
-            controls[i].__clerkRule = RULES[r];
-            controls[i].__clerkCaption = c;
-            break;
-          }
+      entries.forEach(function (e) {
+        if (e.rule !== r || hits.indexOf(e.el) >= 0) return;
+        var c = e.caption;
+        if (RULES[r] === 'table-cell') {
+          c = cellCaption(e.el).filter(matches)[0];
+          if (c == null) return;
         }
-      }
-      if (hits.length) return uniq(hits);
+        hits.push(e.el);
+        e.el.__clerkRule = RULES[r];
+        e.el.__clerkCaption = c;
+      });
+      if (hits.length) return hits;
     }
   }
   return [];
