@@ -466,3 +466,40 @@ fn parking_permits_survives_a_portal_failing_every_seventh_submission() {
     let out = run_flagship(&ws, &portal);
     check_first_run(&ws, &portal, &smtp, &out, true);
 }
+
+/// The same playbook, unchanged, against the 2003 generation of the portal
+/// (`--style 2003`: frameset, table layouts without labels, image buttons,
+/// red `<font>` errors, the reference only in an `alert()`).
+#[test]
+fn parking_permits_on_the_2003_portal() {
+    let portal = Portal::start(&[
+        "--user",
+        PORTAL_USER,
+        "--password",
+        PORTAL_PASSWORD,
+        "--style",
+        "2003",
+    ]);
+    let smtp = SmtpServer::start(&[]);
+    let ws = workspace(&smtp);
+    let out = run_flagship(&ws, &portal);
+    check_first_run(&ws, &portal, &smtp, &out, false);
+}
+
+#[test]
+fn parking_permits_on_the_2003_portal_failing_every_seventh_submission() {
+    let portal = Portal::start(&[
+        "--user",
+        PORTAL_USER,
+        "--password",
+        PORTAL_PASSWORD,
+        "--style",
+        "2003",
+        "--fail-every",
+        "7",
+    ]);
+    let smtp = SmtpServer::start(&[]);
+    let ws = workspace(&smtp);
+    let out = run_flagship(&ws, &portal);
+    check_first_run(&ws, &portal, &smtp, &out, true);
+}

@@ -76,6 +76,8 @@ pub static REGISTRY: &[ActionDef] = &[
     def::<browser::page::Frame>(),
     def::<browser::page::Dialog>(),
     def::<browser::page::ExecuteScript>(),
+    def::<browser::outcome::ReadTexts>(),
+    def::<browser::outcome::Settings>(),
 ];
 
 pub fn find(name: &str) -> Option<&'static ActionDef> {

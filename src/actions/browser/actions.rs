@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use super::locator::{Checked, HasLocator, Locator, element_args, has_locator, locator_of};
+use super::navigate::{self, Before, HttpErrors, Settled, WaitMode};
 use super::resolve::{self, Need};
 use super::{BrowserError, finish, session, shown_value, wait_limit, wd};
 use crate::actions::{Action, ActionContext, ActionResult};
@@ -54,8 +55,45 @@ pub(super) async fn begin(
     let shown = loc.to_string();
     ctx.target(shown.clone());
     ctx.detail("locator", shown);
-    session::handle(ctx).await
+    let h = session::handle(ctx).await?;
+    // Frames an earlier action entered and could not leave (it failed, or a
+    // dialog opened inside the frame): every step starts where it should.
+    resolve::leave_auto(&h).await;
+    Ok(h)
 }
+
+/// Notes the frame an auto-searched element was found in.
+pub(super) fn note_frame(ctx: &mut ActionContext<'_>, answer: &Value) {
+    if let Some(f) = answer.get("frame").and_then(Value::as_str) {
+        ctx.detail("frame", f.to_string());
+    }
+}
+
+/// Records what a read returned, under `value` (so that a `sensitive` step
+/// masks it like a typed value), secrets masked.
+pub(super) fn note_read(ctx: &mut ActionContext<'_>, value: &Value) {
+    let mut shown = value.clone();
+    crate::secrets::redact_json(&mut shown);
+    let text = serde_json::to_string(&shown).unwrap_or_default();
+    if text.len() > READ_EVIDENCE_LIMIT {
+        // Too big for an audit event: its size and fingerprint instead.
+        let count = shown.as_array().map(|a| a.len() as u64);
+        ctx.detail(
+            "value",
+            json!({
+                "count": count,
+                "bytes": text.len(),
+                "sha256": crate::fsutil::sha256_hex(text.as_bytes()),
+            }),
+        );
+    } else {
+        ctx.detail("value", shown);
+    }
+}
+
+/// Reads up to this many bytes of JSON are recorded whole in their audit
+/// event; larger ones as `{ count, bytes, sha256 }` of the canonical JSON.
+pub const READ_EVIDENCE_LIMIT: usize = 64 * 1024;
 
 /// Notes the page URL the resolver reported (no extra round trip).
 pub(super) fn note_url(ctx: &mut ActionContext<'_>, answer: &Value) {
@@ -89,16 +127,26 @@ async fn op(
 ) -> Result<Value, BrowserError> {
     let h = begin(ctx, loc).await?;
     let limit = wait_limit(ctx, timeout);
-    let answer = resolve::run_op(&h.client, loc, op, need, limit).await?;
+    let answer = resolve::run_op(&h, loc, op, need, limit).await?;
     note_url(ctx, &answer);
+    note_frame(ctx, &answer);
     Ok(answer)
 }
 
 // ---------------------------------------------------------------- click
 
 element_args! {
-    /// Arguments of `browser.click`: a locator.
-    pub struct ClickArgs {}
+    /// Arguments of `browser.click`: a locator, and how to treat the page it loads.
+    pub struct ClickArgs {
+        /// `auto` (default): wait for the new page when the click starts a
+        /// navigation; `navigation`: a new page must load; `none`: do not wait.
+        #[serde(default)]
+        pub wait: Option<WaitMode>,
+        /// `fail` (default): a 5xx answer fails the step (a system error);
+        /// `ignore`: go on.
+        #[serde(default)]
+        pub http_errors: Option<HttpErrors>,
+    }
 }
 has_locator!(ClickArgs);
 
@@ -116,30 +164,95 @@ impl Action for Click {
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
         let started = Instant::now();
-        let r = click(ctx, &args.locator(), args.wait_limit()).await;
+        let nav = Nav {
+            wait: args.wait,
+            http_errors: args.http_errors,
+        };
+        let r = click(ctx, &args.locator(), args.wait_limit(), nav).await;
         finish(ctx, started, r.map(|_| Value::Null)).await
     }
 }
 
-/// Finds and clicks, retrying while something covers the element.
+/// A step's own navigation settings (the run's `browser.settings` otherwise).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Nav {
+    pub wait: Option<WaitMode>,
+    pub http_errors: Option<HttpErrors>,
+}
+
+/// After an action on `answer`'s element that may navigate: waits for the
+/// new document, checks its HTTP status, leaves auto-entered frames. A
+/// dialog that opened is left for `browser.dialog` (which finishes the wait).
+pub(super) async fn after_action(
+    ctx: &mut ActionContext<'_>,
+    h: &session::Handle,
+    answer: &Value,
+    nav: Nav,
+    limit: Duration,
+) -> Result<(), BrowserError> {
+    let settings = h.settings();
+    let before = Before::from_answer(
+        answer,
+        nav.wait.unwrap_or(settings.wait),
+        nav.http_errors.unwrap_or(settings.http_errors),
+        limit,
+    );
+    // The new page is looked at from the top (its window may be another
+    // frame); leaving fails while a dialog is open, and settle says so.
+    resolve::leave_auto(h).await;
+    let settled = navigate::settle(h, &before).await;
+    match settled {
+        Ok(Settled::Dialog) => {
+            ctx.detail("dialog_opened", true);
+            h.set_pending(Some(before));
+            Ok(())
+        }
+        Ok(Settled::Stayed) => {
+            resolve::leave_auto(h).await;
+            note_current_url(ctx, &h.client).await;
+            Ok(())
+        }
+        Ok(Settled::Landed { status, url }) => {
+            resolve::leave_auto(h).await;
+            ctx.detail("navigated", true);
+            if let Some(s) = status {
+                ctx.detail("http_status", s);
+            }
+            ctx.detail("url", url.clone());
+            navigate::check_status(status, &before.method, &url, before.http_errors)
+        }
+        Err(e) => {
+            resolve::leave_auto(h).await;
+            Err(e)
+        }
+    }
+}
+
+/// Finds and clicks, retrying while something covers the element; then
+/// waits for the page the click loads (see [`after_action`]).
 pub(super) async fn click(
     ctx: &mut ActionContext<'_>,
     loc: &Locator,
     timeout: Option<Duration>,
+    nav: Nav,
 ) -> Result<(), BrowserError> {
     let h = begin(ctx, loc).await?;
     let limit = wait_limit(ctx, timeout);
     let started = Instant::now();
-    loop {
+    let answer = loop {
         let left = limit.saturating_sub(started.elapsed());
-        let el = resolve::find(&h.client, loc, Need::Interact, left).await?;
+        let (el, answer) = resolve::find(&h, loc, Need::Interact, left).await?;
+        note_frame(ctx, &answer);
         match el.click().await {
-            Ok(()) => break,
+            Ok(()) => break answer,
             Err(e) => {
                 let msg = super::wd_message(&e);
                 let passing = msg.contains("click intercepted")
                     || e.is_element_not_interactable()
                     || e.is_stale_element_reference();
+                if !e.is_unexpected_alert_open() {
+                    resolve::leave_auto(&h).await;
+                }
                 if !passing || started.elapsed() >= limit {
                     return Err(BrowserError::webdriver(&h.client, e)
                         .await
@@ -148,9 +261,8 @@ pub(super) async fn click(
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-    }
-    note_current_url(ctx, &h.client).await;
-    Ok(())
+    };
+    after_action(ctx, &h, &answer, nav, limit).await
 }
 
 // ---------------------------------------------------------------- fill
@@ -230,11 +342,17 @@ async fn type_text(ctx: &mut ActionContext<'_>, args: &TypeArgs) -> Result<(), B
     let loc = args.locator();
     let h = begin(ctx, &loc).await?;
     let limit = wait_limit(ctx, args.wait_limit());
-    let el = resolve::find(&h.client, &loc, Need::Interact, limit).await?;
-    if args.clear {
-        wd(&h.client, el.clear().await).await?;
+    let (el, answer) = resolve::find(&h, &loc, Need::Interact, limit).await?;
+    note_frame(ctx, &answer);
+    let typed = async {
+        if args.clear {
+            wd(&h.client, el.clear().await).await?;
+        }
+        wd(&h.client, el.send_keys(&args.value.0).await).await
     }
-    wd(&h.client, el.send_keys(&args.value.0).await).await?;
+    .await;
+    resolve::leave_auto(&h).await;
+    typed?;
     note_current_url(ctx, &h.client).await;
     Ok(())
 }
@@ -308,18 +426,30 @@ impl Action for Select {
 // ---------------------------------------------------------------- check / uncheck
 
 element_args! {
-    /// Arguments of `browser.check` / `browser.uncheck`: a locator.
-    pub struct CheckArgs {}
+    /// Arguments of `browser.check` / `browser.uncheck`: a locator, and for a
+    /// group of radio buttons (e.g. `name: contact`) the `value` to choose
+    /// (its value attribute or the text right after it).
+    pub struct CheckArgs {
+        /// Which radio button / checkbox of the matched group: its `value`
+        /// attribute or the text after it. Absent: a business error listing
+        /// the values that exist.
+        #[serde(default)]
+        pub value: Option<Text>,
+    }
 }
 has_locator!(CheckArgs);
 
 async fn set_checked(ctx: &mut ActionContext<'_>, args: CheckArgs, on: bool) -> ActionResult {
     let started = Instant::now();
     ctx.detail("checked", on);
+    if let Some(v) = &args.value {
+        let shown = shown_value(ctx, &v.0);
+        ctx.detail("value", shown);
+    }
     let r = op(
         ctx,
         &args.locator(),
-        json!({ "op": "check", "checked": on }),
+        json!({ "op": "check", "checked": on, "value": args.value.as_ref().map(|v| v.0.clone()) }),
         Need::Interact,
         args.wait_limit(),
     )
@@ -414,6 +544,7 @@ async fn read(
     if let Value::String(s) = &value {
         ctx.detail("chars", s.chars().count() as u64);
     }
+    note_read(ctx, &value);
     Ok(value)
 }
 
@@ -448,6 +579,9 @@ impl Action for ReadAttribute {
         )
         .await
         .map(|a| a.get("value").cloned().unwrap_or(Value::Null));
+        if let Ok(v) = &r {
+            note_read(ctx, v);
+        }
         finish(ctx, started, r).await
     }
 }
@@ -496,23 +630,17 @@ async fn upload(ctx: &mut ActionContext<'_>, args: &UploadArgs) -> Result<Value,
     let h = begin(ctx, &loc).await?;
     let limit = wait_limit(ctx, args.wait_limit());
     // File inputs are often styled away behind a nicer button: present is enough.
-    let answer = resolve::run_op(
-        &h.client,
-        &loc,
-        json!({ "op": "find" }),
-        Need::Present,
-        limit,
-    )
-    .await?;
-    let el = resolve::element_of(&h.client, &answer).ok_or_else(|| {
-        BrowserError::permanent(format!("{loc}: the browser returned no element"))
-    })?;
-    if answer.get("tag").and_then(Value::as_str) != Some("input") {
-        return Err(BrowserError::permanent(format!(
+    let (el, answer) = resolve::find(&h, &loc, Need::Present, limit).await?;
+    note_frame(ctx, &answer);
+    let sent = if answer.get("tag").and_then(Value::as_str) != Some("input") {
+        Err(BrowserError::permanent(format!(
             "{loc} is not a file input"
-        )));
-    }
-    wd(&h.client, el.send_keys(&abs.display().to_string()).await).await?;
+        )))
+    } else {
+        wd(&h.client, el.send_keys(&abs.display().to_string()).await).await
+    };
+    resolve::leave_auto(&h).await;
+    sent?;
     note_url(ctx, &answer);
     Ok(json!({ "path": shown, "sha256": sha, "size": size }))
 }

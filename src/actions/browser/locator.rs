@@ -24,9 +24,11 @@ pub struct Locator {
     /// An XPath expression, e.g. `//td[text()='Total']/following-sibling::td`.
     #[serde(default)]
     pub xpath: Option<String>,
-    /// The form control a `<label>` names (via `for`, nesting, `aria-label` or
-    /// `aria-labelledby`); matched on the label's whole text, ignoring a
-    /// trailing `:` or `*`.
+    /// The form control a person would say this caption belongs to: `<label
+    /// for>`, a wrapping `<label>`, `aria-labelledby`, `aria-label`, the text
+    /// just before it (just after, for radios and checkboxes), the table cell
+    /// to its left or above, `placeholder`, `title`. Whole text; exact first,
+    /// then ignoring case, colons and spaces.
     #[serde(default)]
     pub label: Option<String>,
     /// A button, link or other element by its whole visible text.
@@ -44,6 +46,13 @@ pub struct Locator {
     /// Only look inside the element this locator finds.
     #[serde(default)]
     pub within: Option<Box<Locator>>,
+    /// Anchor: the field (or the match of the other key) nearest to the right
+    /// of this text on the same line, like `Username: [____]`.
+    #[serde(default)]
+    pub right_of: Option<String>,
+    /// Anchor: the field (or the match of the other key) nearest to this text.
+    #[serde(default)]
+    pub near: Option<String>,
 }
 
 /// The locator kinds, in the order they are reported.
@@ -69,16 +78,38 @@ impl Locator {
 
     /// True when no locator key is given at all.
     pub fn is_empty(&self) -> bool {
-        self.set_kinds().is_empty() && self.nth.is_none() && self.within.is_none()
+        self.set_kinds().is_empty()
+            && self.nth.is_none()
+            && self.within.is_none()
+            && self.anchor().is_none()
+    }
+
+    /// `("right_of", text)` or `("near", text)`.
+    fn anchor(&self) -> Option<(&'static str, &str)> {
+        match (&self.right_of, &self.near) {
+            (Some(t), _) => Some(("right_of", t.as_str())),
+            (None, Some(t)) => Some(("near", t.as_str())),
+            _ => None,
+        }
     }
 
     /// Checks that exactly one kind is given (recursively for `within`).
     pub fn validate(&self) -> Result<(), String> {
         let kinds = self.set_kinds();
+        if self.right_of.is_some() && self.near.is_some() {
+            return Err("give `right_of` or `near`, not both".into());
+        }
+        if let Some((key, text)) = self.anchor()
+            && text.trim().is_empty()
+        {
+            return Err(format!("`{key}` is empty"));
+        }
         match kinds.len() {
+            // An anchor alone names "the form field by that text".
+            0 if self.anchor().is_some() => {}
             0 => {
                 return Err(format!(
-                    "give one locator: {} (none was given)",
+                    "give one locator: {} (none was given), or an anchor `right_of` / `near`",
                     KINDS.join(", ")
                 ));
             }
@@ -107,16 +138,18 @@ impl Locator {
 
     /// The JSON the page-side resolver reads.
     pub fn to_js(&self) -> Value {
-        let (kind, value) = self
-            .set_kinds()
-            .first()
-            .map(|(k, v)| (*k, v.to_string()))
-            .unwrap_or(("css", "*".to_string()));
+        let (kind, value) = match self.set_kinds().first() {
+            Some((k, v)) => (*k, v.to_string()),
+            None if self.anchor().is_some() => ("field", String::new()),
+            None => ("css", "*".to_string()),
+        };
         json!({
             "kind": kind,
             "value": value,
             "nth": self.nth,
             "within": self.within.as_ref().map(|w| w.to_js()),
+            "right_of": self.right_of,
+            "near": self.near,
         })
     }
 }
@@ -124,9 +157,13 @@ impl Locator {
 impl fmt::Display for Locator {
     /// `label 'Postcode'`, `css '.x' (nth 2) within id 'form'`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.set_kinds().first() {
-            Some((k, v)) => write!(f, "{k} '{v}'")?,
-            None => write!(f, "(no locator)")?,
+        match (self.set_kinds().first(), self.anchor()) {
+            (Some((k, v)), _) => write!(f, "{k} '{v}'")?,
+            (None, Some(_)) => write!(f, "the field")?,
+            (None, None) => write!(f, "(no locator)")?,
+        }
+        if let Some((k, t)) = self.anchor() {
+            write!(f, " {k} '{t}'")?;
         }
         if let Some(n) = self.nth {
             write!(f, " (nth {n})")?;
@@ -213,6 +250,12 @@ macro_rules! element_args {
             /// Only look inside the element this locator finds.
             #[serde(default)]
             pub within: Option<Box<$crate::actions::browser::locator::Locator>>,
+            /// Anchor: the field nearest to the right of this text on the same line.
+            #[serde(default)]
+            pub right_of: Option<String>,
+            /// Anchor: the field nearest to this text.
+            #[serde(default)]
+            pub near: Option<String>,
             /// How long to wait for the element (default: `browser.timeout`, 10 s).
             #[serde(default)]
             pub timeout: Option<$crate::actions::types::DurationArg>,
@@ -239,6 +282,8 @@ macro_rules! locator_of {
             id: $s.id.clone(),
             nth: $s.nth,
             within: $s.within.clone(),
+            right_of: $s.right_of.clone(),
+            near: $s.near.clone(),
         }
     };
 }
@@ -299,6 +344,21 @@ mod tests {
         assert!(within.contains("`within`"), "{within}");
         let unknown = parse(json!({"css": "b", "vaule": "1"})).unwrap_err();
         assert!(unknown.contains("unknown field"), "{unknown}");
+    }
+
+    #[test]
+    fn anchors_alone_or_with_a_kind() {
+        let alone = parse(json!({"right_of": "Username:", "value": "x"})).unwrap();
+        let loc = alone.0.locator();
+        assert_eq!(loc.to_string(), "the field right_of 'Username:'");
+        assert_eq!(loc.to_js()["kind"], "field");
+        assert_eq!(loc.to_js()["right_of"], "Username:");
+        let with = parse(json!({"css": "input", "near": "Total", "value": "x"})).unwrap();
+        assert_eq!(with.0.locator().to_string(), "css 'input' near 'Total'");
+        let both = parse(json!({"right_of": "a", "near": "b", "value": "x"})).unwrap_err();
+        assert!(both.contains("`right_of` or `near`, not both"), "{both}");
+        let empty = parse(json!({"right_of": " ", "value": "x"})).unwrap_err();
+        assert!(empty.contains("`right_of` is empty"), "{empty}");
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! - [`locator`]: `css` / `xpath` / `label` / `text` / `name` / `id` + `nth`, `within`;
 //! - [`resolve`]: auto-wait, one WebDriver round trip per poll;
 //! - [`actions`] (element actions) and [`page`] (page-level actions);
+//! - [`navigate`]: waits for the page a click loads, HTTP errors;
+//! - [`outcome`]: `wait_for { any }`, `read_texts`, `settings`;
 //! - [`evidence`]: screenshot + page HTML when a step fails;
 //! - [`error`] and [`step`]: the step's error, wait limit, masking, wrap-up.
 
@@ -12,6 +14,8 @@ pub mod actions;
 pub mod error;
 pub mod evidence;
 pub mod locator;
+pub mod navigate;
+pub mod outcome;
 pub mod page;
 pub mod resolve;
 pub mod session;

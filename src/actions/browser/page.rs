@@ -10,8 +10,11 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::actions::{Text, begin, click, note_current_url, note_url};
+use super::actions::{
+    Nav, Text, after_action, begin, click, note_current_url, note_frame, note_read, note_url,
+};
 use super::locator::{Checked, HasLocator, Locator, element_args, has_locator, locator_of};
+use super::navigate::{self, HttpErrors, WaitMode};
 use super::resolve::{self, Need};
 use super::{BrowserError, evidence, finish, session, wait_limit, wd};
 use crate::actions::types::DurationArg;
@@ -26,6 +29,10 @@ use crate::fsutil::{sha256_hex, write_atomic};
 pub struct OpenArgs {
     /// The address, e.g. `http://127.0.0.1:8088/login`.
     pub url: String,
+    /// `fail` (default): a 5xx answer fails the step as a system error
+    /// (retried by `retry:`); `ignore`: go on.
+    #[serde(default)]
+    pub http_errors: Option<HttpErrors>,
 }
 
 /// Opens a page (starting the run's browser on first use) and waits for it to load.
@@ -42,12 +49,16 @@ impl Action for Open {
 
     async fn run(ctx: &mut ActionContext<'_>, args: Self::Args) -> ActionResult {
         let started = Instant::now();
-        let r = open(ctx, &args.url).await;
+        let r = open(ctx, &args.url, args.http_errors).await;
         finish(ctx, started, r).await
     }
 }
 
-async fn open(ctx: &mut ActionContext<'_>, url: &str) -> Result<Value, BrowserError> {
+async fn open(
+    ctx: &mut ActionContext<'_>,
+    url: &str,
+    http_errors: Option<HttpErrors>,
+) -> Result<Value, BrowserError> {
     ctx.target(url.to_string());
     let lower = url.to_ascii_lowercase();
     if !["http://", "https://", "file://", "about:", "data:"]
@@ -68,9 +79,17 @@ async fn open(ctx: &mut ActionContext<'_>, url: &str) -> Result<Value, BrowserEr
         .await
         .map_err(|e| e.context(format!("cannot open {url}")))?;
     h.left_frames(u32::MAX);
+    h.auto_frames.store(0, std::sync::atomic::Ordering::SeqCst);
+    h.set_pending(None);
     let now = note_current_url(ctx, &h.client).await.unwrap_or_default();
     let title = h.client.title().await.unwrap_or_default();
     ctx.detail("title", title.clone());
+    let status = navigate::current_status(&h).await;
+    if let Some(s) = status {
+        ctx.detail("http_status", s);
+    }
+    let http = http_errors.unwrap_or(h.settings().http_errors);
+    navigate::check_status(status, "GET", &now, http)?;
     Ok(json!({ "url": now, "title": title }))
 }
 
@@ -81,6 +100,13 @@ element_args! {
     pub struct PressArgs {
         /// Keys: `Enter`, `Tab`, `Escape`, `Control+a`, ... or a list of them.
         pub keys: crate::actions::types::OneOrMany<String>,
+        /// `auto` (default): wait for the new page when the keys start a
+        /// navigation (Enter in a form); `navigation`: one must load; `none`.
+        #[serde(default)]
+        pub wait: Option<WaitMode>,
+        /// `fail` (default): a 5xx answer fails the step; `ignore`: go on.
+        #[serde(default)]
+        pub http_errors: Option<HttpErrors>,
     }
 }
 has_locator!(PressArgs, false);
@@ -159,6 +185,12 @@ fn key_codes(spec: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// The focused window's document token and frame path (for keys pressed
+/// without a locator).
+const HERE: &str = "var w = window, p = []; try { while (w !== w.parent) { var q = w.parent, i = 0; \
+    while (i < q.frames.length && q.frames[i] !== w) i++; p.unshift(i); w = q; } } catch (e) { p = []; } \
+    return { doc: window.__clerkDoc || null, targetPath: p };";
+
 async fn press(ctx: &mut ActionContext<'_>, args: &PressArgs) -> Result<(), BrowserError> {
     let keys = args.keys.to_vec();
     ctx.detail("keys", keys.join(" "));
@@ -167,20 +199,30 @@ async fn press(ctx: &mut ActionContext<'_>, args: &PressArgs) -> Result<(), Brow
         codes.push_str(&key_codes(k).map_err(BrowserError::permanent)?);
     }
     let loc = args.locator();
-    let (h, el) = if loc.is_empty() {
+    let limit = wait_limit(ctx, args.wait_limit());
+    let (h, el, answer) = if loc.is_empty() {
         ctx.target("(focused element)");
         let h = session::handle(ctx).await?;
         let el = wd(&h.client, h.client.active_element().await).await?;
-        (h, el)
+        // The document's token, to notice the page the keys load.
+        let here = h.client.execute(HERE, vec![]).await.unwrap_or(Value::Null);
+        (h, el, here)
     } else {
         let h = begin(ctx, &loc).await?;
-        let limit = wait_limit(ctx, args.wait_limit());
-        let el = resolve::find(&h.client, &loc, Need::Interact, limit).await?;
-        (h, el)
+        let (el, answer) = resolve::find(&h, &loc, Need::Interact, limit).await?;
+        note_frame(ctx, &answer);
+        (h, el, answer)
     };
-    wd(&h.client, el.send_keys(&codes).await).await?;
-    note_current_url(ctx, &h.client).await;
-    Ok(())
+    if let Err(e) = el.send_keys(&codes).await {
+        let e = BrowserError::webdriver(&h.client, e).await;
+        resolve::leave_auto(&h).await;
+        return Err(e);
+    }
+    let nav = Nav {
+        wait: args.wait,
+        http_errors: args.http_errors,
+    };
+    after_action(ctx, &h, &answer, nav, limit).await
 }
 
 // ---------------------------------------------------------------- wait_for
@@ -201,17 +243,47 @@ pub enum State {
 }
 
 element_args! {
-    /// Arguments of `browser.wait_for`.
+    /// Arguments of `browser.wait_for`: a locator (with `state`, `contains`),
+    /// or `any` — named outcomes, the first to show wins.
     pub struct WaitForArgs {
         /// `present`, `visible` (default), `hidden` or `gone`.
         #[serde(default)]
-        pub state: State,
+        pub state: Option<State>,
         /// Also wait until a matching element's text contains this.
         #[serde(default)]
         pub contains: Option<Text>,
+        /// Named outcomes: `{ entered: { css: ".case-ref" }, rejected: { css:
+        /// "font[color=red]" }, alerted: { dialog: true } }`. Returns
+        /// `{ matched, text, texts }` for the first that shows.
+        #[serde(default)]
+        pub any: Option<super::outcome::Branches>,
     }
 }
-has_locator!(WaitForArgs);
+
+impl HasLocator for WaitForArgs {
+    const REQUIRED: bool = false;
+
+    fn locator(&self) -> Locator {
+        locator_of!(self)
+    }
+
+    fn check_rest(&self) -> Result<(), String> {
+        match (&self.any, self.locator().is_empty()) {
+            (Some(_), false) => Err("give a locator or `any` (named outcomes), not both".into()),
+            (None, true) => Err(format!(
+                "give one locator: {} (none was given), or `any`",
+                super::locator::KINDS.join(", ")
+            )),
+            (Some(b), true) => {
+                if self.state.is_some() || self.contains.is_some() {
+                    return Err("`state` and `contains` go with a locator, not with `any`".into());
+                }
+                b.check()
+            }
+            (None, false) => self.locator().validate(),
+        }
+    }
+}
 
 /// Waits until an element is present / visible / hidden / gone, or shows a text.
 pub struct WaitFor;
@@ -231,8 +303,11 @@ impl Action for WaitFor {
 }
 
 async fn wait_for(ctx: &mut ActionContext<'_>, args: &WaitForArgs) -> Result<Value, BrowserError> {
+    if let Some(any) = &args.any {
+        return super::outcome::wait_any(ctx, any, args.wait_limit()).await;
+    }
     let loc = args.locator();
-    let state = match args.state {
+    let state = match args.state.unwrap_or_default() {
         State::Present => "present",
         State::Visible => "visible",
         State::Hidden => "hidden",
@@ -245,8 +320,9 @@ async fn wait_for(ctx: &mut ActionContext<'_>, args: &WaitForArgs) -> Result<Val
     let h = begin(ctx, &loc).await?;
     let limit = wait_limit(ctx, args.wait_limit());
     let op = json!({ "op": "state", "state": state, "contains": args.contains.as_ref().map(|c| c.0.clone()) });
-    let answer = resolve::run_op(&h.client, &loc, op, Need::Present, limit).await?;
+    let answer = resolve::run_op(&h, &loc, op, Need::Present, limit).await?;
     ctx.detail("count", answer.get("count").cloned().unwrap_or(Value::Null));
+    note_frame(ctx, &answer);
     Ok(Value::Bool(true))
 }
 
@@ -313,7 +389,7 @@ async fn read_table(
     let mut pages = 0u32;
     loop {
         let op = json!({ "op": "table", "mark": mark, "skipMarked": if pages > 0 { Some(&mark) } else { None } });
-        let answer = resolve::run_op(&h.client, &loc, op, Need::Visible, limit)
+        let answer = resolve::run_op(&h, &loc, op, Need::Visible, limit)
             .await
             .map_err(|e| {
                 if pages > 0 {
@@ -347,7 +423,7 @@ async fn read_table(
             rows.push(Value::Object(obj));
         }
         let Some(next) = &args.next else { break };
-        let Some(link) = resolve::probe(&h.client, next, Need::Interact).await? else {
+        let Some(link) = resolve::probe(&h, next, Need::Interact).await? else {
             break;
         };
         if pages >= max_pages {
@@ -361,7 +437,9 @@ async fn read_table(
     }
     ctx.detail("pages", pages);
     ctx.detail("rows", rows.len() as u64);
-    Ok(Value::Array(rows))
+    let rows = Value::Array(rows);
+    note_read(ctx, &rows);
+    Ok(rows)
 }
 
 // ---------------------------------------------------------------- screenshot
@@ -409,9 +487,11 @@ async fn screenshot(
     } else {
         let h = begin(ctx, &loc).await?;
         let limit = wait_limit(ctx, args.wait_limit());
-        let el = resolve::find(&h.client, &loc, Need::Visible, limit).await?;
-        let png = wd(&h.client, el.screenshot().await).await?;
-        (h, png)
+        let (el, answer) = resolve::find(&h, &loc, Need::Visible, limit).await?;
+        note_frame(ctx, &answer);
+        let png = wd(&h.client, el.screenshot().await).await;
+        resolve::leave_auto(&h).await;
+        (h, png?)
     };
     let sha = sha256_hex(&png);
     let path = match &args.path {
@@ -498,7 +578,11 @@ async fn download(ctx: &mut ActionContext<'_>, args: &DownloadArgs) -> Result<Va
         .wait_limit()
         .unwrap_or(ctx.config.browser.timeout.max(Duration::from_secs(30)));
     let limit = wait_limit(ctx, Some(limit));
-    click(ctx, &loc, args.wait_limit()).await?;
+    let nav = Nav {
+        wait: Some(WaitMode::None),
+        http_errors: None,
+    };
+    click(ctx, &loc, args.wait_limit(), nav).await?;
     let started = Instant::now();
     let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
     let found: PathBuf = loop {
@@ -635,25 +719,27 @@ async fn frame(ctx: &mut ActionContext<'_>, args: &FrameArgs) -> Result<(), Brow
             let loc = args.locator();
             let h = begin(ctx, &loc).await?;
             let limit = wait_limit(ctx, args.wait_limit());
-            let answer = resolve::run_op(
-                &h.client,
-                &loc,
-                json!({ "op": "find" }),
-                Need::Visible,
-                limit,
-            )
-            .await?;
+            let (el, answer) = resolve::find(&h, &loc, Need::Visible, limit).await?;
             if !matches!(
                 answer.get("tag").and_then(Value::as_str),
                 Some("iframe" | "frame")
             ) {
-                return Err(BrowserError::permanent(format!("{loc} is not an iframe")));
+                resolve::leave_auto(&h).await;
+                return Err(BrowserError::permanent(format!(
+                    "{loc} is not a frame or iframe"
+                )));
             }
-            let el = resolve::element_of(&h.client, &answer).ok_or_else(|| {
-                BrowserError::permanent(format!("{loc}: the browser returned no element"))
-            })?;
-            wd(&h.client, el.enter_frame().await).await?;
-            h.enter_frame();
+            if let Err(e) = el.enter_frame().await {
+                let e = BrowserError::webdriver(&h.client, e).await;
+                resolve::leave_auto(&h).await;
+                return Err(e);
+            }
+            // Frames entered to reach it become part of where later steps work.
+            let via = h.auto_frames.swap(0, std::sync::atomic::Ordering::SeqCst);
+            for _ in 0..=via {
+                h.enter_frame();
+            }
+            note_frame(ctx, &answer);
             note_url(ctx, &answer);
         }
     }
@@ -675,6 +761,18 @@ pub struct DialogArgs {
     /// How long to wait for the dialog to appear (default: `browser.timeout`).
     #[serde(default)]
     pub timeout: Option<DurationArg>,
+    /// `true`: no dialog within `timeout` is an answer (`null`), not a
+    /// failure — for pages that show an alert only on success.
+    #[serde(default)]
+    pub optional: bool,
+    /// After answering: `auto` (default) waits for the page the answer loads
+    /// (a `confirm()` before a form is sent); `navigation`; `none`.
+    #[serde(default)]
+    pub wait: Option<WaitMode>,
+    /// `fail` (default): a 5xx answer to the form the dialog let through fails
+    /// the step; `ignore`: go on.
+    #[serde(default)]
+    pub http_errors: Option<HttpErrors>,
 }
 
 fn yes() -> bool {
@@ -692,11 +790,16 @@ impl Action for Dialog {
     const EXAMPLE: &'static str =
         "- browser.dialog: { accept: true }\n  save_as: question\n  if: \"{{ false }}\"\n";
     const SHORTHAND: Option<&'static str> = Some("accept");
-    const RESULT: &'static str = "string (the dialog's text)";
+    const RESULT: &'static str = "string (the dialog's text), or null (`optional`, none appeared)";
 
     async fn run(ctx: &mut ActionContext<'_>, args: Self::Args) -> ActionResult {
         let started = Instant::now();
         let r = dialog(ctx, &args).await;
+        if r.as_ref().is_ok_and(Value::is_null) {
+            // `optional` and none appeared: an answer, not a failure (no evidence).
+            ctx.detail("duration_ms", started.elapsed().as_millis() as u64);
+            return Ok(Value::Null);
+        }
         finish(ctx, started, r).await
     }
 }
@@ -713,6 +816,10 @@ async fn dialog(ctx: &mut ActionContext<'_>, args: &DialogArgs) -> Result<Value,
             Err(e) if e.is_no_such_alert() && started.elapsed() < limit => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
+            Err(e) if e.is_no_such_alert() && args.optional => {
+                ctx.detail("appeared", false);
+                return Ok(Value::Null);
+            }
             Err(e) if e.is_no_such_alert() => {
                 return Err(BrowserError::retryable(format!(
                     "no dialog appeared within {} s",
@@ -722,16 +829,57 @@ async fn dialog(ctx: &mut ActionContext<'_>, args: &DialogArgs) -> Result<Value,
             Err(e) => return Err(BrowserError::webdriver(&h.client, e).await),
         }
     };
-    ctx.detail("text", text.clone());
+    // What the dialog said is what this step read: `value` (masked when the
+    // step is sensitive, like every read).
+    ctx.detail("value", crate::secrets::redact(&text));
     if let Some(t) = &args.text {
         let shown = super::shown_value(ctx, &t.0);
-        ctx.detail("value", shown);
+        ctx.detail("typed", shown);
         wd(&h.client, h.client.send_alert_text(&t.0).await).await?;
     }
     if args.accept {
         wd(&h.client, h.client.accept_alert().await).await?;
     } else {
         wd(&h.client, h.client.dismiss_alert().await).await?;
+    }
+    // The click that opened it may have been about to send a form.
+    let settings = h.settings();
+    let mut before = h.take_pending().unwrap_or(navigate::Before {
+        doc: None,
+        method: "GET".into(),
+        mode: WaitMode::Auto,
+        http_errors: settings.http_errors,
+        limit,
+        target: Vec::new(),
+    });
+    if let Some(w) = args.wait {
+        before.mode = w;
+    }
+    if let Some(x) = args.http_errors {
+        before.http_errors = x;
+    }
+    resolve::leave_auto(&h).await;
+    let settled = navigate::settle(&h, &before).await;
+    match settled {
+        Ok(navigate::Settled::Dialog) => {
+            // Another dialog (e.g. the alert of the page that loaded): the next step answers it.
+            ctx.detail("dialog_opened", true);
+            h.set_pending(Some(before));
+        }
+        Ok(navigate::Settled::Stayed) => resolve::leave_auto(&h).await,
+        Ok(navigate::Settled::Landed { status, url }) => {
+            resolve::leave_auto(&h).await;
+            ctx.detail("navigated", true);
+            if let Some(s) = status {
+                ctx.detail("http_status", s);
+            }
+            ctx.detail("url", url.clone());
+            navigate::check_status(status, &before.method, &url, before.http_errors)?;
+        }
+        Err(e) => {
+            resolve::leave_auto(&h).await;
+            return Err(e);
+        }
     }
     Ok(Value::String(text))
 }
@@ -771,6 +919,7 @@ impl Action for ExecuteScript {
             match h.client.execute(&args.script, args.args.clone()).await {
                 Ok(v) => {
                     note_current_url(ctx, &h.client).await;
+                    note_read(ctx, &v);
                     Ok(v)
                 }
                 Err(e) if e.is_javascript_error() => Err(BrowserError::permanent(format!(

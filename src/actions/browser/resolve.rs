@@ -4,6 +4,7 @@
 //! the element and acts on it, which is why a clerk `fill` costs less than a
 //! bare find + clear + send-keys.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use fantoccini::Client;
@@ -12,6 +13,8 @@ use serde_json::{Value, json};
 
 use super::BrowserError;
 use super::locator::Locator;
+use super::session::Handle;
+use crate::actions::ErrorKind;
 
 /// Defines `window.__clerkResolve` (installed in every new document over CDP).
 pub const INSTALL: &str = include_str!("resolve.js");
@@ -29,6 +32,32 @@ async fn call(client: &Client, args: Vec<Value>) -> Result<Value, fantoccini::er
     }
     let full = format!("{INSTALL}\nreturn window.__clerkResolve(arguments[0], arguments[1]);");
     client.execute(&full, args).await
+}
+
+/// Runs the resolver once for each locator (one round trip), e.g. for the
+/// outcomes of `wait_for { any }`.
+pub async fn call_many(
+    client: &Client,
+    locs: &[&Locator],
+    op: &Value,
+) -> Result<Vec<Value>, fantoccini::error::CmdError> {
+    const MANY: &str = "var f = window.__clerkResolve, a = arguments; \
+        return f ? a[0].map(function (l) { return f(l, a[1]); }) : null;";
+    let args = vec![
+        Value::Array(locs.iter().map(|l| l.to_js()).collect()),
+        op.clone(),
+    ];
+    let mut v = client.execute(MANY, args.clone()).await?;
+    if v.is_null() {
+        let full = format!(
+            "{INSTALL}\nvar a = arguments; return a[0].map(function (l) {{ return window.__clerkResolve(l, a[1]); }});"
+        );
+        v = client.execute(&full, args).await?;
+    }
+    Ok(match v {
+        Value::Array(a) => a,
+        _ => Vec::new(),
+    })
 }
 
 /// The W3C key of an element reference inside script results.
@@ -56,20 +85,27 @@ impl Need {
 }
 
 /// Runs `op` against the element `loc` names, polling until it succeeds or
-/// `limit` passes. Returns the resolver's answer (`ok: true`).
+/// `limit` passes. Returns the resolver's answer (`ok: true`). When the
+/// element of a `find` is inside a frame, the session is left inside that
+/// frame (see [`leave_auto`]) so that WebDriver can act on it.
 pub async fn run_op(
-    client: &Client,
+    h: &Handle,
     loc: &Locator,
     mut op: Value,
     need: Need,
     limit: Duration,
 ) -> Result<Value, BrowserError> {
+    let client = &h.client;
     if let Some(obj) = op.as_object_mut() {
         obj.insert("need".into(), json!(need.as_str()));
+        if let Some(p) = h.settings().error_patterns {
+            obj.insert("errorPatterns".into(), json!(p));
+        }
     }
     let started = Instant::now();
     let args = vec![loc.to_js(), op];
     let mut pause = Duration::from_millis(25);
+    let mut frame: Option<Value> = None;
     loop {
         let last = match call(client, args.clone()).await {
             Ok(v) => v,
@@ -79,10 +115,13 @@ pub async fn run_op(
                 let transient = e.is_javascript_error()
                     || e.is_stale_element_reference()
                     || e.is_no_such_element()
-                    || e.to_string().contains("context");
+                    || e.is_no_such_window()
+                    || e.to_string().contains("context")
+                    || e.to_string().contains("frame");
                 if !transient {
                     return Err(BrowserError::webdriver(client, e).await);
                 }
+                leave_auto(h).await;
                 if started.elapsed() >= limit {
                     return Err(BrowserError::retryable(format!(
                         "{loc}: the page did not settle after {} ({})",
@@ -95,11 +134,59 @@ pub async fn run_op(
             }
         };
         if last.get("ok").and_then(Value::as_bool) == Some(true) {
+            let mut last = last;
+            if let (Some(f), Some(obj)) = (&frame, last.as_object_mut())
+                && h.auto_frames.load(Ordering::SeqCst) > 0
+            {
+                obj.insert("frame".into(), f.clone());
+            }
             return Ok(last);
         }
         let reason = last.get("reason").and_then(Value::as_str).unwrap_or("none");
-        // Bad selectors and wrong element kinds do not improve by waiting.
-        if matches!(reason, "bad" | "op" | "readonly") || started.elapsed() >= limit {
+        if reason == "frame" && h.auto_frames.load(Ordering::SeqCst) == 0 {
+            frame = last.get("frame").cloned();
+            let path: Vec<u16> = last
+                .get("framePath")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|i| i.as_u64().and_then(|i| u16::try_from(i).ok()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut ok = !path.is_empty();
+            for i in &path {
+                if client.enter_frame(*i).await.is_err() {
+                    ok = false;
+                    break;
+                }
+                h.auto_frames.fetch_add(1, Ordering::SeqCst);
+            }
+            if ok {
+                continue;
+            }
+            leave_auto(h).await;
+        } else if h.auto_frames.load(Ordering::SeqCst) > 0 {
+            // The frame changed under us: look again from where we were.
+            leave_auto(h).await;
+        }
+        // Bad selectors, wrong element kinds and refused data do not improve by waiting.
+        if matches!(reason, "bad" | "op" | "business") {
+            return Err(failure(&last, reason, limit));
+        }
+        if started.elapsed() >= limit {
+            // One more look that also explains a miss (the page's captions,
+            // a did-you-mean), which is too costly to do on every poll.
+            let mut explain = args.clone();
+            explain[1]["explain"] = json!(true);
+            let last = match call(client, explain).await {
+                // Found at the last moment (the operation ran): a success.
+                Ok(v) if v.get("ok").and_then(Value::as_bool) == Some(true) => return Ok(v),
+                Ok(v) => v,
+                Err(_) => last,
+            };
+            leave_auto(h).await;
+            let reason = last.get("reason").and_then(Value::as_str).unwrap_or("none");
             return Err(failure(&last, reason, limit));
         }
         tokio::time::sleep(pause).await;
@@ -107,12 +194,21 @@ pub async fn run_op(
     }
 }
 
+/// Leaves the frames a `find` entered for one action (best effort: a frame
+/// that navigated away is left all the same).
+pub async fn leave_auto(h: &Handle) {
+    while h.auto_frames.load(Ordering::SeqCst) > 0 {
+        // Fails while a dialog is open: the count stays, the next step leaves.
+        if h.client.enter_parent_frame().await.is_err() {
+            break;
+        }
+        h.auto_frames.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// A single look without waiting (e.g. "is there a Next link?").
-pub async fn probe(
-    client: &Client,
-    loc: &Locator,
-    need: Need,
-) -> Result<Option<Element>, BrowserError> {
+pub async fn probe(h: &Handle, loc: &Locator, need: Need) -> Result<Option<Element>, BrowserError> {
+    let client = &h.client;
     let op = json!({ "op": "find", "need": need.as_str() });
     let v = call(client, vec![loc.to_js(), op])
         .await
@@ -135,16 +231,20 @@ pub fn element_of(client: &Client, v: &Value) -> Option<Element> {
     ))
 }
 
-/// Finds one element (waiting), for operations WebDriver itself performs.
+/// Finds one element (waiting), for operations WebDriver itself performs;
+/// also returns the resolver's answer (tag, form, document token, frame).
+/// Call [`leave_auto`] after acting on it.
 pub async fn find(
-    client: &Client,
+    h: &Handle,
     loc: &Locator,
     need: Need,
     limit: Duration,
-) -> Result<Element, BrowserError> {
-    let v = run_op(client, loc, json!({ "op": "find" }), need, limit).await?;
-    element_of(client, &v)
-        .ok_or_else(|| BrowserError::permanent(format!("{loc}: the browser returned no element")))
+) -> Result<(Element, Value), BrowserError> {
+    let v = run_op(h, loc, json!({ "op": "find" }), need, limit).await?;
+    let el = element_of(&h.client, &v).ok_or_else(|| {
+        BrowserError::permanent(format!("{loc}: the browser returned no element"))
+    })?;
+    Ok((el, v))
 }
 
 fn secs(d: Duration) -> String {
@@ -165,7 +265,7 @@ fn failure(last: &Value, reason: &str, limit: Duration) -> BrowserError {
     let url = last.get("url").and_then(Value::as_str).unwrap_or("?");
     let title = last.get("title").and_then(Value::as_str).unwrap_or("");
     let mut text = match reason {
-        "bad" | "op" | "readonly" => message.to_string(),
+        "bad" | "op" | "business" => message.to_string(),
         _ => format!("{message} after {}", secs(limit)),
     };
     text.push_str(&format!(" on {url}"));
@@ -182,9 +282,13 @@ fn failure(last: &Value, reason: &str, limit: Duration) -> BrowserError {
         let quoted: Vec<String> = errors.iter().map(|e| format!("'{e}'")).collect();
         text.push_str(&quoted.join(", "));
     }
-    if reason == "bad" {
-        BrowserError::permanent(text)
-    } else {
-        BrowserError::retryable(text)
+    let kind = match reason {
+        "bad" | "op" => ErrorKind::Usage,
+        "business" => ErrorKind::Business,
+        _ => ErrorKind::System,
+    };
+    BrowserError {
+        kind,
+        message: text,
     }
 }

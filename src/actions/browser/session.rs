@@ -63,6 +63,14 @@ pub struct Handle {
     pub downloads: PathBuf,
     /// How deep in frames the session is (to get back to the top).
     pub frame_depth: Arc<AtomicU32>,
+    /// Frames entered for one action only (a locator matched inside a
+    /// frame); left again after the action, or by the next step.
+    pub auto_frames: Arc<AtomicU32>,
+    /// The run's `browser.settings` (error patterns, HTTP errors, waits).
+    pub settings: Arc<std::sync::Mutex<super::navigate::Settings>>,
+    /// What a click that opened a dialog was about to do (the dialog step
+    /// then waits for the navigation and checks its HTTP status).
+    pub pending: Arc<std::sync::Mutex<Option<super::navigate::Before>>>,
 }
 
 impl Handle {
@@ -80,6 +88,21 @@ impl Handle {
 
     pub fn depth(&self) -> u32 {
         self.frame_depth.load(Ordering::SeqCst)
+    }
+
+    /// The run's settings (a copy).
+    pub fn settings(&self) -> super::navigate::Settings {
+        self.settings.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn set_pending(&self, before: Option<super::navigate::Before>) {
+        if let Ok(mut p) = self.pending.lock() {
+            *p = before;
+        }
+    }
+
+    pub fn take_pending(&self) -> Option<super::navigate::Before> {
+        self.pending.lock().ok().and_then(|mut p| p.take())
     }
 }
 
@@ -224,6 +247,9 @@ pub async fn start(
             client,
             downloads,
             frame_depth: Arc::new(AtomicU32::new(0)),
+            auto_frames: Arc::new(AtomicU32::new(0)),
+            settings: Arc::default(),
+            pending: Arc::default(),
         },
         driver,
     })
