@@ -348,6 +348,8 @@ steps:
 }
 
 /// Runs clerk and returns (exit code, stdout, peak RSS of that process in KiB).
+/// The child is reaped by `wait4` (which also gives its resource usage).
+#[allow(clippy::zombie_processes)]
 fn run_measured(ws: &Workspace, args: &[&str]) -> (i32, String, i64, std::time::Duration) {
     let mut c = ws.cmd();
     c.args(args).stdout(Stdio::piped()).stderr(Stdio::null());

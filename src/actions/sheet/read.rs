@@ -569,9 +569,9 @@ fn within_limits(
         _ => 0,
     };
     if len > limits.cell_bytes {
+        let cell = format!("{}{}", super::cells::col_name(*col), row + 1);
         bail!(
-            "cell {} of {shown} holds {len} bytes of text, over the limit of {} (`max_cell_bytes`); refusing to read it",
-            format!("{}{}", super::cells::col_name(*col), row + 1),
+            "cell {cell} of {shown} holds {len} bytes of text, over the limit of {} (`max_cell_bytes`); refusing to read it",
             limits.cell_bytes
         );
     }
