@@ -546,18 +546,24 @@ fn parking_permits_survives_chromedriver_and_chromium_being_killed() {
         .env("CLERK_SECRET_PORTAL_PASSWORD", PORTAL_PASSWORD)
         .env("TMPDIR", &tmp)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(ws.path().join("run.log")).expect("log file"))
         .spawn()
         .expect("start clerk run");
+    let log = || std::fs::read_to_string(ws.path().join("run.log")).unwrap_or_default();
     let clerk = child.id() as i32;
     let kill = |pid: i32| {
         // SAFETY: sends SIGKILL to a process this test found as the run's.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill {pid}");
     };
     wait_until("5 requests entered", || portal.cases().len() >= 5);
+    // Not exited (a zombie does not count).
+    let alive = || clerk::process::start_time(clerk as u32).is_some();
     let driver = chromedriver_of(clerk).expect("the run's chromedriver");
     kill(driver);
-    wait_until("15 requests entered", || portal.cases().len() >= 15);
+    wait_until("15 requests entered", || {
+        assert!(alive(), "the run ended early:\n{}", log());
+        portal.cases().len() >= 15
+    });
     let chromium = chromium_of(&tmp).expect("the run's Chromium");
     kill(chromium);
     let out = child.wait_with_output().expect("wait for clerk run");

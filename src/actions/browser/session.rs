@@ -87,14 +87,12 @@ impl Handle {
 pub struct BrowserSession {
     handle: Handle,
     driver: Option<Driver>,
-    /// When an action last used the session (see `check_alive`).
-    last_used: Option<Instant>,
 }
 
 impl Resource for BrowserSession {
     fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
-            let BrowserSession { handle, driver, .. } = *self;
+            let BrowserSession { handle, driver } = *self;
             // A polite goodbye first, so Chromium can flush the profile and downloads.
             match tokio::time::timeout(Duration::from_secs(5), handle.client.close()).await {
                 Ok(Ok(())) => tracing::debug!("browser session closed"),
@@ -154,31 +152,20 @@ pub async fn handle(ctx: &ActionContext<'_>) -> Result<Handle, BrowserError> {
 /// How long a live session may take to say which window it is on.
 const ALIVE_LIMIT: Duration = Duration::from_secs(5);
 
-/// Probes are skipped for actions that follow each other closely: a session
-/// that dies makes the running action fail, and a retry comes after its delay.
-const PROBE_AFTER: Duration = Duration::from_millis(500);
-
 impl BrowserSession {
     /// Whether chromedriver and Chromium still answer (a cheap WebDriver
     /// round trip), so that a dead session is replaced by a fresh one on the
     /// next attempt of a retried step or item instead of failing every later
     /// action.
+    /// Every browser action probes (one loopback round trip): the engine does
+    /// not tell the session that an action failed, and skipping probes would
+    /// let items that fail fast (no retry delay) all fail on the dead session.
     async fn check_alive(&mut self) -> Result<(), String> {
-        let now = Instant::now();
-        if self
-            .last_used
-            .is_some_and(|t| now.duration_since(t) < PROBE_AFTER)
-        {
-            self.last_used = Some(now);
-            return Ok(());
-        }
-        let r = match tokio::time::timeout(ALIVE_LIMIT, self.handle.client.window()).await {
+        match tokio::time::timeout(ALIVE_LIMIT, self.handle.client.window()).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(without_stacktrace(&e.to_string())),
             Err(_) => Err(format!("no answer within {} s", ALIVE_LIMIT.as_secs())),
-        };
-        self.last_used = Some(Instant::now());
-        r
+        }
     }
 }
 
@@ -283,7 +270,6 @@ pub async fn start(
             frame_depth: Arc::new(AtomicU32::new(0)),
         },
         driver,
-        last_used: None,
     })
 }
 
