@@ -447,8 +447,10 @@ mod tests {
             redact_url_password("postgres://bot:pa55w0rd@db.local:5432/clerk"),
             "postgres://bot:***@db.local:5432/clerk"
         );
-        let mut config = crate::config::Config::default();
-        config.database = "postgres://bot:pa55w0rd@db.local/clerk".into();
+        let config = crate::config::Config {
+            database: "postgres://bot:pa55w0rd@db.local/clerk".into(),
+            ..Default::default()
+        };
         let shown = format!("{config:?}");
         assert!(!shown.contains("pa55w0rd"), "{shown}");
         assert!(shown.contains("db.local"), "{shown}");

@@ -503,3 +503,138 @@ fn parking_permits_on_the_2003_portal_failing_every_seventh_submission() {
     let out = run_flagship(&ws, &portal);
     check_first_run(&ws, &portal, &smtp, &out, true);
 }
+
+/// (pid, ppid, command line) of every live process.
+fn processes() -> Vec<(i32, i32, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r.to_string()) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.first() == Some(&"Z") {
+            continue;
+        }
+        let ppid = fields.get(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        let cmd = std::fs::read(entry.path().join("cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        out.push((pid, ppid, cmd));
+    }
+    out
+}
+
+/// The pid of the run's chromedriver (child of the guard clerk started).
+fn chromedriver_of(clerk: i32) -> Option<i32> {
+    let ps = processes();
+    let guards: Vec<i32> = ps
+        .iter()
+        .filter(|(_, ppid, cmd)| *ppid == clerk && cmd.contains("clerk-browser-guard"))
+        .map(|(pid, _, _)| *pid)
+        .collect();
+    ps.iter()
+        .find(|(_, ppid, cmd)| guards.contains(ppid) && cmd.contains("chromedriver"))
+        .map(|(pid, _, _)| *pid)
+}
+
+/// The pid of the run's main Chromium process (its profile is in `tmp`).
+fn chromium_of(tmp: &Path) -> Option<i32> {
+    let marker = format!("--user-data-dir={}", tmp.display());
+    processes()
+        .into_iter()
+        .find(|(_, _, cmd)| cmd.contains(&marker) && !cmd.contains("--type="))
+        .map(|(pid, _, _)| pid)
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    while !ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn parking_permits_survives_chromedriver_and_chromium_being_killed() {
+    let portal = Portal::start(&["--user", PORTAL_USER, "--password", PORTAL_PASSWORD]);
+    let smtp = SmtpServer::start(&[]);
+    let ws = workspace(&smtp);
+    let tmp = ws.path().join("tmp");
+    std::fs::create_dir_all(&tmp).expect("mkdir tmp");
+    let child = ws
+        .cmd()
+        .args([
+            "run",
+            "playbooks/parking-permits.yaml",
+            "--input",
+            &format!("portal_url={}", portal.url),
+            "--json",
+        ])
+        .env("CLERK_SECRET_PORTAL_USER", PORTAL_USER)
+        .env("CLERK_SECRET_PORTAL_PASSWORD", PORTAL_PASSWORD)
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(ws.path().join("run.log")).expect("log file"))
+        .spawn()
+        .expect("start clerk run");
+    let log = || std::fs::read_to_string(ws.path().join("run.log")).unwrap_or_default();
+    let clerk = child.id() as i32;
+    let kill = |pid: i32| {
+        // SAFETY: sends SIGKILL to a process this test found as the run's.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill {pid}");
+    };
+    wait_until("5 requests entered", || portal.cases().len() >= 5);
+    // Not exited (a zombie does not count).
+    let alive = || clerk::process::start_time(clerk as u32).is_some();
+    let driver = chromedriver_of(clerk).expect("the run's chromedriver");
+    kill(driver);
+    wait_until("15 requests entered", || {
+        assert!(alive(), "the run ended early:\n{}", log());
+        portal.cases().len() >= 15
+    });
+    let chromium = chromium_of(&tmp).expect("the run's Chromium");
+    kill(chromium);
+    let out = child.wait_with_output().expect("wait for clerk run");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let run: Value = serde_json::from_str(&stdout).expect("JSON outcome");
+    let summary = &run["vars"]["summary"];
+    // A request whose submission reached the portal just before its browser
+    // died is found "already entered" by the retry: entered either way.
+    let entered = summary["entered"].as_i64().unwrap() + summary["already"].as_i64().unwrap();
+    assert_eq!(entered, 36, "summary: {summary}");
+    assert_eq!(summary["rejected"], 4, "summary: {summary}");
+    assert_eq!(summary["failed"], 0, "summary: {summary}");
+    assert_eq!(
+        portal.cases().len(),
+        36,
+        "every valid request is in the portal, once"
+    );
+    let restarts: Vec<Value> = audit_events(&ws, run["id"].as_str().unwrap())
+        .into_iter()
+        .filter(|e| e["kind"] == "browser.restarted")
+        .collect();
+    assert_eq!(restarts.len(), 2, "one restart per kill: {restarts:#?}");
+    // The profile folders of the killed browsers are gone. (A killed Chromium
+    // also leaves its own `org.chromium.Chromium.*` scratch folders behind;
+    // those are not clerk's.)
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("clerk-browser-")
+        })
+        .collect();
+    assert!(left.is_empty(), "profile folders left in TMPDIR: {left:?}");
+}

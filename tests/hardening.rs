@@ -348,6 +348,8 @@ steps:
 }
 
 /// Runs clerk and returns (exit code, stdout, peak RSS of that process in KiB).
+/// The child is reaped by `wait4` (which also gives its resource usage).
+#[allow(clippy::zombie_processes)]
 fn run_measured(ws: &Workspace, args: &[&str]) -> (i32, String, i64, std::time::Duration) {
     let mut c = ws.cmd();
     c.args(args).stdout(Stdio::piped()).stderr(Stdio::null());
@@ -727,4 +729,58 @@ fn a_full_disk_under_the_store_fails_the_run_and_says_so() {
             .contains("no space left on device"),
         "{list:#}"
     );
+}
+
+#[test]
+fn action_examples_run_as_printed() {
+    let ws = Workspace::new(Backend::Sqlite);
+    // The files the examples name.
+    ws.write("notes.txt", "a note\n");
+    ws.write("a.txt", "a\n");
+    ws.write("inbox/a.txt", "in the inbox\n");
+    ws.write("fixtures/one.txt", "1\n");
+    ws.write("out/old.txt", "old\n");
+    ws.write(
+        "setup.yaml",
+        "name: setup\nsteps:\n  - sheet.write: { path: exports/requests.xlsx, sheet: Requests, rows: [{ id: 1, name: Ana }] }\n  - sheet.write: { path: out/renewals.xlsx, rows: [{ id: 1 }] }\n  - sheet.write: { path: out/report.xlsx, rows: [{ id: 1 }] }\n",
+    );
+    ws.clerk(&["run", "setup.yaml"]).ok();
+    let list = ws.clerk(&["actions", "--json"]).ok().json();
+    let mut ran = Vec::new();
+    let mut not_run = Vec::new();
+    for action in list.as_array().unwrap() {
+        let name = action["name"].as_str().unwrap();
+        if name.starts_with("browser.") {
+            // Their examples need a page with the elements they name (issue 15).
+            not_run.push(name.to_string());
+            continue;
+        }
+        // What `clerk actions NAME` prints is what is pasted.
+        let shown = ws.clerk(&["actions", name, "--json"]).ok().json();
+        let example = shown["example"]
+            .as_str()
+            .or_else(|| shown[0]["example"].as_str())
+            .unwrap_or_else(|| panic!("{name}: no example in {shown}"))
+            .to_string();
+        assert!(
+            !example.contains("{{ false }}"),
+            "{name}: example never runs:\n{example}"
+        );
+        let indented: String = example.lines().map(|l| format!("  {l}\n")).collect();
+        let file = format!("example-{name}.yaml");
+        ws.write(
+            &file,
+            &format!("name: example\ninputs:\n  source: {{ type: string, default: notes.txt }}\nsteps:\n{indented}"),
+        );
+        let r = ws.clerk(&["run", &file, "--json"]);
+        assert_eq!(
+            r.code(),
+            0,
+            "{name}: the example fails:\n{example}\n{}",
+            r.stdout()
+        );
+        ran.push(name.to_string());
+    }
+    eprintln!("examples run: {ran:?}\nnot run (browser): {not_run:?}");
+    assert!(ran.len() >= 16, "{ran:?}");
 }

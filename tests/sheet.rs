@@ -16,6 +16,20 @@ fn fixture(name: &str) -> String {
     format!("{}/fixtures/sheets/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A workspace whose clerk.yaml lets actions read the repository's sheet
+/// fixtures in place (they are outside the workspace, behind its boundary).
+fn sheet_ws() -> Workspace {
+    let ws = Workspace::new(Backend::Sqlite);
+    ws.write(
+        "clerk.yaml",
+        &format!(
+            "allowed_roots: [\"{}/fixtures/sheets\"]\n",
+            env!("CARGO_MANIFEST_DIR")
+        ),
+    );
+    ws
+}
+
 fn expected_sample() -> Vec<Value> {
     let text = std::fs::read_to_string(fixture("sample.expected.json")).unwrap();
     serde_json::from_str::<Vec<Value>>(&text).unwrap()
@@ -102,7 +116,7 @@ fn sha256_of(path: &std::path::Path) -> String {
 
 #[test]
 fn every_format_returns_the_expected_typed_values() {
-    let ws = Workspace::new(Backend::Sqlite);
+    let ws = sheet_ws();
     let want = expected_sample();
     let cases = [
         ("sample.xlsx", "", true),
@@ -165,7 +179,7 @@ fn every_format_returns_the_expected_typed_values() {
 
 #[test]
 fn excel_serial_dates_1900_quirk_and_1904_workbooks() {
-    let ws = Workspace::new(Backend::Sqlite);
+    let ws = sheet_ws();
     let d = read_ok(&ws, &format!("path: \"{}\"", fixture("dates-1900.xlsx")));
     let dates: Vec<&str> = d["rows"]
         .as_array()
@@ -206,7 +220,7 @@ fn excel_serial_dates_1900_quirk_and_1904_workbooks() {
 
 #[test]
 fn awkward_headers_are_named_and_noted_in_the_audit() {
-    let ws = Workspace::new(Backend::Sqlite);
+    let ws = sheet_ws();
     let r = read(&ws, &format!("path: \"{}\"", fixture("headers.xlsx"))).ok();
     let v = r.json();
     let d = &v["vars"]["data"];
@@ -237,7 +251,7 @@ fn awkward_headers_are_named_and_noted_in_the_audit() {
 
 #[test]
 fn huge_declared_dimension_reads_only_the_cells_it_holds() {
-    let ws = Workspace::new(Backend::Sqlite);
+    let ws = sheet_ws();
     // Declares A1:XFD1048576 (17 billion cells); a reader sized by the
     // declaration would need hundreds of GB and this test would die.
     let d = read_ok(
@@ -262,7 +276,7 @@ fn huge_declared_dimension_reads_only_the_cells_it_holds() {
 
 #[test]
 fn sheet_range_header_and_row_options() {
-    let ws = Workspace::new(Backend::Sqlite);
+    let ws = sheet_ws();
     let x = fixture("sample.xlsx");
     // max_rows stops early.
     let d = read_ok(&ws, &format!("path: \"{x}\", max_rows: 2"));
@@ -319,7 +333,7 @@ fn sheet_range_header_and_row_options() {
 
 #[test]
 fn bad_input_gives_clear_errors() {
-    let ws = Workspace::new(Backend::Sqlite);
+    let ws = sheet_ws();
     let msg = read_err(&ws, "path: nowhere/missing.xlsx");
     assert_eq!(msg, "cannot read nowhere/missing.xlsx: no such file");
 
@@ -408,7 +422,7 @@ fn bad_input_gives_clear_errors() {
 /// never a panic, an abort or a debug dump.
 #[test]
 fn corrupt_files_fail_cleanly_never_panic() {
-    let ws = Workspace::new(Backend::Sqlite);
+    let ws = sheet_ws();
     let mut must_fail: Vec<String> = Vec::new();
     let mut may_pass: Vec<String> = Vec::new();
     for file in [
@@ -566,7 +580,7 @@ steps:
 
 #[test]
 fn write_then_read_round_trips_xlsx_and_csv() {
-    let ws = Workspace::new(Backend::Sqlite);
+    let ws = sheet_ws();
     ws.write("rt.yaml", ROUND_TRIP);
     let want = expected_sample();
     for out in ["out/copy.xlsx", "out/copy.csv", "out/copy.tsv"] {
@@ -648,7 +662,7 @@ fn unzip(file: &std::path::Path, member: &str) -> String {
 
 #[test]
 fn write_options_and_failures_leave_old_files_alone() {
-    let ws = Workspace::new(Backend::Sqlite);
+    let ws = sheet_ws();
     ws.write(
         "w.yaml",
         r#"name: w
@@ -714,7 +728,7 @@ steps:
 
 #[test]
 fn append_writes_the_header_once() {
-    let ws = Workspace::new(Backend::Sqlite);
+    let ws = sheet_ws();
     ws.write(
         "a.yaml",
         r#"name: a
@@ -780,7 +794,7 @@ steps:
 
 #[test]
 fn the_example_playbook_validates_and_runs() {
-    let ws = Workspace::new(Backend::Sqlite);
+    let ws = sheet_ws();
     let pb = format!("{}/playbooks/sheet-report.yaml", env!("CARGO_MANIFEST_DIR"));
     ws.clerk(&["validate", &pb]).ok();
     let src = format!("source={}", fixture("permit-requests.xlsx"));

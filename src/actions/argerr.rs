@@ -217,8 +217,10 @@ fn expected_from_schema(root: &Value, node: &Value, depth: u8) -> String {
         };
         add(&mut words, w);
     }
-    if node.get("enum").is_some() && words.is_empty() {
-        if let Some(list) = node.get("enum").and_then(Value::as_array) {
+    if words.is_empty()
+        && let Some(list) = node.get("enum").and_then(Value::as_array)
+    {
+        {
             let names: Vec<String> = list
                 .iter()
                 .filter_map(Value::as_str)

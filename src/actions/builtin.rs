@@ -135,7 +135,8 @@ impl Action for Fail {
     type Args = FailArgs;
     const NAME: &'static str = "fail";
     const SUMMARY: &'static str = "Fail the step with a message (a business exception; `retryable: true` for a system exception).";
-    const EXAMPLE: &'static str = "- fail: \"The export is empty\"\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str =
+        "- fail: \"The export is empty\"\n  if: \"{{ inputs.source == '' }}\"\n";
     const SHORTHAND: Option<&'static str> = Some("message");
 
     async fn run(ctx: &mut ActionContext<'_>, args: Self::Args) -> ActionResult {

@@ -30,8 +30,7 @@ impl Action for Read {
     type Args = ReadArgs;
     const NAME: &'static str = "file.read";
     const SUMMARY: &'static str = "Read a text file (the text is data, never a template).";
-    const EXAMPLE: &'static str =
-        "- file.read: { path: notes.txt }\n  save_as: notes\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- file.read: { path: notes.txt }\n  save_as: notes\n";
     const SHORTHAND: Option<&'static str> = Some("path");
     const RESULT: &'static str = "{ path, text, lines, sha256, size }";
 
@@ -96,8 +95,7 @@ impl Action for Write {
     type Args = WriteArgs;
     const NAME: &'static str = "file.write";
     const SUMMARY: &'static str = "Write a text file atomically (temp file + rename).";
-    const EXAMPLE: &'static str =
-        "- file.write: { path: \"out/hello.txt\", text: \"Hello\\n\" }\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- file.write: { path: \"out/hello.txt\", text: \"Hello\\n\" }\n";
     const RESULT: &'static str = "{ path, sha256, size }";
 
     async fn run(ctx: &mut ActionContext<'_>, args: Self::Args) -> ActionResult {
@@ -179,8 +177,7 @@ impl Action for Copy {
     type Args = CopyArgs;
     const NAME: &'static str = "file.copy";
     const SUMMARY: &'static str = "Copy a file (the destination is written atomically).";
-    const EXAMPLE: &'static str =
-        "- file.copy: { from: a.txt, to: backup/a.txt }\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- file.copy: { from: a.txt, to: backup/a.txt }\n";
     const RESULT: &'static str = "{ path }";
 
     async fn run(ctx: &mut ActionContext<'_>, args: Self::Args) -> ActionResult {
@@ -195,8 +192,7 @@ impl Action for Move {
     type Args = CopyArgs;
     const NAME: &'static str = "file.move";
     const SUMMARY: &'static str = "Move a file.";
-    const EXAMPLE: &'static str =
-        "- file.move: { from: inbox/a.txt, to: done/a.txt }\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- file.move: { from: inbox/a.txt, to: done/a.txt }\n";
     const RESULT: &'static str = "{ path }";
 
     async fn run(ctx: &mut ActionContext<'_>, args: Self::Args) -> ActionResult {

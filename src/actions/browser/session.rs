@@ -135,17 +135,61 @@ impl Resource for BrowserSession {
 pub async fn handle(ctx: &ActionContext<'_>) -> Result<Handle, BrowserError> {
     let resources = ctx.resources;
     let mut slots = resources.lock().await;
+    let mut dead = None;
     if let Some(s) = slots
         .get_mut(KEY)
         .and_then(|r| r.as_any_mut().downcast_mut::<BrowserSession>())
     {
-        return Ok(s.handle.clone());
+        match s.check_alive().await {
+            Ok(()) => return Ok(s.handle.clone()),
+            Err(reason) => dead = Some(reason),
+        }
+    }
+    if let Some(reason) = &dead
+        && let Some(old) = slots.remove(KEY)
+    {
+        // Kills what is left of it (chromedriver, Chromium, the profile).
+        old.close().await;
+        tracing::warn!("the browser session died ({reason}); starting a fresh one");
     }
     let downloads = ctx.run.artifacts_dir.join("downloads");
     let session = start(&ctx.config.browser, downloads).await?;
     let handle = session.handle.clone();
     slots.insert(KEY, Box::new(session));
+    drop(slots);
+    if let Some(reason) = dead {
+        let event = crate::audit::NewEvent::new("browser.restarted", &ctx.run.actor)
+            .run(ctx.run.id.as_str())
+            .step(ctx.step.path.as_str(), ctx.step.name.as_deref())
+            .outcome("ok")
+            .detail(json!({ "reason": reason, "attempt": ctx.step.attempt }));
+        if let Err(e) = ctx.recorder.record(event).await {
+            return Err(BrowserError::permanent(format!(
+                "cannot record the browser restart in the audit trail: {e:#}"
+            )));
+        }
+    }
     Ok(handle)
+}
+
+/// How long a live session may take to say which window it is on.
+const ALIVE_LIMIT: Duration = Duration::from_secs(5);
+
+impl BrowserSession {
+    /// Whether chromedriver and Chromium still answer (a cheap WebDriver
+    /// round trip), so that a dead session is replaced by a fresh one on the
+    /// next attempt of a retried step or item instead of failing every later
+    /// action.
+    /// Every browser action probes (one loopback round trip): the engine does
+    /// not tell the session that an action failed, and skipping probes would
+    /// let items that fail fast (no retry delay) all fail on the dead session.
+    async fn check_alive(&mut self) -> Result<(), String> {
+        match tokio::time::timeout(ALIVE_LIMIT, self.handle.client.window()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(without_stacktrace(&e.to_string())),
+            Err(_) => Err(format!("no answer within {} s", ALIVE_LIMIT.as_secs())),
+        }
+    }
 }
 
 /// The run's browser if one was started (for failure evidence).

@@ -21,7 +21,7 @@ impl Action for Send {
     const NAME: &'static str = "mail.send";
     const SUMMARY: &'static str =
         "Send a mail with attachments (SMTP, or an .eml file in .clerk/outbox/ by default).";
-    const EXAMPLE: &'static str = "- mail.send:\n    to: [permits-team@city.example]\n    subject: \"Renewals entered\"\n    text: \"The list is attached.\"\n    attachments: [out/renewals.xlsx]\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- mail.send:\n    to: [permits-team@city.example]\n    subject: \"Renewals entered\"\n    text: \"The list is attached.\"\n    attachments: [out/renewals.xlsx]\n";
     const DEFAULT_RETRY: Option<DefaultRetry> = Some(DefaultRetry {
         attempts: 3,
         delay_ms: 2000,

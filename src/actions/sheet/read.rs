@@ -109,7 +109,7 @@ impl Action for Read {
     const NAME: &'static str = "sheet.read";
     const SUMMARY: &'static str =
         "Read a spreadsheet (xlsx, xlsm, xlsb, xls, ods) or CSV into typed rows.";
-    const EXAMPLE: &'static str = "- sheet.read: { path: exports/requests.xlsx, sheet: Requests, range: \"A1:H500\" }\n  save_as: requests\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- sheet.read: { path: exports/requests.xlsx, sheet: Requests, range: \"A1:H500\" }\n  save_as: requests\n";
     const SHORTHAND: Option<&'static str> = Some("path");
     const RESULT: &'static str = "{ rows: [ {column: value} ], columns, count, sheet }";
 
@@ -572,9 +572,9 @@ fn within_limits(
         _ => 0,
     };
     if len > limits.cell_bytes {
+        let cell = format!("{}{}", super::cells::col_name(*col), row + 1);
         bail!(
-            "cell {} of {shown} holds {len} bytes of text, over the limit of {} (`max_cell_bytes`); refusing to read it",
-            format!("{}{}", super::cells::col_name(*col), row + 1),
+            "cell {cell} of {shown} holds {len} bytes of text, over the limit of {} (`max_cell_bytes`); refusing to read it",
             limits.cell_bytes
         );
     }

@@ -72,7 +72,7 @@ impl Action for Write {
     const NAME: &'static str = "sheet.write";
     const SUMMARY: &'static str =
         "Write rows to an xlsx (bold frozen header, real dates) or CSV file, atomically.";
-    const EXAMPLE: &'static str = "- sheet.write:\n    path: out/report.xlsx\n    rows: [{ id: 1, name: Ana, start: \"2026-03-01\" }]\n    columns: [id, { key: name, label: Name }, start]\n    sheet: Report\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- sheet.write:\n    path: out/report.xlsx\n    rows: [{ id: 1, name: Ana, start: \"2026-03-01\" }]\n    columns: [id, { key: name, label: Name }, start]\n    sheet: Report\n";
     const RESULT: &'static str = "{ path, sha256, rows, sheet }";
 
     async fn run(ctx: &mut ActionContext<'_>, args: Self::Args) -> ActionResult {
@@ -145,7 +145,8 @@ impl Action for Append {
     const NAME: &'static str = "sheet.append";
     const SUMMARY: &'static str =
         "Append rows to a CSV file (the header is written only when the file is new).";
-    const EXAMPLE: &'static str = "- sheet.append:\n    path: out/log.csv\n    rows: [{ id: 1, status: done }]\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str =
+        "- sheet.append:\n    path: out/log.csv\n    rows: [{ id: 1, status: done }]\n";
     const RESULT: &'static str = "{ path, sha256, rows }";
 
     async fn run(ctx: &mut ActionContext<'_>, args: Self::Args) -> ActionResult {
