@@ -148,6 +148,13 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
     for i in 0..workers {
         pool.push(tokio::spawn(worker_loop(shared.clone(), i)));
     }
+    let triggers = super::trigger::start(
+        &shared.engine,
+        &shared.opts.workspace,
+        &shared.bots(),
+        shared.stopping.clone(),
+        shared.wake.clone(),
+    );
 
     wait_for_stop(&shared).await;
     shared.stopping.cancel();
@@ -167,6 +174,7 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
         let _ = all.await;
     }
     let _ = scheduler.await;
+    futures::future::join_all(triggers).await;
     heartbeat.abort();
     let _ = shared
         .store

@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "scheduler",
         sql: include_str!("migrations/0003_scheduler.sql"),
     },
+    Migration {
+        version: 8,
+        name: "imap",
+        sql: include_str!("migrations/0008_imap.sql"),
+    },
 ];
 
 /// Arbitrary constant key for `pg_advisory_xact_lock` ("clerk" + "mig").

@@ -27,6 +27,7 @@
 mod bots;
 mod error;
 mod events;
+mod imap_journal;
 mod mail_journal;
 pub mod migrate;
 mod runs;
@@ -46,6 +47,7 @@ use sqlx::{AnyPool, ConnectOptions as _, Connection as _, Executor as _};
 pub use bots::BotState;
 pub use error::StoreError;
 pub use events::{RawEvent, RawRow};
+pub use imap_journal::{ImapJournalEntry, TriggerMessage, TriggerState};
 pub use mail_journal::MailJournalEntry;
 pub use runs::{NewRun, RunChange, RunFilter, RunRow};
 pub use sched::{BotRunSummary, Claim, LeaseRow, QueuedRun, SchedBatch};
