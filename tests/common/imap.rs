@@ -141,7 +141,12 @@ service imap-login {{
     }
 
     fn launch(&mut self) {
+        use std::os::unix::process::CommandExt as _;
+        // Its own process group: stopping it kills every dovecot process
+        // (master, login and mail processes), and nothing it does reaches
+        // the test's own group.
         let child = Command::new(dovecot())
+            .process_group(0)
             .arg("-F")
             .arg("-c")
             .arg(&self.config)
@@ -171,20 +176,26 @@ service imap-login {{
         }
     }
 
-    /// Stops dovecot (SIGTERM: it closes every client connection) and waits
-    /// until the port is closed.
+    /// Stops dovecot — SIGTERM, then SIGKILL to its whole process group, so
+    /// every client connection is cut — and waits until the port is closed.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // SAFETY: a plain kill(2) on our own child's pid.
+            let group = -(child.id() as i32);
+            // SAFETY: kill(2) on the process group of our own child.
             unsafe {
-                libc::kill(child.id() as i32, libc::SIGTERM);
+                libc::kill(group, libc::SIGTERM);
             }
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let deadline = Instant::now() + Duration::from_secs(2);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(20));
+            }
+            // Whatever is left (dovecot lets mail processes finish): gone now.
+            // SAFETY: as above.
+            unsafe {
+                libc::kill(group, libc::SIGKILL);
             }
             let _ = child.kill();
             let _ = child.wait();
