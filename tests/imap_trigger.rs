@@ -391,3 +391,207 @@ fn a_triggered_bot_must_take_the_message() {
     assert!(out.contains("29 minutes"), "{out}");
     ws.clerk(&["validate", "bots/on-mail.yaml"]).ok();
 }
+
+/// The flagship job by mail, end to end: the 40-request export arrives
+/// attached to a mail; the bot enters the 36 valid requests into the real
+/// portal, answers the sender with both lists over SMTP, and files the mail
+/// in Processed.
+#[test]
+fn flagship_by_mail_enters_36_answers_and_files_the_mail() {
+    use common::portal::Portal;
+    use common::smtp::SmtpServer;
+    const USER: &str = "permits-bot";
+    const PASS: &str = "Pw-by-mail-5521";
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let portal = Portal::start(&["--user", USER, "--password", PASS]);
+    let smtp = SmtpServer::start(&[]);
+    let imap = Imap::start();
+    let ws = Workspace::new(Backend::Sqlite);
+    ws.write(
+        "clerk.yaml",
+        &format!(
+            "{}mail:\n  transport: smtp\n  from: clerk@city.example\n  smtp:\n    host: 127.0.0.1\n    port: {}\n    tls: none\n",
+            imap.clerk_yaml(),
+            smtp.port
+        ),
+    );
+    ws.write(
+        "playbooks/permit-requests-by-mail.yaml",
+        &std::fs::read_to_string(repo.join("playbooks/permit-requests-by-mail.yaml")).unwrap(),
+    );
+    let bot = std::fs::read_to_string(repo.join("bots/permit-requests-by-mail.yaml")).unwrap();
+    ws.write(
+        "bots/permit-requests-by-mail.yaml",
+        &format!("{bot}inputs:\n  portal_url: \"{}\"\n", portal.url),
+    );
+    let xlsx = std::fs::read(repo.join("fixtures/sheets/permit-requests.xlsx")).unwrap();
+    let mut b64 = String::new();
+    {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut line = 0;
+        for c in xlsx.chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+                b64.push(if i <= c.len() {
+                    T[(n >> shift) as usize & 63] as char
+                } else {
+                    '='
+                });
+            }
+            line += 4;
+            if line >= 76 {
+                b64.push_str("\r\n");
+                line = 0;
+            }
+        }
+    }
+    let mail = format!(
+        "From: Permits Desk <desk@city.example>\r\nTo: permits@city.example\r\nSubject: Parking permit requests, week 5\r\nMessage-ID: <requests-w5@city.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe week's requests are attached.\r\n--b1\r\nContent-Type: application/vnd.openxmlformats-officedocument.spreadsheetml.sheet\r\nContent-Disposition: attachment; filename=\"permit-requests.xlsx\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--b1--\r\n"
+    );
+    imap.append("INBOX", mail.as_bytes());
+
+    let mut c = ws.cmd();
+    c.arg("serve");
+    c.env("RUST_LOG", "clerk=info");
+    c.env("CLERK_SECRET_IMAP_PASSWORD", PASSWORD);
+    c.env("CLERK_SECRET_PORTAL_USER", USER);
+    c.env("CLERK_SECRET_PORTAL_PASSWORD", PASS);
+    let log = ws.path().join("serve-flagship.log");
+    c.stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let serve = Serve {
+        child: Some(c.spawn().expect("start clerk serve")),
+        log,
+    };
+    wait_for(
+        "the request mail filed",
+        Duration::from_secs(400),
+        Some(&serve),
+        || {
+            imap.message_ids("Processed").len() + imap.message_ids("Failed").len() == 1
+                && count(
+                    &ws,
+                    "SELECT COUNT(*) FROM runs WHERE status IN ('queued','running')",
+                ) == 0
+        },
+    );
+    serve.stop();
+    assert_eq!(
+        imap.message_ids("Processed"),
+        vec!["<requests-w5@city.example>"],
+        "failed: {:?}\n{}",
+        imap.message_ids("Failed"),
+        rows(&ws, "SELECT status, error FROM runs").join("\n")
+    );
+    assert!(imap.message_ids("INBOX").is_empty());
+    assert_eq!(
+        portal.cases().len(),
+        36,
+        "the 36 valid requests are in the portal"
+    );
+
+    let sent = smtp.messages();
+    assert_eq!(sent.len(), 1, "one answer");
+    let raw = String::from_utf8_lossy(&sent[0].raw).into_owned();
+    assert_eq!(
+        sent[0].meta["rcpt_tos"],
+        serde_json::json!(["desk@city.example"]),
+        "{}",
+        sent[0].meta
+    );
+    assert!(
+        raw.contains("In-Reply-To: <requests-w5@city.example>"),
+        "{raw}"
+    );
+    assert!(raw.contains("Re: Parking permit requests, week 5"), "{raw}");
+    let text = common::smtp::leaves(&sent[0].parsed["body"])
+        .iter()
+        .filter_map(|p| p["text"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains("entered:  36") && text.contains("rejected: 4"),
+        "{text}\n{raw}"
+    );
+    let attachments = raw.matches("Content-Disposition: attachment").count();
+    assert_eq!(attachments, 2, "both lists attached");
+    assert_eq!(
+        rows(&ws, "SELECT status FROM runs"),
+        vec!["succeeded"],
+        "{}",
+        serve_log(&ws)
+    );
+}
+
+fn serve_log(ws: &Workspace) -> String {
+    std::fs::read_to_string(ws.path().join("serve-flagship.log")).unwrap_or_default()
+}
+
+/// The mailbox is rebuilt (new UIDVALIDITY): the change is audited and the
+/// message that already had a run is recognised by its Message-ID.
+#[test]
+fn a_uidvalidity_change_is_reported_not_reprocessed() {
+    let mut imap = Imap::start();
+    let ws = setup(&imap, "");
+    ws.write(
+        "playbooks/note.yaml",
+        "name: note\ninputs:\n  message: { type: map }\nsteps:\n  - log: \"{{ inputs.message.subject }}\"\n",
+    );
+    ws.write(
+        "bots/on-mail.yaml",
+        "name: on-mail\nplaybook: ../playbooks/note.yaml\ntrigger: { mailbox: INBOX, subject: permit }\n",
+    );
+    imap.append("INBOX", &message("permit one", "one"));
+    let serve = Serve::start(&ws);
+    wait_for(
+        "the first run",
+        Duration::from_secs(60),
+        Some(&serve),
+        || count(&ws, "SELECT COUNT(*) FROM runs WHERE status = 'succeeded'") == 1,
+    );
+    serve.stop();
+    let before = rows(&ws, "SELECT uidvalidity FROM imap_trigger_state");
+    // Rebuild the mailbox's UID list: dovecot gives it a new UIDVALIDITY.
+    imap.stop();
+    let maildir = imap.dir.path().join("mail").join(common::imap::USER);
+    for e in std::fs::read_dir(&maildir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("dovecot") {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1100)); // UIDVALIDITY is a timestamp
+    imap.launch();
+    imap.append("INBOX", &message("permit two", "two"));
+    let serve = Serve::start(&ws);
+    wait_for(
+        "the second run",
+        Duration::from_secs(60),
+        Some(&serve),
+        || {
+            count(&ws, "SELECT COUNT(*) FROM runs WHERE status = 'succeeded'") == 2
+                && count(
+                    &ws,
+                    "SELECT COUNT(*) FROM imap_trigger_state WHERE last_uid >= 2",
+                ) == 1
+        },
+    );
+    serve.stop();
+    let after = rows(&ws, "SELECT uidvalidity FROM imap_trigger_state");
+    assert_ne!(before, after, "the UIDVALIDITY did change");
+    assert_eq!(
+        count(
+            &ws,
+            "SELECT COUNT(*) FROM audit_events WHERE kind = 'trigger.uidvalidity_changed'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(&ws, "SELECT COUNT(*) FROM runs"),
+        2,
+        "message one did not run again"
+    );
+}

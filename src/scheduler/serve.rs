@@ -193,6 +193,7 @@ fn log_next(b: &Bot, now: DateTime<Utc>) {
             "bot scheduled"
         ),
         Some(_) => tracing::info!(bot = %b.name, "bot is disabled (enabled: false)"),
+        None if b.trigger.is_some() => tracing::info!(bot = %b.name, "bot runs on mail (trigger)"),
         None => tracing::warn!(bot = %b.name, "bot has no future firing"),
     }
 }

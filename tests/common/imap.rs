@@ -140,7 +140,7 @@ service imap-login {{
         imap
     }
 
-    fn launch(&mut self) {
+    pub fn launch(&mut self) {
         use std::os::unix::process::CommandExt as _;
         // Its own process group: stopping it kills every dovecot process
         // (master, login and mail processes), and nothing it does reaches

@@ -234,7 +234,12 @@ async fn fetch(
         .await
         .map_err(|e| ActionError::internal(anyhow::anyhow!("the attachment task failed: {e}")))?;
         taken = names;
-        let (sum, text, html, saved) = parsed.map_err(|e| {
+        let parse::Parsed {
+            summary: sum,
+            text,
+            html,
+            attachments: saved,
+        } = parsed.map_err(|e| {
             ActionError::permanent(anyhow::anyhow!(
                 "message UID {uid} in {}: {e:#}",
                 args.mailbox
@@ -282,12 +287,15 @@ async fn fetch(
             obj.insert("attachments".into(), Value::Array(attachments));
             obj.insert("redelivered".into(), json!(fetched_before.contains(uid)));
         }
+        let place = journal::Place {
+            lineage: &lineage,
+            server: &journal_server,
+            mailbox: &args.mailbox,
+            uidvalidity,
+        };
         journal_rows.push(journal::entry(
             ctx,
-            &lineage,
-            &journal_server,
-            &args.mailbox,
-            uidvalidity,
+            &place,
             *uid,
             "fetched",
             sum.message_id.clone(),

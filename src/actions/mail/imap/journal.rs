@@ -69,23 +69,28 @@ pub async fn record(
         .map_err(|e| ActionError::retryable(anyhow::anyhow!("cannot write the IMAP journal: {e}")))
 }
 
+/// Where messages live, as the journal names them.
+pub struct Place<'a> {
+    pub lineage: &'a str,
+    pub server: &'a str,
+    pub mailbox: &'a str,
+    pub uidvalidity: u32,
+}
+
 /// A journal row for the current run and step.
 pub fn entry(
     ctx: &ActionContext<'_>,
-    lineage: &str,
-    server: &str,
-    mailbox: &str,
-    uidvalidity: u32,
+    at: &Place<'_>,
     uid: u32,
     state: &str,
     message_id: Option<String>,
     action: Option<&str>,
 ) -> ImapJournalEntry {
     ImapJournalEntry {
-        lineage: lineage.to_string(),
-        server: server.to_string(),
-        mailbox: mailbox.to_string(),
-        uidvalidity: i64::from(uidvalidity),
+        lineage: at.lineage.to_string(),
+        server: at.server.to_string(),
+        mailbox: at.mailbox.to_string(),
+        uidvalidity: i64::from(at.uidvalidity),
         uid: i64::from(uid),
         state: state.to_string(),
         message_id,

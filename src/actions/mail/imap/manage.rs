@@ -308,21 +308,15 @@ async fn manage_on(
             }
         }
     }
+    let place = journal::Place {
+        lineage: &lineage,
+        server: &jserver,
+        mailbox,
+        uidvalidity,
+    };
     let rows = ids
         .into_iter()
-        .map(|(uid, mid)| {
-            journal::entry(
-                ctx,
-                &lineage,
-                &jserver,
-                mailbox,
-                uidvalidity,
-                uid,
-                "done",
-                mid,
-                Some(action),
-            )
-        })
+        .map(|(uid, mid)| journal::entry(ctx, &place, uid, "done", mid, Some(action)))
         .collect();
     journal::record(ctx, rows).await?;
     let key = match op {

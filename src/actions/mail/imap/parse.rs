@@ -75,13 +75,21 @@ pub struct Saved {
     pub content_type: String,
 }
 
+/// A whole message, decoded.
+pub struct Parsed {
+    pub summary: Summary,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    pub attachments: Vec<Saved>,
+}
+
 /// A whole message: its summary, bodies, and attachments (saved into
 /// `save_to` when given). `shown` turns a path into its workspace form.
 pub fn full(
     raw: &[u8],
     save_to: Option<&Path>,
     taken: &mut HashSet<String>,
-) -> anyhow::Result<(Summary, Option<String>, Option<String>, Vec<Saved>)> {
+) -> anyhow::Result<Parsed> {
     let m = MessageParser::default()
         .parse(raw)
         .ok_or_else(|| anyhow::anyhow!("the message cannot be read as MIME"))?;
@@ -128,7 +136,12 @@ pub fn full(
             content_type,
         });
     }
-    Ok((sum, text, html, saved))
+    Ok(Parsed {
+        summary: sum,
+        text,
+        html,
+        attachments: saved,
+    })
 }
 
 /// Names already used in `dir` (lower case), so a second fetch into the
