@@ -459,3 +459,39 @@ fn a_message_over_the_size_limit_is_a_clear_error() {
     );
     assert!(!ws.path().join("in").exists());
 }
+
+#[test]
+fn a_message_finished_in_a_lineage_is_not_handed_out_again() {
+    let imap = Imap::start();
+    imap.append("INBOX", &plain("first", "text/plain", b"x", "first"));
+    imap.append("INBOX", &plain("second", "text/plain", b"x", "second"));
+    let ws = workspace(&imap);
+    ws.write(
+        "once.yaml",
+        "name: once\nsteps:\n  - mail.fetch: { unseen: false }\n    save_as: first\n  - mail.flag: { uid: \"{{ first[0].uid }}\", seen: true }\n  - mail.fetch: { unseen: false }\n    save_as: again\n  - mail.flag: { uid: \"{{ first[0].uid }}\", seen: true }\n    save_as: flagged_again\n",
+    );
+    let (code, v, text) = run_json(&ws, "once.yaml", &[]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(v["vars"]["first"].as_array().unwrap().len(), 2);
+    let again = v["vars"]["again"].as_array().unwrap();
+    assert_eq!(again.len(), 1, "{again:#?}");
+    assert_eq!(again[0]["subject"], "second");
+    assert_eq!(again[0]["redelivered"], true);
+    let evs = events(&ws, v["id"].as_str().unwrap());
+    let fetches: Vec<&Value> = evs
+        .iter()
+        .filter(|e| e["action"] == "mail.fetch" && e["kind"] == "action")
+        .collect();
+    assert_eq!(
+        fetches[1]["detail"]["already_handled"],
+        serde_json::json!([1])
+    );
+    assert_eq!(
+        v["vars"]["flagged_again"]["changed"],
+        serde_json::json!([1])
+    );
+    // A new run is a new lineage: it sees both again.
+    let (code, v, text) = run_json(&ws, "once.yaml", &[]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(v["vars"]["first"].as_array().unwrap().len(), 2);
+}

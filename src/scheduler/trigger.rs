@@ -256,6 +256,7 @@ async fn watch(ctx: Arc<Ctx>, bot: Arc<Bot>) {
             break;
         }
     }
+    let _ = save_status(&ctx, &bot, &trigger, "stopped", None).await;
     tracing::info!(bot = %bot.name, "mailbox trigger stopped");
 }
 

@@ -18,8 +18,8 @@ const RESERVED: &[&str] = &[
 /// spaces go; reserved device names get a `_` prefix; long names are
 /// shortened keeping the extension; an empty result is `attachment`.
 pub fn sanitize(name: &str) -> String {
-    // Only the last path component counts (`../../etc/passwd` → `passwd`
-    // would hide what the sender tried; keep it visible but harmless).
+    // The whole name is kept, made harmless (`../../etc/passwd` becomes
+    // `____etc_passwd`): cutting it to `passwd` would hide what was sent.
     let mut out: String = name
         .chars()
         .map(|c| {
@@ -37,7 +37,7 @@ pub fn sanitize(name: &str) -> String {
     }
     let out = out.trim_start_matches(['.', ' ']);
     let out = out.trim_end_matches(['.', ' ']);
-    let mut out = if out.is_empty() {
+    let mut out = if out.chars().all(|c| c == '_') {
         "attachment".to_string()
     } else {
         out.to_string()
@@ -95,8 +95,8 @@ mod tests {
 
     #[test]
     fn hostile_names_become_plain_names() {
-        assert_eq!(sanitize("../../etc/passwd"), "_etc_passwd");
-        assert_eq!(sanitize("..\\..\\boot.ini"), "_boot.ini");
+        assert_eq!(sanitize("../../etc/passwd"), "____etc_passwd");
+        assert_eq!(sanitize("..\\..\\boot.ini"), "____boot.ini");
         assert_eq!(sanitize("CON"), "_CON");
         assert_eq!(sanitize("con.txt"), "_con.txt");
         assert_eq!(sanitize("a\u{0}b\r\nc.txt"), "a_b__c.txt");
