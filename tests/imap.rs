@@ -462,10 +462,20 @@ fn a_message_over_the_size_limit_is_a_clear_error() {
 
 #[test]
 fn a_message_finished_in_a_lineage_is_not_handed_out_again() {
+    finished_once(Backend::Sqlite);
+}
+
+#[test]
+fn a_message_finished_in_a_lineage_is_not_handed_out_again_postgres() {
+    finished_once(Backend::Postgres);
+}
+
+fn finished_once(backend: Backend) {
     let imap = Imap::start();
     imap.append("INBOX", &plain("first", "text/plain", b"x", "first"));
     imap.append("INBOX", &plain("second", "text/plain", b"x", "second"));
-    let ws = workspace(&imap);
+    let ws = Workspace::new(backend);
+    ws.write("clerk.yaml", &imap.clerk_yaml());
     ws.write(
         "once.yaml",
         "name: once\nsteps:\n  - mail.fetch: { unseen: false }\n    save_as: first\n  - mail.flag: { uid: \"{{ first[0].uid }}\", seen: true }\n  - mail.fetch: { unseen: false }\n    save_as: again\n  - mail.flag: { uid: \"{{ first[0].uid }}\", seen: true }\n    save_as: flagged_again\n",

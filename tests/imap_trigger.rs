@@ -117,7 +117,11 @@ fn message(subject: &str, id: &str) -> Vec<u8> {
 }
 
 fn setup(imap: &Imap, bot_extra: &str) -> Workspace {
-    let ws = Workspace::new(Backend::Sqlite);
+    setup_on(Backend::Sqlite, imap, bot_extra)
+}
+
+fn setup_on(backend: Backend, imap: &Imap, bot_extra: &str) -> Workspace {
+    let ws = Workspace::new(backend);
     ws.write("clerk.yaml", &imap.clerk_yaml());
     ws.write("playbooks/on-mail.yaml", PLAYBOOK);
     ws.write(
@@ -138,6 +142,22 @@ fn count(ws: &Workspace, sql: &str) -> usize {
 
 /// Rows of a query while serve is writing (sqlite3 waits for its lock).
 fn rows(ws: &Workspace, sql: &str) -> Vec<String> {
+    if let Some(url) = &ws.db_url {
+        let out = Command::new("psql")
+            .arg(url)
+            .args(["-qAt", "-c", sql])
+            .output()
+            .expect("psql");
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("does not exist") {
+            return Vec::new(); // serve has not migrated the new store yet
+        }
+        assert!(out.status.success(), "{sql}: {err}");
+        return String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+    }
     let db = ws.path().join(".clerk/clerk.db");
     if !db.exists() {
         return Vec::new();
@@ -593,5 +613,44 @@ fn a_uidvalidity_change_is_reported_not_reprocessed() {
         count(&ws, "SELECT COUNT(*) FROM runs"),
         2,
         "message one did not run again"
+    );
+}
+
+#[test]
+fn a_trigger_on_postgres_queues_each_message_once() {
+    let imap = Imap::start();
+    let ws = setup_on(Backend::Postgres, &imap, "");
+    let serve = Serve::start(&ws);
+    wait_for(
+        "the trigger connected",
+        Duration::from_secs(60),
+        Some(&serve),
+        || {
+            count(
+                &ws,
+                "SELECT COUNT(*) FROM imap_trigger_state WHERE status = 'idle'",
+            ) == 1
+        },
+    );
+    imap.append("INBOX", &message("permit a", "a"));
+    imap.append("INBOX", &message("permit b", "b"));
+    wait_for(
+        "both handled",
+        Duration::from_secs(90),
+        Some(&serve),
+        || count(&ws, "SELECT COUNT(*) FROM runs WHERE status = 'succeeded'") == 2,
+    );
+    serve.stop();
+    let mut done = imap.message_ids("Processed");
+    done.sort();
+    assert_eq!(done, vec!["<a@test>", "<b@test>"]);
+    assert_eq!(count(&ws, "SELECT COUNT(*) FROM imap_trigger_runs"), 2);
+    assert_eq!(count(&ws, "SELECT COUNT(*) FROM runs"), 2);
+    assert_eq!(
+        count(
+            &ws,
+            "SELECT COUNT(*) FROM imap_trigger_state WHERE last_contact IS NOT NULL AND status = 'stopped'"
+        ),
+        1
     );
 }
