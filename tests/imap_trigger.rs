@@ -654,3 +654,57 @@ fn a_trigger_on_postgres_queues_each_message_once() {
         1
     );
 }
+
+#[test]
+fn sighup_reloads_the_trigger() {
+    let imap = Imap::start();
+    let ws = setup(&imap, "");
+    let serve = Serve::start(&ws);
+    let connected = || {
+        count(
+            &ws,
+            "SELECT COUNT(*) FROM audit_events WHERE kind = 'trigger.connected'",
+        )
+    };
+    wait_for(
+        "the trigger connected",
+        Duration::from_secs(60),
+        Some(&serve),
+        || connected() == 1,
+    );
+    ws.write(
+        "bots/on-mail.yaml",
+        "name: on-mail\nplaybook: ../playbooks/on-mail.yaml\ntrigger: { mailbox: INBOX, subject: urgent }\n",
+    );
+    let pid = serve.child.as_ref().unwrap().id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for(
+        "the trigger restarted",
+        Duration::from_secs(60),
+        Some(&serve),
+        || connected() == 2,
+    );
+    imap.append("INBOX", &message("permit, old filter", "old"));
+    imap.append("INBOX", &message("urgent: new filter", "new"));
+    wait_for(
+        "the urgent mail handled",
+        Duration::from_secs(60),
+        Some(&serve),
+        || {
+            imap.message_ids("Processed") == vec!["<new@test>"]
+                && count(
+                    &ws,
+                    "SELECT COUNT(*) FROM runs WHERE status IN ('queued','running')",
+                ) == 0
+        },
+    );
+    serve.stop();
+    assert_eq!(imap.message_ids("INBOX"), vec!["<old@test>"]);
+    assert_eq!(count(&ws, "SELECT COUNT(*) FROM runs"), 1);
+}

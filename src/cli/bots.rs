@@ -151,11 +151,15 @@ pub async fn bots(ws: &Workspace, c: BotsCommand) -> anyhow::Result<u8> {
                     .map(|b| {
                         vec![
                             b.name.clone(),
-                            b.schedule
-                                .iter()
-                                .map(|s| s.cron.clone())
-                                .collect::<Vec<_>>()
-                                .join(" | "),
+                            crate::scheduler::trigger::schedule_cell(
+                                &b.name,
+                                b.schedule
+                                    .iter()
+                                    .map(|s| s.cron.clone())
+                                    .collect::<Vec<_>>()
+                                    .join(" | "),
+                                &triggers,
+                            ),
                             b.timezone.clone(),
                             b.next
                                 .iter()

@@ -148,10 +148,14 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
     for i in 0..workers {
         pool.push(tokio::spawn(worker_loop(shared.clone(), i)));
     }
+    let bots_now = {
+        let s = shared.clone();
+        move || s.bots()
+    };
     let triggers = super::trigger::start(
         &shared.engine,
         &shared.opts.workspace,
-        &shared.bots(),
+        bots_now,
         shared.stopping.clone(),
         shared.wake.clone(),
     );

@@ -141,23 +141,19 @@ struct Ctx {
     last_slot: std::sync::Mutex<DateTime<Utc>>,
 }
 
-/// Starts one task per enabled bot with a trigger, plus the task that
-/// resumes interrupted triggered runs. They end when `stop` is cancelled.
+/// The bots `clerk serve` has loaded now (they change on SIGHUP).
+pub type BotsNow = Arc<HashMap<String, Arc<Bot>>>;
+
+/// Starts the trigger supervisor: one watcher per enabled bot with a
+/// trigger (restarted when SIGHUP reloads the bots), plus the task that
+/// resumes interrupted triggered runs. All end when `stop` is cancelled.
 pub fn start(
     engine: &Engine,
     workspace: &Path,
-    bots: &HashMap<String, Arc<Bot>>,
+    bots: impl Fn() -> BotsNow + Send + Sync + 'static,
     stop: CancellationToken,
     wake: Arc<Notify>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let triggered: Vec<Arc<Bot>> = bots
-        .values()
-        .filter(|b| b.enabled && b.trigger.is_some())
-        .cloned()
-        .collect();
-    if triggered.is_empty() {
-        return Vec::new();
-    }
     let ctx = Arc::new(Ctx {
         engine: engine.clone(),
         store: engine.recorder.store().clone(),
@@ -166,22 +162,61 @@ pub fn start(
         wake,
         last_slot: std::sync::Mutex::new(Utc::now()),
     });
-    let names: HashSet<String> = triggered.iter().map(|b| b.name.clone()).collect();
-    let mut tasks = vec![tokio::spawn(resume_loop(ctx.clone(), names))];
-    for bot in triggered {
-        tasks.push(tokio::spawn(watch(ctx.clone(), bot)));
+    let names = Arc::new(std::sync::RwLock::new(HashSet::new()));
+    vec![
+        tokio::spawn(resume_loop(ctx.clone(), names.clone())),
+        tokio::spawn(supervise(ctx, bots, names)),
+    ]
+}
+
+/// Keeps one watcher per triggered bot; after a reload (a new bot map)
+/// every watcher is restarted with the bot as now written.
+async fn supervise(
+    ctx: Arc<Ctx>,
+    bots: impl Fn() -> BotsNow,
+    names: Arc<std::sync::RwLock<HashSet<String>>>,
+) {
+    let mut current: Option<BotsNow> = None;
+    let mut watchers: Vec<(CancellationToken, tokio::task::JoinHandle<()>)> = Vec::new();
+    loop {
+        let now = bots();
+        if current.as_ref().is_none_or(|c| !Arc::ptr_eq(c, &now)) {
+            for (token, handle) in watchers.drain(..) {
+                token.cancel();
+                let _ = handle.await;
+            }
+            let triggered: Vec<Arc<Bot>> = now
+                .values()
+                .filter(|b| b.enabled && b.trigger.is_some())
+                .cloned()
+                .collect();
+            if let Ok(mut n) = names.write() {
+                *n = triggered.iter().map(|b| b.name.clone()).collect();
+            }
+            for bot in triggered {
+                let token = ctx.stop.child_token();
+                let handle = tokio::spawn(watch(ctx.clone(), bot, token.clone()));
+                watchers.push((token, handle));
+            }
+            current = Some(now);
+        }
+        if sleep_or_stop(&ctx.stop, Duration::from_secs(2)).await {
+            break;
+        }
     }
-    tasks
+    for (_, handle) in watchers {
+        let _ = handle.await;
+    }
 }
 
 fn backoff(failures: u32) -> Duration {
     Duration::from_millis(500u64.saturating_mul(1 << failures.min(7))).min(MAX_BACKOFF)
 }
 
-async fn sleep_or_stop(ctx: &Ctx, d: Duration) -> bool {
+async fn sleep_or_stop(stop: &CancellationToken, d: Duration) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => false,
-        _ = ctx.stop.cancelled() => true,
+        _ = stop.cancelled() => true,
     }
 }
 
@@ -208,7 +243,7 @@ async fn audit(
 
 /// The life of one trigger: connect, watch, and when the connection fails,
 /// say so and reconnect.
-async fn watch(ctx: Arc<Ctx>, bot: Arc<Bot>) {
+async fn watch(ctx: Arc<Ctx>, bot: Arc<Bot>, stop: CancellationToken) {
     let Some(trigger) = bot.trigger.clone() else {
         return;
     };
@@ -220,13 +255,14 @@ async fn watch(ctx: Arc<Ctx>, bot: Arc<Bot>) {
     let mut ever_connected = false;
     tracing::info!(bot = %bot.name, mailbox = %trigger.mailbox, %server, "mailbox trigger starting");
     loop {
-        if ctx.stop.is_cancelled() {
+        if stop.is_cancelled() {
             break;
         }
         let result = session(
             &ctx,
             &bot,
             &trigger,
+            &stop,
             &mut down,
             &mut failures,
             &mut ever_connected,
@@ -252,7 +288,7 @@ async fn watch(ctx: Arc<Ctx>, bot: Arc<Bot>) {
             .await;
         }
         let _ = save_status(&ctx, &bot, &trigger, "disconnected", Some(&e.message)).await;
-        if sleep_or_stop(&ctx, wait).await {
+        if sleep_or_stop(&stop, wait).await {
             break;
         }
     }
@@ -283,6 +319,7 @@ async fn session(
     ctx: &Ctx,
     bot: &Bot,
     trigger: &MailTrigger,
+    stop: &CancellationToken,
     down: &mut Option<(Instant, String)>,
     failures: &mut u32,
     ever_connected: &mut bool,
@@ -344,7 +381,7 @@ async fn session(
                 let (wait, _interrupt) = handle.wait_with_timeout(trigger.keepalive);
                 tokio::select! {
                     r = wait => Some(r),
-                    _ = ctx.stop.cancelled() => None,
+                    _ = stop.cancelled() => None,
                 }
             };
             let session =
@@ -380,7 +417,7 @@ async fn session(
                 }
             }
         } else {
-            if sleep_or_stop(ctx, trigger.poll).await {
+            if sleep_or_stop(stop, trigger.poll).await {
                 conn.logout().await;
                 return Ok(());
             }
@@ -633,9 +670,15 @@ async fn queue(
 
 /// Every few seconds: triggered runs left `interrupted` (serve was killed
 /// or stopped mid-run) are queued again, same row, same lineage.
-async fn resume_loop(ctx: Arc<Ctx>, bots: HashSet<String>) {
+async fn resume_loop(ctx: Arc<Ctx>, names: Arc<std::sync::RwLock<HashSet<String>>>) {
     loop {
-        match ctx.store.trigger_interrupted_runs().await {
+        let bots: HashSet<String> = names.read().map(|n| n.clone()).unwrap_or_default();
+        let found = if bots.is_empty() {
+            Ok(Vec::new())
+        } else {
+            ctx.store.trigger_interrupted_runs().await
+        };
+        match found {
             Ok(list) => {
                 for (run, bot) in list.into_iter().filter(|(_, b)| bots.contains(b)) {
                     let ev = NewEvent::new("trigger.resumed", &bot)
@@ -657,7 +700,7 @@ async fn resume_loop(ctx: Arc<Ctx>, bots: HashSet<String>) {
             }
             Err(e) => tracing::warn!(error = %e, "cannot look for interrupted triggered runs"),
         }
-        if sleep_or_stop(&ctx, Duration::from_secs(2)).await {
+        if sleep_or_stop(&ctx.stop, Duration::from_secs(2)).await {
             break;
         }
     }
@@ -687,6 +730,22 @@ pub async fn describe(store: &Store, bots: &[Bot]) -> Vec<(String, Value)> {
             ))
         })
         .collect()
+}
+
+/// The SCHEDULE cell of `clerk bots list`: the crons, and `mail: MAILBOX`
+/// for a bot with a trigger.
+pub fn schedule_cell(bot: &str, crons: String, triggers: &[(String, Value)]) -> String {
+    match triggers.iter().find(|(n, _)| n == bot) {
+        Some((_, t)) => {
+            let mail = format!("mail: {}", t["mailbox"].as_str().unwrap_or("INBOX"));
+            if crons.is_empty() {
+                mail
+            } else {
+                format!("{crons} | {mail}")
+            }
+        }
+        None => crons,
+    }
 }
 
 /// Adds `trigger` to each bot object of `clerk bots list --json`.
