@@ -708,3 +708,66 @@ fn sighup_reloads_the_trigger() {
     assert_eq!(imap.message_ids("INBOX"), vec!["<old@test>"]);
     assert_eq!(count(&ws, "SELECT COUNT(*) FROM runs"), 1);
 }
+
+/// A request mail without a spreadsheet: the sender is told why, the mail
+/// goes to Failed, the run fails (so the team is notified).
+#[test]
+fn flagship_by_mail_files_a_mail_without_a_spreadsheet_as_failed() {
+    use common::smtp::SmtpServer;
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let smtp = SmtpServer::start(&[]);
+    let imap = Imap::start();
+    let ws = Workspace::new(Backend::Sqlite);
+    ws.write(
+        "clerk.yaml",
+        &format!(
+            "{}mail:\n  transport: smtp\n  from: clerk@city.example\n  smtp:\n    host: 127.0.0.1\n    port: {}\n    tls: none\n",
+            imap.clerk_yaml(),
+            smtp.port
+        ),
+    );
+    ws.write(
+        "playbooks/permit-requests-by-mail.yaml",
+        &std::fs::read_to_string(repo.join("playbooks/permit-requests-by-mail.yaml")).unwrap(),
+    );
+    ws.write(
+        "bots/permit-requests-by-mail.yaml",
+        &std::fs::read_to_string(repo.join("bots/permit-requests-by-mail.yaml")).unwrap(),
+    );
+    imap.append(
+        "INBOX",
+        &message("permit requests (forgot the file)", "nofile"),
+    );
+    let serve = Serve::start(&ws);
+    wait_for(
+        "the mail filed",
+        Duration::from_secs(90),
+        Some(&serve),
+        || imap.message_ids("Failed").len() == 1 && smtp.messages().len() == 2,
+    );
+    serve.stop();
+    assert!(imap.message_ids("INBOX").is_empty());
+    assert!(imap.message_ids("Processed").is_empty());
+    assert_eq!(rows(&ws, "SELECT status FROM runs"), vec!["failed"]);
+    let sent = smtp.messages();
+    let to_sender: Vec<&common::smtp::Received> = sent
+        .iter()
+        .filter(|m| m.meta["rcpt_tos"] == serde_json::json!(["citizen@example.org"]))
+        .collect();
+    assert_eq!(to_sender.len(), 1, "one answer to the sender");
+    let raw = String::from_utf8_lossy(&to_sender[0].raw).into_owned();
+    assert!(raw.contains("In-Reply-To: <nofile@test>"), "{raw}");
+    let text: String = common::smtp::leaves(&to_sender[0].parsed["body"])
+        .iter()
+        .filter_map(|p| p["text"].as_str())
+        .collect();
+    assert!(
+        text.contains("expected one .xlsx attachment, found 0"),
+        "{text}"
+    );
+    assert!(
+        sent.iter()
+            .any(|m| m.meta["rcpt_tos"] == serde_json::json!(["rpa-team@city.example"])),
+        "the team is notified"
+    );
+}
