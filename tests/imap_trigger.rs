@@ -771,3 +771,73 @@ fn flagship_by_mail_files_a_mail_without_a_spreadsheet_as_failed() {
         "the team is notified"
     );
 }
+
+/// A run interrupted after fetching its message, resumed after the mailbox
+/// got a new UIDVALIDITY: the journal notices and the run stops with both
+/// values instead of guessing which message UID 1 now is.
+#[test]
+fn a_resumed_run_refuses_a_changed_uidvalidity() {
+    let mut imap = Imap::start();
+    let ws = setup(&imap, "");
+    ws.write(
+        "bots/on-mail.yaml",
+        "name: on-mail\nplaybook: ../playbooks/on-mail.yaml\ntrigger: { mailbox: INBOX, subject: permit }\ninputs: { pause: 3s }\n",
+    );
+    let serve = Serve::start(&ws);
+    imap.append("INBOX", &message("permit renumbered", "renum"));
+    wait_for(
+        "the message fetched",
+        Duration::from_secs(60),
+        Some(&serve),
+        || {
+            count(
+                &ws,
+                "SELECT COUNT(*) FROM audit_events WHERE action = 'mail.fetch' AND kind = 'action'",
+            ) >= 1
+        },
+    );
+    serve.kill9();
+    imap.stop();
+    let maildir = imap.dir.path().join("mail").join(common::imap::USER);
+    for e in std::fs::read_dir(&maildir).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("dovecot")
+        {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1100)); // UIDVALIDITY is a timestamp
+    imap.launch();
+    let serve = Serve::start(&ws);
+    wait_for(
+        "the resumed run to end",
+        Duration::from_secs(60),
+        Some(&serve),
+        || count(&ws, "SELECT COUNT(*) FROM runs WHERE status = 'failed'") == 1,
+    );
+    serve.stop();
+    let error = rows(&ws, "SELECT error FROM runs").join("\n");
+    assert!(error.contains("the UIDVALIDITY of INBOX"), "{error}");
+    assert!(error.contains("will not guess"), "{error}");
+    assert_eq!(
+        outbox(&ws),
+        0,
+        "no answer for a message it cannot be sure of"
+    );
+    assert_eq!(
+        imap.message_ids("INBOX"),
+        vec!["<renum@test>"],
+        "left for a person"
+    );
+    assert_eq!(count(&ws, "SELECT COUNT(*) FROM runs"), 1);
+    assert_eq!(
+        count(
+            &ws,
+            "SELECT COUNT(*) FROM audit_events WHERE kind = 'trigger.uidvalidity_changed'"
+        ),
+        1
+    );
+}
