@@ -370,6 +370,12 @@ async fn session(
             .await
             .map_err(|e| store_err(&e))?;
         if has_idle {
+            // What earlier commands reported is covered by the scan just
+            // made; a message arriving between that scan and IDLE is
+            // reported to the IDLE command itself, outside `wait`, so the
+            // channel is watched too (else it would wait for the keepalive).
+            while conn.session.unsolicited_responses.try_recv().is_ok() {}
+            let news = conn.session.unsolicited_responses.clone();
             let Conn {
                 session,
                 server,
@@ -381,6 +387,7 @@ async fn session(
                 let (wait, _interrupt) = handle.wait_with_timeout(trigger.keepalive);
                 tokio::select! {
                     r = wait => Some(r),
+                    _ = news.recv() => Some(Ok(async_imap::extensions::idle::IdleResponse::ManualInterrupt)),
                     _ = stop.cancelled() => None,
                 }
             };
