@@ -26,6 +26,8 @@ pub struct Config {
     pub allowed_roots: Vec<String>,
     /// Signing key, checkpoint file and interval (see docs/audit.md).
     pub audit: crate::audit::config::AuditConfig,
+    /// The mailbox `mail.fetch` and bot mailbox triggers read (IMAP).
+    pub imap: ImapConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -101,6 +103,45 @@ impl std::fmt::Debug for Config {
     }
 }
 
+/// `imap:` in clerk.yaml: the server `mail.fetch`, `mail.move`, `mail.flag`,
+/// `mail.delete` and bot `trigger:`s talk to. The password only ever comes
+/// from the secret named by `password_secret`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImapConfig {
+    pub host: String,
+    /// Default 143 (993 with `tls: tls`).
+    pub port: Option<u16>,
+    /// `none`, `starttls` or `tls` (IMAPS from the first byte).
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    /// Name of the secret holding the password (never the password itself).
+    pub password_secret: Option<String>,
+    /// Per IMAP command (and for connecting).
+    #[serde(with = "duration_text")]
+    #[schemars(with = "DurationArg")]
+    pub timeout: Duration,
+    /// Accept self-signed certificates (test servers only).
+    pub accept_invalid_certs: bool,
+    /// Largest message `mail.fetch` accepts, in bytes (default 25 MB).
+    pub max_message_size: u64,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        ImapConfig {
+            host: "127.0.0.1".into(),
+            port: None,
+            tls: SmtpTls::None,
+            username: None,
+            password_secret: None,
+            timeout: Duration::from_secs(30),
+            accept_invalid_certs: false,
+            max_message_size: 25 * 1024 * 1024,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -110,6 +151,7 @@ impl Default for Config {
             mail: MailConfig::default(),
             allowed_roots: Vec::new(),
             audit: Default::default(),
+            imap: ImapConfig::default(),
         }
     }
 }
@@ -200,6 +242,17 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
         "CLERK_AUDIT_CHECKPOINT_AFTER_RUN",
         &["audit", "checkpoint_after_run"],
     ),
+    ("CLERK_IMAP_HOST", &["imap", "host"]),
+    ("CLERK_IMAP_PORT", &["imap", "port"]),
+    ("CLERK_IMAP_TLS", &["imap", "tls"]),
+    ("CLERK_IMAP_USERNAME", &["imap", "username"]),
+    ("CLERK_IMAP_PASSWORD_SECRET", &["imap", "password_secret"]),
+    ("CLERK_IMAP_TIMEOUT", &["imap", "timeout"]),
+    (
+        "CLERK_IMAP_ACCEPT_INVALID_CERTS",
+        &["imap", "accept_invalid_certs"],
+    ),
+    ("CLERK_IMAP_MAX_MESSAGE_SIZE", &["imap", "max_message_size"]),
 ];
 
 impl Config {

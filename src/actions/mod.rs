@@ -12,7 +12,7 @@ pub mod browser;
 mod builtin;
 mod context;
 mod file;
-mod mail;
+pub mod mail;
 mod registry;
 pub mod sheet;
 pub mod types;

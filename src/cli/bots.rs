@@ -138,8 +138,11 @@ pub async fn bots(ws: &Workspace, c: BotsCommand) -> anyhow::Result<u8> {
             let (bots, diags) = load_bots_dir(&folder);
             let store = ws.store().await?;
             let list = admin::list(&store, &bots, &ws.root).await?;
+            let triggers = crate::scheduler::trigger::describe(&store, &bots).await;
             if json {
-                output::out_json(&serde_json::to_value(&list)?);
+                let mut v = serde_json::to_value(&list)?;
+                crate::scheduler::trigger::annotate(&mut v, &triggers);
+                output::out_json(&v);
             } else if list.is_empty() {
                 output::out(&format!("no bots in {}", folder.display()));
             } else {
@@ -148,11 +151,15 @@ pub async fn bots(ws: &Workspace, c: BotsCommand) -> anyhow::Result<u8> {
                     .map(|b| {
                         vec![
                             b.name.clone(),
-                            b.schedule
-                                .iter()
-                                .map(|s| s.cron.clone())
-                                .collect::<Vec<_>>()
-                                .join(" | "),
+                            crate::scheduler::trigger::schedule_cell(
+                                &b.name,
+                                b.schedule
+                                    .iter()
+                                    .map(|s| s.cron.clone())
+                                    .collect::<Vec<_>>()
+                                    .join(" | "),
+                                &triggers,
+                            ),
                             b.timezone.clone(),
                             b.next
                                 .iter()
@@ -172,6 +179,7 @@ pub async fn bots(ws: &Workspace, c: BotsCommand) -> anyhow::Result<u8> {
                     &["BOT", "SCHEDULE", "TIME ZONE", "NEXT", "STATE", "LAST RUN"],
                     &rows,
                 );
+                text.push_str(&crate::scheduler::trigger::lines(&triggers));
                 for b in &list {
                     if let Some(w) = &b.warning {
                         text.push_str(&format!("\nwarning: bot {}: {w}", b.name));

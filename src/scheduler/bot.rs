@@ -92,6 +92,8 @@ pub struct Bot {
     pub retry: Option<BotRetry>,
     pub notify_on_failure: Vec<String>,
     pub exclude_dates: BTreeSet<NaiveDate>,
+    /// `trigger:` — run once per new message in a mailbox (besides or instead of `schedule`).
+    pub trigger: Option<super::trigger::MailTrigger>,
 }
 
 impl Bot {
@@ -176,6 +178,7 @@ const BOT_KEYS: &[&str] = &[
     "retry",
     "notify",
     "exclude_dates",
+    "trigger",
 ];
 const SCHEDULE_KEYS: &[&str] = &["cron", "timezone"];
 const RETRY_KEYS: &[&str] = &["attempts", "delay"];
@@ -396,8 +399,12 @@ impl BotLoader<'_> {
         let description = root
             .get("description")
             .and_then(|d| self.string(d, "description"));
+        let trigger = root
+            .get("trigger")
+            .and_then(|n| super::trigger::parse_node(&mut self.diags, self.path, n));
         let schedule = match root.get("schedule") {
             Some(s) => self.schedule(s),
+            None if root.get("trigger").is_some() => Vec::new(),
             None => {
                 self.err(root.pos, "missing `schedule`");
                 Vec::new()
@@ -498,8 +505,14 @@ impl BotLoader<'_> {
             (Some((_, pb, pb_pos)), inputs) => self.inputs(pb, inputs, *pb_pos),
             (None, _) => serde_json::Map::new(),
         };
-        let (playbook_path, playbook, _) = playbook?;
-        if schedule.is_empty() {
+        let (playbook_path, playbook, pb_pos) = playbook?;
+        if let Some(why) = trigger
+            .as_ref()
+            .and_then(|_| super::trigger::check_playbook(&playbook))
+        {
+            self.err(pb_pos, why);
+        }
+        if schedule.is_empty() && trigger.is_none() {
             return None;
         }
         Some(Bot {
@@ -518,6 +531,7 @@ impl BotLoader<'_> {
             retry,
             notify_on_failure,
             exclude_dates,
+            trigger,
         })
     }
 

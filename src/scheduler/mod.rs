@@ -13,6 +13,7 @@ pub mod bot;
 pub mod notify;
 pub mod schedule;
 pub mod serve;
+pub mod trigger;
 
 use std::path::Path;
 

@@ -154,6 +154,17 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
     for i in 0..workers {
         pool.push(tokio::spawn(worker_loop(shared.clone(), i)));
     }
+    let bots_now = {
+        let s = shared.clone();
+        move || s.bots()
+    };
+    let triggers = super::trigger::start(
+        &shared.engine,
+        &shared.opts.workspace,
+        bots_now,
+        shared.stopping.clone(),
+        shared.wake.clone(),
+    );
 
     wait_for_stop(&shared).await;
     shared.stopping.cancel();
@@ -174,6 +185,7 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
     }
     let _ = scheduler.await;
     let _ = checkpoints.await;
+    futures::future::join_all(triggers).await;
     heartbeat.abort();
     let _ = shared
         .store
@@ -192,6 +204,7 @@ fn log_next(b: &Bot, now: DateTime<Utc>) {
             "bot scheduled"
         ),
         Some(_) => tracing::info!(bot = %b.name, "bot is disabled (enabled: false)"),
+        None if b.trigger.is_some() => tracing::info!(bot = %b.name, "bot runs on mail (trigger)"),
         None => tracing::warn!(bot = %b.name, "bot has no future firing"),
     }
 }

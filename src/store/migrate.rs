@@ -56,6 +56,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "hardening",
         sql: include_str!("migrations/0006_hardening.sql"),
     },
+    Migration {
+        version: 8,
+        name: "imap",
+        sql: include_str!("migrations/0008_imap.sql"),
+    },
 ];
 
 /// Arbitrary constant key for `pg_advisory_xact_lock` ("clerk" + "mig").

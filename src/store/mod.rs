@@ -27,6 +27,7 @@
 mod bots;
 mod error;
 mod events;
+mod imap_journal;
 mod items;
 pub mod liveness;
 mod mail_journal;
@@ -49,6 +50,7 @@ use sqlx::{AnyPool, ConnectOptions as _, Connection as _, Executor as _};
 pub use bots::BotState;
 pub use error::StoreError;
 pub use events::{RawEvent, RawRow};
+pub use imap_journal::{ImapJournalEntry, TriggerMessage, TriggerState};
 pub use items::{ItemChange, ItemCounts, ItemFilter, ItemId, ItemRow, ItemState};
 pub use mail_journal::MailJournalEntry;
 pub use runs::{

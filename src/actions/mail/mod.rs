@@ -7,9 +7,11 @@
 //! and `send` is the action that ties them together and reports to the audit.
 
 mod args;
+pub mod imap;
 mod journal;
 mod message;
 mod send;
 mod transport;
 
+pub use imap::{Delete, Fetch, Flag, Move};
 pub use send::Send;
