@@ -478,9 +478,7 @@ impl<'o> Walker<'o> {
         if !self.runs.contains_key(run) {
             self.runs.insert(run.to_string(), RunExpect::default());
         }
-        let Some(e) = self.runs.get_mut(run) else {
-            return None;
-        };
+        let e = self.runs.get_mut(run)?; // inserted just above
         let expected = e.seq + 1;
         if row.seq != expected {
             return Some(format!(
