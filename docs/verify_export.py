@@ -28,7 +28,7 @@ def es_number(x):
         raise ValueError("NaN and infinities are not JSON")
     if x == 0:
         return "0"
-    if x.is_integer() and abs(x) < 1e21:
+    if x.is_integer() and abs(x) <= 2 ** 53:
         return str(int(x))
     sign = "-" if x < 0 else ""
     mant, _, exp = repr(abs(x)).partition("e")
@@ -61,7 +61,8 @@ def jcs(v):
     if v is False:
         return "false"
     if isinstance(v, int):
-        return str(v)
+        # JSON numbers are IEEE doubles in RFC 8785: exact up to 2^53.
+        return str(v) if abs(v) <= 2 ** 53 else es_number(float(v))
     if isinstance(v, float):
         return es_number(v)
     if isinstance(v, str):

@@ -19,6 +19,7 @@ steps:
       tiny: 0.0000001
       big: 1.0e21
       whole: 3.0
+      huge: 1152921504606846976
       text: "Zoë 😀 \"quoted\"\ttab \u0001 </script>"
       ключ: 1
   - log: "café ✓ {{ ratio * 3 }}"

@@ -76,14 +76,72 @@ pub fn hash(f: &Fields<'_>) -> Result<String, String> {
             let content = super::chain::with_item_key(content, f.item_key);
             Ok(super::chain::event_hash(f.prev_hash, &content))
         }
-        2 => {
-            let text = jcs(f)?;
-            Ok(hex::encode(Sha256::digest(text.as_bytes())))
-        }
+        2 => Ok(hex::encode(Sha256::digest(v2_text(f)?.as_bytes()))),
         n => Err(format!(
             "hash_format {n} is unknown to this clerk (it knows 1 and 2)"
         )),
     }
+}
+
+/// JCS of the format-2 content, fast path: the top-level keys are fixed, so
+/// they are written in their sorted order here and only `detail` goes
+/// through the canonicaliser. Strings and integers up to 2^53: serde_json's
+/// output is exactly RFC 8785's (same escapes, no exponent). The tests
+/// check that this equals `jcs(f)`.
+fn v2_text(f: &Fields<'_>) -> Result<String, String> {
+    fn s(out: &mut String, v: Option<&str>) {
+        match v {
+            Some(v) => out.push_str(&serde_json::to_string(v).unwrap_or_default()),
+            None => out.push_str("null"),
+        }
+    }
+    // RFC 8785 numbers are IEEE doubles: beyond 2^53 the canonicaliser's
+    // rounding applies (clerk's ids, seqs and durations never get there).
+    fn n(out: &mut String, v: Option<i64>) {
+        match v {
+            Some(v) if v.unsigned_abs() <= 1 << 53 => out.push_str(&v.to_string()),
+            Some(v) => out.push_str(&jcs(&v).unwrap_or_default()),
+            None => out.push_str("null"),
+        }
+    }
+    let detail = jcs(f.detail)?;
+    let mut out = String::with_capacity(detail.len() + 512);
+    out.push_str("{\"action\":");
+    s(&mut out, f.action);
+    out.push_str(",\"actor\":");
+    s(&mut out, Some(f.actor));
+    out.push_str(",\"at\":");
+    s(&mut out, Some(f.at));
+    out.push_str(",\"detail\":");
+    out.push_str(&detail);
+    out.push_str(",\"duration_ms\":");
+    n(&mut out, f.duration_ms);
+    out.push_str(",\"error\":");
+    s(&mut out, f.error);
+    out.push_str(",\"hash_format\":");
+    n(&mut out, Some(f.hash_format));
+    out.push_str(",\"id\":");
+    n(&mut out, Some(f.id));
+    out.push_str(",\"item_key\":");
+    s(&mut out, f.item_key);
+    out.push_str(",\"kind\":");
+    s(&mut out, Some(f.kind));
+    out.push_str(",\"outcome\":");
+    s(&mut out, f.outcome);
+    out.push_str(",\"prev_hash\":");
+    s(&mut out, Some(f.prev_hash));
+    out.push_str(",\"run_id\":");
+    s(&mut out, f.run_id);
+    out.push_str(",\"seq\":");
+    n(&mut out, Some(f.seq));
+    out.push_str(",\"step\":");
+    s(&mut out, f.step);
+    out.push_str(",\"step_name\":");
+    s(&mut out, f.step_name);
+    out.push_str(",\"target\":");
+    s(&mut out, f.target);
+    out.push('}');
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -127,6 +185,23 @@ mod tests {
             hash(&f).unwrap(),
             hex::encode(Sha256::digest(text.as_bytes()))
         );
+    }
+
+    #[test]
+    fn fast_path_equals_the_canonicaliser() {
+        let detail = json!({"z": [1, 2.5, "\u{7f}\u{1}\u{2028}</x>"], "A": {"b": null, "a": true}, "ключ": -0.0});
+        let mut f = fields(&detail);
+        assert_eq!(v2_text(&f).unwrap(), jcs(&f).unwrap());
+        f.run_id = Some("01RUN\"quoted\"\n");
+        f.step = Some("3/item[2]/1");
+        f.step_name = Some("Zoë 😀\t");
+        f.action = Some("browser.fill");
+        f.duration_ms = Some(-12);
+        f.error = Some("\\ back\u{8}slash");
+        f.item_key = Some("P-1");
+        f.seq = 9_007_199_254_740_993;
+        f.id = i64::MAX;
+        assert_eq!(v2_text(&f).unwrap(), jcs(&f).unwrap());
     }
 
     #[test]

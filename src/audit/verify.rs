@@ -40,7 +40,7 @@ use super::keys;
 use crate::store::Store;
 
 /// Events read per query.
-const PAGE: i64 = 1000;
+const PAGE: i64 = 5000;
 
 /// Where the state of a run is recorded in its run.* events' detail.
 pub const RUN_STATE_KEY: &str = "run_state";
@@ -475,7 +475,10 @@ impl<'o> Walker<'o> {
             return (row.seq != 0)
                 .then(|| format!("seq is {} but events without a run have seq 0", row.seq));
         };
-        let e = self.runs.entry(run.to_string()).or_default();
+        if !self.runs.contains_key(run) {
+            self.runs.insert(run.to_string(), RunExpect::default());
+        }
+        let e = self.runs.get_mut(run)?; // inserted just above
         let expected = e.seq + 1;
         if row.seq != expected {
             return Some(format!(
