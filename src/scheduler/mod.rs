@@ -16,7 +16,7 @@ pub mod serve;
 
 use std::path::Path;
 
-pub use bot::{Bot, CatchUp, Overlap, load_bot_file, load_bots_dir};
+pub use bot::{Bot, CatchUp, OnInterrupt, Overlap, load_bot_file, load_bots_dir};
 pub use schedule::CronSchedule;
 
 use crate::playbook::Diagnostics;
