@@ -17,6 +17,8 @@ pub enum AuditCommand {
     },
     /// Export events for auditors (JSONL or CSV).
     Export(ExportArgs),
+    /// Every event of one work item (by key) across all runs, in order.
+    Trace(super::trace::TraceArgs),
 }
 
 #[derive(Debug, Args)]
@@ -68,5 +70,6 @@ pub async fn audit(ws: &Workspace, cmd: AuditCommand) -> anyhow::Result<u8> {
             tracing::debug!("exported {n} events");
             Ok(code::OK)
         }
+        AuditCommand::Trace(a) => super::trace::trace(ws, a).await,
     }
 }
