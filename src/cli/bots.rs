@@ -226,7 +226,7 @@ pub async fn bots(ws: &Workspace, c: BotsCommand) -> anyhow::Result<u8> {
                     if let Some(e) = &r.error {
                         output::out(&format!("  error: {e}"));
                     }
-                    return Ok(if r.status == "succeeded" {
+                    return Ok(if matches!(r.status.as_str(), "succeeded" | "succeeded_with_exceptions") {
                         code::OK
                     } else {
                         code::FAILED

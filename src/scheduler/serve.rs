@@ -505,7 +505,12 @@ async fn sweep_dead_workers(shared: &Shared) -> anyhow::Result<()> {
             "the worker {worker} stopped while the run was running (crash or kill); \
              the run was not finished"
         );
-        mark_interrupted(store, &run, &reason).await?;
+        // The bot's `on_interrupt` decides how its job goes on (same lineage).
+        let bots = shared.bots();
+        let bot = run.bot.as_ref().and_then(|b| bots.get(b));
+        super::continuation::interrupt(&shared.engine.recorder, bot.map(|b| &**b), &run, &reason)
+            .await?;
+        shared.wake.notify_waiters();
         tracing::warn!(run = %run.id, bot = ?run.bot, %worker, "run left running by a stopped worker: marked interrupted");
     }
     Ok(())
@@ -906,7 +911,10 @@ async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
             "clerk serve was stopped and the run did not finish within the grace period of {}",
             humantime::format_duration(shared.opts.grace)
         );
-        if let Err(e) = mark_interrupted(&shared.store, &run, &reason).await {
+        // Queued per the bot's `on_interrupt`, for the next serve to take.
+        if let Err(e) =
+            super::continuation::interrupt(&shared.engine.recorder, Some(bot), &run, &reason).await
+        {
             tracing::error!(run = %run.id, error = %format!("{e:#}"), "cannot mark the run interrupted");
         }
         return;
