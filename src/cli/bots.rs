@@ -226,11 +226,13 @@ pub async fn bots(ws: &Workspace, c: BotsCommand) -> anyhow::Result<u8> {
                     if let Some(e) = &r.error {
                         output::out(&format!("  error: {e}"));
                     }
-                    return Ok(if matches!(r.status.as_str(), "succeeded" | "succeeded_with_exceptions") {
-                        code::OK
-                    } else {
-                        code::FAILED
-                    });
+                    return Ok(
+                        if matches!(r.status.as_str(), "succeeded" | "succeeded_with_exceptions") {
+                            code::OK
+                        } else {
+                            code::FAILED
+                        },
+                    );
                 }
                 if !hinted
                     && started.elapsed() > Duration::from_secs(10)

@@ -116,3 +116,27 @@ pub(super) async fn interrupt(
         Err(e) => Err(e.into()),
     }
 }
+
+/// A bot's `retry:` as the engine's follow-up plan: a run that failed or
+/// timed out, with attempts left, is continued by a resume in the same
+/// lineage after the retry delay (done items and sent mails not repeated),
+/// queued in the same transaction as the failed run's end.
+pub(super) fn retry_plan(
+    recorder: &Recorder,
+    bot: &std::sync::Arc<Bot>,
+    run: &RunRow,
+) -> crate::engine::FollowUpPlan {
+    let (recorder, bot, run) = (recorder.clone(), bot.clone(), run.clone());
+    Box::new(move |status| {
+        use crate::engine::RunStatus;
+        if !matches!(status, RunStatus::Failed | RunStatus::TimedOut) {
+            return None;
+        }
+        let retry = bot.retry?;
+        if run.attempt >= i64::from(retry.attempts) {
+            return None;
+        }
+        let due = now_micros() + chrono::Duration::from_std(retry.delay).unwrap_or_default();
+        Some(follow_up(&recorder, &bot, &run, due, true, "retry"))
+    })
+}

@@ -516,27 +516,6 @@ async fn sweep_dead_workers(shared: &Shared) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn mark_interrupted(store: &Store, run: &RunRow, reason: &str) -> anyhow::Result<()> {
-    let event = NewEvent::new("run.interrupted", &run.actor)
-        .run(run.id.as_str())
-        .outcome("failed")
-        .error(reason)
-        .detail(json!({ "status": "interrupted", "bot": run.bot, "worker": run.worker }));
-    store
-        .transition_run(
-            &run.id,
-            RunChange {
-                status: Some("interrupted".into()),
-                finished_at: Some(now_micros()),
-                error: Some(reason.to_string()),
-                ..Default::default()
-            },
-            event,
-        )
-        .await?;
-    Ok(())
-}
-
 async fn init_clocks(shared: &Shared) -> anyhow::Result<HashMap<String, BotClock>> {
     let cursors = shared.store.sched_cursors().await?;
     let now = Utc::now();
@@ -783,10 +762,11 @@ async fn skip_future_runs(shared: &Shared) -> anyhow::Result<()> {
             .target(bot.as_str())
             .outcome("skipped")
             .detail(json!({ "bot": bot, "scheduled_for": format_ts(&at), "reason": reason }));
-        shared
+        let r = shared
             .store
             .transition_run(
                 &run.id,
+                &["queued"],
                 RunChange {
                     status: Some("skipped".into()),
                     finished_at: Some(now_micros()),
@@ -795,7 +775,14 @@ async fn skip_future_runs(shared: &Shared) -> anyhow::Result<()> {
                 },
                 event,
             )
-            .await?;
+            .await;
+        match r {
+            Ok(_) => {}
+            Err(crate::store::StoreError::StateConflict { found, .. }) => {
+                tracing::warn!(run = %run.id, %found, "not skipping the firing: it is no longer queued (lost race)");
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
 }
@@ -873,7 +860,8 @@ async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
         max_runtime: bot.max_runtime,
         progress: false,
     };
-    let outcome = match shared.engine.execute(&run.id, req).await {
+    let plan = super::continuation::retry_plan(&shared.engine.recorder, bot, &run);
+    let (outcome, queued) = match shared.engine.execute_then(&run.id, req, plan).await {
         Ok(o) => o,
         Err(e) => {
             // The end of the run could not be recorded (store trouble): try
@@ -892,13 +880,17 @@ async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
                     error: Some(reason.clone()),
                     ..Default::default()
                 };
-                if shared
+                match shared
                     .store
-                    .transition_run(&run.id, change, event)
+                    .transition_run(&run.id, &["running"], change, event)
                     .await
-                    .is_ok()
                 {
-                    break;
+                    Ok(_) => break,
+                    Err(crate::store::StoreError::StateConflict { found, .. }) => {
+                        tracing::warn!(run = %run.id, %found, "the run is no longer running; its end is not overwritten (lost race)");
+                        break;
+                    }
+                    Err(_) => {}
                 }
                 tokio::time::sleep(outage_backoff(i)).await;
             }
@@ -922,41 +914,9 @@ async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
     if !matches!(outcome.status, RunStatus::Failed | RunStatus::TimedOut) {
         return;
     }
-    if let Some(retry) = bot.retry
-        && run.attempt < i64::from(retry.attempts)
-    {
-        let due = now_micros() + chrono::Duration::from_std(retry.delay).unwrap_or_default();
-        let id = ulid::Ulid::new().to_string();
-        let event = NewEvent::new("run.queued", &run.actor).detail(json!({
-            "bot": bot.name,
-            "playbook": run.playbook,
-            "retry_of": run.id,
-            "attempt": run.attempt + 1,
-            "due_at": format_ts(&due),
-            "inputs": run.inputs,
-        }));
-        let batch = SchedBatch {
-            runs: vec![QueuedRun {
-                id: id.clone(),
-                bot: bot.name.clone(),
-                playbook: run.playbook.clone(),
-                inputs: run.inputs.clone(),
-                scheduled_for: None,
-                due_at: due,
-                overlap: bot.overlap.as_str().into(),
-                actor: run.actor.clone(),
-                attempt: run.attempt + 1,
-                retry_of: Some(run.id.clone()),
-                event: shared.engine.recorder.redact_event(event),
-            }],
-            ..Default::default()
-        };
-        match shared.store.write_sched_batch(&batch).await {
-            Ok(_) => {
-                tracing::info!(run = %run.id, retry = %id, attempt = run.attempt + 1, delay = %humantime::format_duration(retry.delay), "failed run will be retried")
-            }
-            Err(e) => tracing::error!(run = %run.id, error = %e, "cannot enqueue the retry"),
-        }
+    if let Some(q) = &queued {
+        // Queued with the end of the run (see `retry_plan`).
+        tracing::info!(run = %run.id, retry = %q.id, attempt = q.attempt, due = %q.queued_at, "failed run will be resumed (bot retry, same lineage)");
         return;
     }
     if bot.notify_on_failure.is_empty() {

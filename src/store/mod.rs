@@ -27,6 +27,7 @@
 mod bots;
 mod error;
 mod events;
+mod items;
 mod mail_journal;
 pub mod migrate;
 mod runs;
@@ -46,8 +47,11 @@ use sqlx::{AnyPool, ConnectOptions as _, Connection as _, Executor as _};
 pub use bots::BotState;
 pub use error::StoreError;
 pub use events::{RawEvent, RawRow};
+pub use items::{ItemChange, ItemCounts, ItemFilter, ItemId, ItemRow, ItemState};
 pub use mail_journal::MailJournalEntry;
-pub use runs::{NewRun, RunChange, RunFilter, RunRow};
+pub use runs::{
+    FollowUpRun, NewRun, RESUMABLE_STATUSES, RunChange, RunFilter, RunRow, default_lineage,
+};
 pub use sched::{BotRunSummary, Claim, LeaseRow, QueuedRun, SchedBatch};
 
 /// Which database a [`Store`] talks to.

@@ -1,4 +1,4 @@
-//! Work items for people, through the real `clerk` binary on SQLite and
+//! Work items for people (`tests/items_cli.rs`), through the real `clerk` binary on SQLite and
 //! PostgreSQL with the example `playbooks/work-items.yaml`: the run's item
 //! counts and `succeeded_with_exceptions`, `clerk items` (filters, JSON),
 //! `clerk items retry` (audited with the OS user), `clerk audit trace KEY`
@@ -115,10 +115,7 @@ fn items_and_trace(backend: Backend) {
     let (code, second) = run_json(&ws, &["run", "playbooks/work-items.yaml", "--json"]);
     assert_eq!(code, 0);
     let second_id = second["id"].as_str().expect("id").to_string();
-    let trace = ws
-        .clerk(&["audit", "trace", "ORD-1", "--json"])
-        .ok()
-        .json();
+    let trace = ws.clerk(&["audit", "trace", "ORD-1", "--json"]).ok().json();
     let events = trace.as_array().expect("events");
     let runs: std::collections::BTreeSet<&str> =
         events.iter().filter_map(|e| e["run_id"].as_str()).collect();
@@ -137,7 +134,10 @@ fn items_and_trace(backend: Backend) {
     let ids: Vec<i64> = events.iter().filter_map(|e| e["id"].as_i64()).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "chain order: {ids:?}");
     let text = ws.clerk(&["audit", "trace", "ORD-1"]).ok().stdout();
-    assert!(text.contains(&run_id) && text.contains(&second_id), "{text}");
+    assert!(
+        text.contains(&run_id) && text.contains(&second_id),
+        "{text}"
+    );
     assert!(text.contains(" UTC"), "{text}");
     assert!(!text.contains("ORD-3"), "{text}");
     let none = ws.clerk(&["audit", "trace", "ORD-404"]);
@@ -147,21 +147,32 @@ fn items_and_trace(backend: Backend) {
     // clerk items retry: only business / in-doubt items, audited with the user.
     let refused = ws.clerk(&["items", "retry", "ORD-1"]);
     assert_eq!(refused.code(), 1, "{}", refused.stdout());
-    assert!(refused.stdout().contains("only business_exception and in_doubt"));
+    assert!(
+        refused
+            .stdout()
+            .contains("only business_exception and in_doubt")
+    );
     let retried = ws.clerk_env(
         &["items", "retry", "ORD-2", "--lineage", &lineage],
         &[("USER", "maria")],
     );
-    assert_eq!(retried.code(), 0, "{}{}", retried.stdout(), retried.stderr());
-    assert!(retried.stdout().contains("requeued ORD-2"), "{}", retried.stdout());
+    assert_eq!(
+        retried.code(),
+        0,
+        "{}{}",
+        retried.stdout(),
+        retried.stderr()
+    );
+    assert!(
+        retried.stdout().contains("requeued ORD-2"),
+        "{}",
+        retried.stdout()
+    );
     assert_eq!(
         states(&items(&ws, &["--lineage", &lineage, "--key", "ORD-2"])),
         vec![("ORD-2".into(), "pending".into())]
     );
-    let trace = ws
-        .clerk(&["audit", "trace", "ORD-2", "--json"])
-        .ok()
-        .json();
+    let trace = ws.clerk(&["audit", "trace", "ORD-2", "--json"]).ok().json();
     let requeued = trace
         .as_array()
         .expect("events")
@@ -192,12 +203,19 @@ fn resume(backend: Backend) {
     assert_eq!(code, 1, "{second:#}");
     assert_eq!(second["resumed_from"], first_id.as_str());
     assert_eq!(second["lineage"], first["lineage"]);
-    assert_eq!(second["items"]["skipped"], 2, "done items skipped: {second:#}");
+    assert_eq!(
+        second["items"]["skipped"], 2,
+        "done items skipped: {second:#}"
+    );
     let second_id = second["id"].as_str().expect("id").to_string();
     // A run is continued once: resuming the first again is refused.
     let again = ws.clerk(&["runs", "resume", &first_id]);
     assert_eq!(again.code(), 2, "{}", again.stdout());
-    assert!(again.stderr().contains("already resumed"), "{}", again.stderr());
+    assert!(
+        again.stderr().contains("already resumed"),
+        "{}",
+        again.stderr()
+    );
 
     // A changed playbook is refused, naming the step, unless forced.
     let path = ws.path().join("playbooks/work-items.yaml");
@@ -221,13 +239,18 @@ fn resume(backend: Backend) {
     );
     assert_eq!(code, 0, "{third:#}");
     assert_eq!(third["status"], "succeeded_with_exceptions");
-    assert_eq!(third["vars"]["booked_orders"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        third["vars"]["booked_orders"].as_array().map(Vec::len),
+        Some(2)
+    );
     assert_eq!(outbox(), 1, "the once step did not send again");
     let text = ws.clerk(&["runs", "resume", &second_id]);
     assert_eq!(text.code(), 2);
 
     // The human output of `runs resume` reads like `clerk run`.
-    let show = ws.clerk(&["runs", "show", third["id"].as_str().expect("id")]).ok();
+    let show = ws
+        .clerk(&["runs", "show", third["id"].as_str().expect("id")])
+        .ok();
     assert!(show.stdout().contains(&second_id), "{}", show.stdout());
     assert_eq!(ws.clerk(&["audit", "verify"]).code(), 0);
 }
