@@ -321,7 +321,7 @@ fn crash_and_resume(ws: &Workspace, portal: &Portal, rng: &mut Rng) -> (String, 
             return (run_id, kills);
         }
         // Continue the lineage from the run that was killed (or failed).
-        args = ["runs", "resume", &run_id, "--json"]
+        args = ["runs", "resume", &run_id, "--mark-interrupted", "--json"]
             .map(String::from)
             .to_vec();
     }
@@ -521,7 +521,11 @@ fn in_doubt_test(backend: Backend) {
     proc.kill9();
     let before = portal.cases().len();
 
-    let mut resume = Proc::spawn(&ws, &["runs", "resume", &run_id, "--json"], 1);
+    let mut resume = Proc::spawn(
+        &ws,
+        &["runs", "resume", &run_id, "--mark-interrupted", "--json"],
+        1,
+    );
     let code = resume.wait();
     let log = resume.log_text();
     assert_eq!(code, 0, "resume; log:\n{log}");
