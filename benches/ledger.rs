@@ -5,7 +5,9 @@
 //! ms/item of each and the difference (target: at most 1 ms/item added), and
 //! the cost of a resume that skips all N done items (outputs restored).
 //!
-//! `cargo bench --bench ledger`; CLERK_BENCH_ITEMS=N changes the count.
+//! `cargo bench --bench ledger`; CLERK_BENCH_ITEMS=N changes the count,
+//! CLERK_BENCH_DIR=/dev/shm puts the stores on a tmpfs (no fsync cost: what
+//! is left is the ledger's own work, without the disk's noise).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -28,6 +30,13 @@ steps:
     if: "{{ inputs.stop }}"
     fail: stopped after the loop (so that the run can be resumed)
 "#;
+
+fn temp() -> std::io::Result<tempfile::TempDir> {
+    match std::env::var_os("CLERK_BENCH_DIR") {
+        Some(d) => tempfile::tempdir_in(d),
+        None => tempfile::tempdir(),
+    }
+}
 
 fn items() -> usize {
     std::env::var("CLERK_BENCH_ITEMS")
@@ -152,12 +161,12 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async {
         // A short warm-up (SQLite page cache, template compilation).
-        let warm = tempfile::tempdir()?;
+        let warm = temp()?;
         run(warm.path(), 200, true, false).await?;
 
-        let plain = tempfile::tempdir()?;
+        let plain = temp()?;
         let without = run(plain.path(), n, false, false).await?;
-        let ledgered = tempfile::tempdir()?;
+        let ledgered = temp()?;
         let with = run(ledgered.path(), n, true, true).await?;
         let skip = resume(ledgered.path(), n, &with.run_id).await?;
         let added = with.ms_per_item - without.ms_per_item;
