@@ -49,6 +49,19 @@ pub(crate) fn item_key_text(v: &Value) -> String {
     }
 }
 
+/// The output as stored in the ledger: `***` when secret-derived, and any
+/// registered secret value inside it masked as well (defence in depth for
+/// values whose taint was lost); returns it and whether it is masked.
+fn stored_output(value: &Value, tainted: bool) -> (Value, bool) {
+    if tainted {
+        return (Value::String(secrets::MASK.into()), true);
+    }
+    let mut v = value.clone();
+    secrets::redact_json(&mut v);
+    let masked = &v != value;
+    (v, masked)
+}
+
 /// Whether a `verify` result means "found".
 fn found(v: &Value) -> bool {
     match v {
@@ -86,6 +99,7 @@ impl Exec {
     }
 
     /// One state change of an item with its event, in one transaction.
+    #[allow(clippy::too_many_arguments)]
     async fn transition(
         &mut self,
         step: &Step,
@@ -275,12 +289,7 @@ impl Exec {
                 Ok(Decision::Skip(None))
             }
             Ok((value, tainted)) if found(&value) => {
-                let masked = tainted || step.sensitive;
-                let stored = if masked {
-                    Value::String(secrets::MASK.into())
-                } else {
-                    value.clone()
-                };
+                let (stored, masked) = stored_output(&value, tainted || step.sensitive);
                 let ev = self
                     .event("item.verified")
                     .step(path, step.name.as_deref())
@@ -351,13 +360,10 @@ impl Exec {
         known: &mut BTreeMap<String, ItemRow>,
     ) -> Result<(), StepFailure> {
         let change = match result {
-            Ok((value, masked)) => {
+            Ok((value, tainted)) => {
+                let (stored, masked) = stored_output(value, tainted);
                 let mut c = ItemChange::to(ItemState::Done, &self.run.id);
-                c.output = Some(if masked {
-                    Value::String(secrets::MASK.into())
-                } else {
-                    value.clone()
-                });
+                c.output = Some(stored);
                 c.output_masked = masked;
                 c
             }
@@ -440,11 +446,7 @@ impl Exec {
         value: &Value,
         masked: bool,
     ) -> Result<(), StepFailure> {
-        let stored = if masked {
-            Value::String(secrets::MASK.into())
-        } else {
-            value.clone()
-        };
+        let (stored, masked) = stored_output(value, masked);
         let ev = self
             .event("step.once_done")
             .step(path, step.name.as_deref())

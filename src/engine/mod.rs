@@ -6,13 +6,11 @@
 //! [`RunOutcome`] that the CLI and the scheduler present.
 
 mod exec;
-mod follow_up;
 mod inputs;
 mod ledger;
 mod resume;
 
 pub use exec::StepFailure;
-pub use follow_up::FollowUpPlan;
 pub use inputs::{GivenInput, resolve_inputs};
 pub use resume::{ResumeOptions, ResumeRefused, playbook_changes};
 
@@ -31,7 +29,7 @@ use crate::audit::{NewEvent, Recorder};
 use crate::config::Config;
 use crate::playbook::Playbook;
 use crate::secrets::{self, Secrets};
-use crate::store::{ItemCounts, NewRun, RunChange};
+use crate::store::{FollowUpRun, ItemCounts, NewRun, RunChange};
 use crate::template;
 use exec::Exec;
 
@@ -80,6 +78,9 @@ pub struct RunOutcome {
     /// of the lineage; output restored). Items an earlier run left as
     /// business exceptions count as `business_exception` again.
     pub items: ItemCounts,
+    /// The run queued to continue this one, if a follow-up was decided
+    /// ([`Engine::execute_with_follow_up`]).
+    pub follow_up: Option<String>,
 }
 
 /// Where and why a run failed.
@@ -168,6 +169,17 @@ impl Engine {
         run_id: &str,
         req: RunRequest,
         changes_accepted: bool,
+    ) -> anyhow::Result<RunOutcome> {
+        self.execute_inner(run_id, req, changes_accepted, None)
+            .await
+    }
+
+    async fn execute_inner(
+        &self,
+        run_id: &str,
+        req: RunRequest,
+        changes_accepted: bool,
+        follow_up: Option<FollowUpFn>,
     ) -> anyhow::Result<RunOutcome> {
         let store = self.recorder.store();
         let row = store
@@ -327,16 +339,7 @@ impl Engine {
             ..Default::default()
         };
         let event = self.recorder.redact_event(event);
-        // Guarded: if another process marked the run (interrupted, say)
-        // meanwhile, its record stands and this end is reported, not written.
-        let (_, queued) = self
-            .recorder
-            .store()
-            .finish_run_and_enqueue(run_id, &["running"], change, event, follow_up::take(status))
-            .await
-            .with_context(|| format!("cannot record the end of run {run_id}"))?;
-        follow_up::queued(queued);
-        Ok(RunOutcome {
+        let mut outcome = RunOutcome {
             id: run_id.to_string(),
             status,
             playbook: playbook.path.display().to_string(),
@@ -349,6 +352,40 @@ impl Engine {
             lineage: row.lineage.clone(),
             resumed_from: row.resumed_from.clone(),
             items: exec.items.clone(),
-        })
+            follow_up: None,
+        };
+        let follow = follow_up.and_then(|decide| decide(&outcome)).map(|mut f| {
+            f.event = self.recorder.redact_event(f.event);
+            f
+        });
+        // Guarded: if another process marked the run (interrupted, say)
+        // meanwhile, its record stands and this end is reported, not written.
+        // The follow-up run (if any) is queued in the same transaction.
+        let (_, queued) = self
+            .recorder
+            .store()
+            .finish_run_and_enqueue(run_id, &["running"], change, event, follow)
+            .await
+            .with_context(|| format!("cannot record the end of run {run_id}"))?;
+        outcome.follow_up = queued.map(|r| r.id);
+        Ok(outcome)
+    }
+
+    /// Like [`Engine::execute`], and when the run has ended `follow_up`
+    /// decides from its outcome whether a follow-up run (a bot retry, as a
+    /// resume or not) is queued; the run's end, the follow-up and both
+    /// events are written in ONE transaction. [`RunOutcome::follow_up`]
+    /// names the queued run.
+    pub async fn execute_with_follow_up(
+        &self,
+        run_id: &str,
+        req: RunRequest,
+        follow_up: FollowUpFn,
+    ) -> anyhow::Result<RunOutcome> {
+        self.execute_inner(run_id, req, false, Some(follow_up))
+            .await
     }
 }
+
+/// Decides, from a finished run's outcome, which run (if any) continues it.
+pub type FollowUpFn = Box<dyn FnOnce(&RunOutcome) -> Option<FollowUpRun> + Send>;

@@ -555,13 +555,13 @@ impl Loader<'_> {
                 }
             },
         };
-        if let Some(v) = node.get("verify") {
-            if !is_loop || checkpoint.is_none() {
-                self.err(
-                    v.pos,
-                    "`verify` belongs on a `for_each` step with a `checkpoint`: it looks up an item whose outcome is unknown",
-                );
-            }
+        if let Some(v) = node.get("verify")
+            && (!is_loop || checkpoint.is_none())
+        {
+            self.err(
+                v.pos,
+                "`verify` belongs on a `for_each` step with a `checkpoint`: it looks up an item whose outcome is unknown",
+            );
         }
         Some(Step {
             path,
@@ -928,4 +928,144 @@ fn step_digest(node: &Node) -> String {
     }
     let text = sorted(v).to_string();
     crate::fsutil::sha256_hex(text.as_bytes())[..16].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actions::Registry;
+
+    fn load(text: &str) -> Result<Playbook, Diagnostics> {
+        load_str(text, Path::new("p.yaml"), &Registry)
+    }
+
+    fn ids(steps: &[Step], out: &mut Vec<String>) {
+        for s in steps {
+            out.push(s.id.clone());
+            if let StepBody::Block(c) = &s.body {
+                ids(c, out);
+            }
+            if let OnError::Steps(h) = &s.on_error {
+                ids(h, out);
+            }
+            if let Some(v) = &s.verify {
+                ids(&v.steps, out);
+            }
+        }
+    }
+
+    #[test]
+    fn step_ids_are_derived_from_position_and_name() {
+        let p = load(
+            r#"name: t
+steps:
+  - name: Sign in (portal)
+    log: hi
+  - log: plain
+  - name: Enter each request
+    for_each: [1, 2]
+    checkpoint: "{{ item }}"
+    verify:
+      - name: Look it up
+        log: "{{ item }}"
+    steps:
+      - browser.open: http://x
+      - name: Über   Straße!!
+        log: x
+    on_error:
+      - log: oops
+  - id: mail-team
+    steps:
+      - log: inside
+"#,
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        ids(&p.steps, &mut got);
+        assert_eq!(
+            got,
+            [
+                "1.sign-in-portal",
+                "2.log",
+                "3.enter-each-request",
+                "3.enter-each-request/1.browser-open",
+                "3.enter-each-request/2.ber-stra-e",
+                "3.enter-each-request/on_error/1.log",
+                "3.enter-each-request/verify/1.look-it-up",
+                "mail-team",
+                "mail-team/1.log",
+            ]
+        );
+        assert_eq!(p.sha256.len(), 64);
+        assert_eq!(derive_id("", 7, None), "7");
+        assert_eq!(derive_id("a", 2, Some("---")), "a/2");
+    }
+
+    #[test]
+    fn step_digests_name_what_changed() {
+        let a = load("name: t\nsteps:\n  - name: A\n    log: one\n  - log: two\n").unwrap();
+        let b = load("name: t\nsteps:\n  - name: A\n    log: ONE\n  - log: two\n  - log: three\n")
+            .unwrap();
+        let c = StepChanges::between(&a.step_digests(), &b.step_digests());
+        assert_eq!(c.changed, ["1.a"]);
+        assert_eq!(c.added, ["3.log"]);
+        assert!(c.removed.is_empty());
+        assert_eq!(c.describe(), "steps added: 3.log; changed: 1.a");
+        // Key order and comments do not change a digest.
+        let d = load("name: t\nsteps:\n  # hi\n  - log: one\n    name: A\n  - log: two\n").unwrap();
+        assert!(StepChanges::between(&a.step_digests(), &d.step_digests()).is_empty());
+        assert_ne!(a.sha256, d.sha256);
+    }
+
+    #[test]
+    fn bad_and_duplicate_ids_once_and_verify_are_reported_with_positions() {
+        let d = load(
+            r#"name: t
+steps:
+  - id: sign-in
+    log: a
+  - id: sign-in
+    log: b
+  - id: "3 bad id"
+    log: c
+  - for_each: [1]
+    steps:
+      - log: x
+        once: true
+  - log: y
+    verify:
+      - log: z
+  - for_each: [1]
+    verify: [{ log: z }]
+    steps: [{ log: w }]
+  - log: v
+    once: maybe
+"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            d.contains(
+                "p.yaml:5:9: duplicate step id `sign-in`: already used by the step at line 3:9"
+            ),
+            "{d}"
+        );
+        assert!(
+            d.contains("p.yaml:7:9: `id` must start with a letter"),
+            "{d}"
+        );
+        assert!(
+            d.contains("p.yaml:12:15: `once` is for steps outside loops"),
+            "{d}"
+        );
+        assert!(
+            d.contains("p.yaml:15:7: `verify` belongs on a `for_each` step with a `checkpoint`"),
+            "{d}"
+        );
+        assert!(d.contains("p.yaml:17:13: `verify` belongs on"), "{d}");
+        assert!(
+            d.contains("p.yaml:20:11: `once` must be true or false"),
+            "{d}"
+        );
+    }
 }

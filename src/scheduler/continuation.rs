@@ -45,7 +45,8 @@ pub(super) fn follow_up(
     }
 }
 
-/// Marks `run` (left `running`) `interrupted` with `reason` and, following
+/// Marks `run` (in one of the statuses `from`: `running` when its worker is
+/// gone, `cancelled` after a hard stop) `interrupted` with `reason` and, following
 /// its bot's `on_interrupt` (when the bot is one of this serve's), queues
 /// its continuation in the same transaction. Returns the queued run's id.
 /// A run that ended meanwhile (lost race) is left as it is.
@@ -54,6 +55,7 @@ pub(super) async fn interrupt(
     bot: Option<&Bot>,
     run: &RunRow,
     reason: &str,
+    from: &[&str],
 ) -> anyhow::Result<Option<String>> {
     let policy = bot.map(|b| b.on_interrupt);
     let continuation = match (bot, policy) {
@@ -95,7 +97,7 @@ pub(super) async fn interrupt(
         .store()
         .finish_run_and_enqueue(
             &run.id,
-            &["running"],
+            from,
             change,
             recorder.redact_event(event),
             continuation,
@@ -125,11 +127,11 @@ pub(super) fn retry_plan(
     recorder: &Recorder,
     bot: &std::sync::Arc<Bot>,
     run: &RunRow,
-) -> crate::engine::FollowUpPlan {
+) -> crate::engine::FollowUpFn {
     let (recorder, bot, run) = (recorder.clone(), bot.clone(), run.clone());
-    Box::new(move |status| {
+    Box::new(move |outcome| {
         use crate::engine::RunStatus;
-        if !matches!(status, RunStatus::Failed | RunStatus::TimedOut) {
+        if !matches!(outcome.status, RunStatus::Failed | RunStatus::TimedOut) {
             return None;
         }
         let retry = bot.retry?;

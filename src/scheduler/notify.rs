@@ -330,6 +330,7 @@ mod tests {
             lineage: "run:01RUN".into(),
             resumed_from: None,
             items: Default::default(),
+            follow_up: None,
         }
     }
 

@@ -508,8 +508,14 @@ async fn sweep_dead_workers(shared: &Shared) -> anyhow::Result<()> {
         // The bot's `on_interrupt` decides how its job goes on (same lineage).
         let bots = shared.bots();
         let bot = run.bot.as_ref().and_then(|b| bots.get(b));
-        super::continuation::interrupt(&shared.engine.recorder, bot.map(|b| &**b), &run, &reason)
-            .await?;
+        super::continuation::interrupt(
+            &shared.engine.recorder,
+            bot.map(|b| &**b),
+            &run,
+            &reason,
+            &["running"],
+        )
+        .await?;
         shared.wake.notify_waiters();
         tracing::warn!(run = %run.id, bot = ?run.bot, %worker, "run left running by a stopped worker: marked interrupted");
     }
@@ -861,7 +867,11 @@ async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
         progress: false,
     };
     let plan = super::continuation::retry_plan(&shared.engine.recorder, bot, &run);
-    let (outcome, queued) = match shared.engine.execute_then(&run.id, req, plan).await {
+    let outcome = match shared
+        .engine
+        .execute_with_follow_up(&run.id, req, plan)
+        .await
+    {
         Ok(o) => o,
         Err(e) => {
             // The end of the run could not be recorded (store trouble): try
@@ -904,8 +914,14 @@ async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
             humantime::format_duration(shared.opts.grace)
         );
         // Queued per the bot's `on_interrupt`, for the next serve to take.
-        if let Err(e) =
-            super::continuation::interrupt(&shared.engine.recorder, Some(bot), &run, &reason).await
+        if let Err(e) = super::continuation::interrupt(
+            &shared.engine.recorder,
+            Some(bot),
+            &run,
+            &reason,
+            &["cancelled"],
+        )
+        .await
         {
             tracing::error!(run = %run.id, error = %format!("{e:#}"), "cannot mark the run interrupted");
         }
@@ -914,9 +930,9 @@ async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
     if !matches!(outcome.status, RunStatus::Failed | RunStatus::TimedOut) {
         return;
     }
-    if let Some(q) = &queued {
+    if let Some(q) = &outcome.follow_up {
         // Queued with the end of the run (see `retry_plan`).
-        tracing::info!(run = %run.id, retry = %q.id, attempt = q.attempt, due = %q.queued_at, "failed run will be resumed (bot retry, same lineage)");
+        tracing::info!(run = %run.id, retry = %q, attempt = run.attempt + 1, "failed run will be resumed (bot retry, same lineage)");
         return;
     }
     if bot.notify_on_failure.is_empty() {
