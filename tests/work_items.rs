@@ -586,6 +586,128 @@ fn a_mail_sent_in_a_lineage_is_not_sent_again_on_resume(backend: Backend) {
     assert_eq!(outbox_files(&ws), 2);
 }
 
+// ------------------------------------------- the scheduler's retry as resume
+
+const BOT_ITEMS: &str = r#"name: bot-items
+steps:
+  - for_each: [A1, A2, A3]
+    as: k
+    checkpoint: "{{ k }}"
+    steps:
+      - file.exists: broken
+        save_as: broken
+      - fail: { message: "portal down", retryable: true }
+        if: "{{ broken and k == 'A2' }}"
+      - sheet.append: { path: out/entered.csv, rows: [{ id: "{{ k }}" }] }
+    output: "{{ k }}"
+    save_as: entered
+"#;
+
+/// Executes run `id` the way serve's worker does, with a follow-up decision.
+async fn execute_bot_run(
+    ws: &Workspace,
+    store: &Store,
+    id: &str,
+    follow_up: Option<clerk::engine::FollowUpFn>,
+) -> clerk::engine::RunOutcome {
+    use std::sync::Arc;
+    let engine = clerk::engine::Engine {
+        config: Arc::new(clerk::config::Config::load(ws.path()).unwrap()),
+        recorder: clerk::audit::Recorder::new(store.clone(), Arc::new(clerk::secrets::redact)),
+        secrets: Arc::new(clerk::secrets::Secrets::load(ws.path()).unwrap()),
+    };
+    let pb = clerk::playbook::load_file(&ws.path().join("bot.yaml"), &clerk::actions::Registry)
+        .unwrap_or_else(|d| panic!("{d}"));
+    let req = clerk::engine::RunRequest {
+        playbook: Arc::new(pb),
+        inputs: Default::default(),
+        actor: "nightly".into(),
+        bot: Some("nightly".into()),
+        workspace: ws.path().to_path_buf(),
+        cancel: Default::default(),
+        max_runtime: None,
+        progress: false,
+    };
+    match follow_up {
+        Some(f) => engine.execute_with_follow_up(id, req, f).await.unwrap(),
+        None => engine.execute(id, req).await.unwrap(),
+    }
+}
+
+fn a_bot_retry_queued_as_resume_skips_done_items(backend: Backend) {
+    let ws = Workspace::new(backend);
+    ws.write("bot.yaml", BOT_ITEMS);
+    ws.write("broken", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = open_store(&ws).await;
+        let id = ulid::Ulid::new().to_string();
+        store
+            .create_run(
+                &NewRun {
+                    id: id.clone(),
+                    bot: Some("nightly".into()),
+                    playbook: "bot.yaml".into(),
+                    inputs: json!({}),
+                    scheduled_for: Some(chrono::Utc::now()),
+                    actor: "nightly".into(),
+                    attempt: 1,
+                    status: "running".into(),
+                    ..Default::default()
+                },
+                NewEvent::new("run.started", "nightly"),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let retry_id = ulid::Ulid::new().to_string();
+        let decided = retry_id.clone();
+        let outcome = execute_bot_run(
+            &ws,
+            &store,
+            &id,
+            Some(Box::new(move |o: &clerk::engine::RunOutcome| {
+                (o.status == clerk::engine::RunStatus::Failed).then(|| FollowUpRun {
+                    id: decided,
+                    due_at: chrono::Utc::now(),
+                    overlap: "queue".into(),
+                    resume: true,
+                    event: NewEvent::new("run.queued", "nightly"),
+                })
+            })),
+        )
+        .await;
+        assert_eq!(outcome.status.as_str(), "failed");
+        assert_eq!(outcome.follow_up.as_deref(), Some(retry_id.as_str()));
+        assert_eq!(outcome.items.system_exception, 1);
+        assert!(outcome.lineage.starts_with("bot:nightly@"));
+        // The end and the follow-up are one transaction: consecutive events.
+        let evs = store.events(None, 0, 1000).await.unwrap();
+        let n = evs.len();
+        assert_eq!(evs[n - 2].kind, "run.finished");
+        assert_eq!(evs[n - 2].run_id.as_deref(), Some(id.as_str()));
+        assert_eq!(evs[n - 1].kind, "run.queued");
+        assert_eq!(evs[n - 1].run_id.as_deref(), Some(retry_id.as_str()));
+
+        // The worker claims the retry (the portal is back) and runs it.
+        std::fs::remove_file(ws.path().join("broken")).unwrap();
+        let claim = store.claim_due("w1", &|_| true).await.unwrap();
+        let run = claim.run.expect("the retry is due");
+        assert_eq!(run.id, retry_id);
+        assert_eq!(run.lineage, outcome.lineage);
+        assert_eq!(run.resumed_from.as_deref(), Some(id.as_str()));
+        let second = execute_bot_run(&ws, &store, &retry_id, None).await;
+        assert_eq!(second.status.as_str(), "succeeded");
+        assert_eq!(second.items.skipped, 1);
+        assert_eq!(second.items.done, 2);
+        assert_eq!(second.vars["entered"], json!(["A1", "A2", "A3"]));
+        store.close().await;
+    });
+    drop(rt);
+    assert_eq!(csv_ids(&ws, "out/entered.csv"), ["A1", "A2", "A3"]);
+    ws.clerk(&["audit", "verify"]).ok();
+}
+
 // ------------------------------------------------------ guarded transitions
 
 async fn open_store(ws: &Workspace) -> Store {
@@ -810,4 +932,5 @@ both!(
     exceptions_give_succeeded_with_exceptions_and_counts,
     guarded_transitions_let_one_racer_win,
     a_mail_sent_in_a_lineage_is_not_sent_again_on_resume,
+    a_bot_retry_queued_as_resume_skips_done_items,
 );

@@ -226,6 +226,7 @@ pub async fn bots(ws: &Workspace, c: BotsCommand) -> anyhow::Result<u8> {
                     if let Some(e) = &r.error {
                         output::out(&format!("  error: {e}"));
                     }
+                    // Same rule as `clerk run`: item exceptions do not fail the job.
                     return Ok(
                         if matches!(r.status.as_str(), "succeeded" | "succeeded_with_exceptions") {
                             code::OK
