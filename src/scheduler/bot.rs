@@ -74,7 +74,7 @@ pub enum OnInterrupt {
     /// Start the job again from the top, still in the same lineage (so mails
     /// already sent and `once:` steps are not repeated).
     Retry,
-    /// Leave it `interrupted` for a person (and send the failure notice).
+    /// Leave it `interrupted` for a person (`clerk runs resume` continues it).
     Fail,
 }
 
