@@ -221,6 +221,49 @@ fn serve_killed_mid_run_resumes_it_on_restart_and_each_item_is_done_once() {
 }
 
 #[test]
+fn on_interrupt_fail_leaves_the_run_interrupted_for_a_person() {
+    let ws = Workspace::new(Backend::Sqlite);
+    ws.write("playbooks/slow-items.yaml", ITEMS_PLAYBOOK);
+    ws.write(
+        "bots/slow.yaml",
+        "name: slow\nplaybook: ../playbooks/slow-items.yaml\nschedule: [\"0 0 1 1 *\"]\non_interrupt: fail\n",
+    );
+    let mut serve = Serve::start(&ws, 0);
+    ws.clerk(&["bots", "run", "slow"]).ok();
+    wait_for("an item in progress", &serve, || {
+        count(
+            &ws,
+            "SELECT COUNT(*) FROM work_items WHERE state = 'in_progress'",
+        ) == 1
+    });
+    serve.kill9();
+    let mut again = Serve::start(&ws, 1);
+    wait_for("the run marked interrupted", &again, || {
+        runs(&ws, "slow")
+            .iter()
+            .any(|r| r["status"] == "interrupted")
+    });
+    let event = query(
+        &ws,
+        "SELECT detail FROM audit_events WHERE kind = 'run.interrupted'",
+    );
+    assert_eq!(again.stop(), 0, "{}", again.log());
+    let all = runs(&ws, "slow");
+    assert_eq!(all.len(), 1, "no continuation queued: {all:#?}");
+    assert!(
+        event
+            .iter()
+            .any(|d| d.contains("\"on_interrupt\":\"fail\"")),
+        "{event:?}"
+    );
+    // A person can still continue it by hand.
+    let id = all[0]["id"].as_str().expect("id");
+    let resumed = ws.clerk(&["runs", "resume", id, "--json"]).ok().json();
+    assert_eq!(resumed["status"], "succeeded", "{resumed:#}");
+    assert_eq!(resumed["lineage"], all[0]["lineage"]);
+}
+
+#[test]
 fn a_bot_retry_after_the_mail_step_does_not_send_the_mail_again() {
     let smtp = SmtpServer::start(&[]);
     let ws = Workspace::new(Backend::Sqlite);
