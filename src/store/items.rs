@@ -246,8 +246,11 @@ impl Store {
         self.write(|| async move {
             let mut tx = self.begin_write().await?;
             // The chain lock first: it serialises writers on PostgreSQL, so
-            // the state read below cannot change before the commit.
-            self.lock_chain_head(&mut tx).await?;
+            // the state read below cannot change before the commit (on
+            // SQLite `BEGIN IMMEDIATE` already did).
+            if self.backend() == super::Backend::Postgres {
+                self.lock_chain_head(&mut tx).await?;
+            }
             let current = self.read_item(&mut tx, id).await?;
             let found = current.as_ref().map(|r| r.state);
             let ok = match found {
@@ -272,7 +275,8 @@ impl Store {
                 ev.run_id = change.run_id.clone();
             }
             let stored = self.append_in_tx(&mut tx, ev).await?;
-            let now = format_ts(&now_micros());
+            let now_at = now_micros();
+            let now = format_ts(&now_at);
             let exception = matches!(
                 change.state,
                 ItemState::BusinessException | ItemState::SystemException | ItemState::InDoubt
@@ -291,6 +295,10 @@ impl Store {
             let (out, masked) = match output {
                 Some(o) => (Some(o.to_string()), change.output_masked),
                 None => (old_output, old_masked),
+            };
+            let out_value = match &change.output {
+                Some(v) => Some(v.clone()),
+                None => current.as_ref().and_then(|r| r.output.clone()),
             };
             let (error, kind) = if change.error.is_some() || !exception {
                 (change.error.clone(), change.error_kind.clone())
@@ -335,10 +343,21 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| self.err(e, format_args!("write {}", id.describe())))?;
-            let row = self
-                .read_item(&mut tx, id)
-                .await?
-                .ok_or_else(|| self.other(format_args!("{} vanished", id.describe())))?;
+            let row = ItemRow {
+                lineage: id.lineage.clone(),
+                step_id: id.step_id.clone(),
+                item_key: id.item_key.clone(),
+                state: change.state,
+                attempts,
+                output: out_value,
+                output_masked: masked,
+                error,
+                error_kind: kind,
+                run_id,
+                created_at: current.as_ref().map_or(now_at, |r| r.created_at),
+                updated_at: now_at,
+                event_hash: Some(stored.hash.clone()),
+            };
             tx.commit()
                 .await
                 .map_err(|e| self.err(e, format_args!("commit {}", id.describe())))?;
