@@ -34,6 +34,8 @@ pub enum AuditCommand {
     /// Move events older than a date to a signed archive file, leaving a
     /// chained `audit.archived` event so verify still proves continuity.
     Archive(ArchiveArgs),
+    /// Every event of one work item (by key) across all runs, in order.
+    Trace(super::trace::TraceArgs),
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +163,7 @@ pub async fn audit(ws: &Workspace, cmd: AuditCommand) -> anyhow::Result<u8> {
             }
             Ok(code::OK)
         }
+        AuditCommand::Trace(a) => super::trace::trace(ws, a).await,
         AuditCommand::Archive(a) => {
             let before = parse_date(&a.before)?;
             let store = ws.store().await?;

@@ -4,7 +4,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::{UsageError, Workspace, code, output};
-use crate::store::{RunFilter, RunRow};
+use crate::store::{ItemCounts, ItemState, RunFilter, RunRow, Store};
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
@@ -21,7 +21,7 @@ pub struct ListArgs {
     /// Only runs of this bot.
     #[arg(long)]
     pub bot: Option<String>,
-    /// Only runs with this status (queued, running, succeeded, failed, timed_out, cancelled, interrupted, skipped).
+    /// Only runs with this status (queued, running, succeeded, succeeded_with_exceptions, failed, timed_out, cancelled, interrupted, skipped).
     #[arg(long)]
     pub status: Option<String>,
     /// At most this many runs.
@@ -55,15 +55,24 @@ pub async fn runs(ws: &Workspace, cmd: RunsCommand) -> anyhow::Result<u8> {
                     limit: Some(a.limit),
                 })
                 .await?;
+            let mut counts = Vec::with_capacity(rows.len());
+            for r in &rows {
+                counts.push(store.item_counts_for_run(&r.id).await?);
+            }
             if a.json {
-                let list: Vec<Value> = rows.iter().map(run_json).collect();
+                let list: Vec<Value> = rows
+                    .iter()
+                    .zip(&counts)
+                    .map(|(r, c)| with_items(run_json(r), r, c))
+                    .collect();
                 output::out_json(&Value::Array(list));
             } else if rows.is_empty() {
                 output::out("no runs yet");
             } else {
                 let table: Vec<Vec<String>> = rows
                     .iter()
-                    .map(|r| {
+                    .zip(&counts)
+                    .map(|(r, c)| {
                         vec![
                             r.id.clone(),
                             r.bot.clone().unwrap_or_else(|| "-".into()),
@@ -73,6 +82,7 @@ pub async fn runs(ws: &Workspace, cmd: RunsCommand) -> anyhow::Result<u8> {
                                 .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
                                 .unwrap_or_else(|| "-".into()),
                             duration(r),
+                            items_summary(c),
                         ]
                     })
                     .collect();
@@ -84,6 +94,7 @@ pub async fn runs(ws: &Workspace, cmd: RunsCommand) -> anyhow::Result<u8> {
                         "STATUS",
                         "STARTED (UTC)",
                         "DURATION",
+                        "ITEMS",
                     ],
                     &table,
                 ));
@@ -102,13 +113,15 @@ pub async fn runs(ws: &Workspace, cmd: RunsCommand) -> anyhow::Result<u8> {
                 after = last.id;
                 events.extend(page);
             }
+            let counts = store.item_counts_for_run(&run.id).await?;
             if a.json {
-                let mut v = run_json(&run);
+                let mut v = with_items(run_json(&run), &run, &counts);
                 v["events"] = serde_json::to_value(&events)?;
                 output::out_json(&v);
                 return Ok(code::OK);
             }
-            output::out(&timeline(&run, &events));
+            let continued_by = continued_by(&store, &run).await?;
+            output::out(&timeline(&run, &events, &counts, continued_by.as_deref()));
             Ok(code::OK)
         }
         RunsCommand::Resume(_) => Ok(code::OK),
@@ -147,8 +160,45 @@ pub fn run_json(r: &RunRow) -> Value {
     })
 }
 
+/// Adds the run's lineage, what it continues and its item counts per state.
+fn with_items(mut v: Value, r: &RunRow, counts: &ItemCounts) -> Value {
+    v["lineage"] = json!(r.lineage);
+    v["resumed_from"] = json!(r.resumed_from);
+    v["items"] = serde_json::to_value(counts).unwrap_or(Value::Null);
+    v
+}
+
+/// `36 done, 4 business_exception` (states with items only); `-` for none.
+pub fn items_summary(c: &ItemCounts) -> String {
+    let parts: Vec<String> = ItemState::ALL
+        .iter()
+        .filter(|s| c.get(**s) > 0)
+        .map(|s| format!("{} {}", c.get(*s), s.as_str()))
+        .collect();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The run that continues this one, if any (the lineage's next run).
+async fn continued_by(store: &Store, run: &RunRow) -> anyhow::Result<Option<String>> {
+    Ok(store
+        .runs_of_lineage(&run.lineage)
+        .await?
+        .into_iter()
+        .find(|r| r.resumed_from.as_deref() == Some(run.id.as_str()))
+        .map(|r| r.id))
+}
+
 /// The human timeline of a run, readable by an auditor.
-fn timeline(run: &RunRow, events: &[crate::audit::AuditEvent]) -> String {
+fn timeline(
+    run: &RunRow,
+    events: &[crate::audit::AuditEvent],
+    counts: &ItemCounts,
+    continued_by: Option<&str>,
+) -> String {
     let mut out = Vec::new();
     out.push(format!("run       {}", run.id));
     out.push(format!("playbook  {}", run.playbook));
@@ -156,6 +206,16 @@ fn timeline(run: &RunRow, events: &[crate::audit::AuditEvent]) -> String {
         out.push(format!("bot       {b}"));
     }
     out.push(format!("status    {}", run.status));
+    out.push(format!("lineage   {}", run.lineage));
+    if let Some(prev) = &run.resumed_from {
+        out.push(format!("resumes   {prev}"));
+    }
+    if let Some(next) = continued_by {
+        out.push(format!("resumed by {next}"));
+    }
+    if counts.total() > 0 {
+        out.push(format!("items     {}", items_summary(counts)));
+    }
     out.push(format!("actor     {}", run.actor));
     if let Some(s) = run.started_at {
         out.push(format!(

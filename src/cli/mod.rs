@@ -5,10 +5,12 @@ mod actions;
 mod audit;
 mod bots;
 mod history;
+mod items;
 mod output;
 mod resume;
 mod run;
 mod sweep;
+mod trace;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -78,6 +80,8 @@ pub enum Command {
     /// Manage bots.
     #[command(subcommand)]
     Bots(bots::BotsCommand),
+    /// Work items (loop items with a checkpoint): list them, retry them.
+    Items(items::ItemsArgs),
 }
 
 /// Entry point used by `main`.
@@ -136,6 +140,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Schema => actions::schema(),
         Command::Serve(a) => bots::serve(&ws, a).await,
         Command::Bots(c) => bots::bots(&ws, c).await,
+        Command::Items(a) => items::items(&ws, a).await,
     }
 }
 

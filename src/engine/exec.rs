@@ -736,6 +736,17 @@ impl Exec {
                     .await
                 {
                     Ok(super::ledger::Decision::Run { after_doubt: d }) => after_doubt = d,
+                    Ok(super::ledger::Decision::Replay(f)) => {
+                        skipped += 1;
+                        if let Some(b) = &bar {
+                            b.inc(1);
+                        }
+                        if let Err(f) = self.handle_failure(step, &item_path, f).await {
+                            result = Err(f);
+                            break;
+                        }
+                        continue;
+                    }
                     Ok(super::ledger::Decision::Skip(restored)) => {
                         if let Some(v) = restored {
                             outputs.push(v);

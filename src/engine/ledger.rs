@@ -33,6 +33,11 @@ pub(crate) enum Decision {
     Run { after_doubt: bool },
     /// Do not run it; `Some(output)` goes into the loop's results in place.
     Skip(Option<Value>),
+    /// Do not run it, but run the loop's `on_error` steps again with the
+    /// business exception an earlier run recorded, so that what they collect
+    /// (a list of rejections for a report) is whole again — as a done item's
+    /// output is restored.
+    Replay(StepFailure),
 }
 
 /// The ledger key of an item: a string checkpoint as is, anything else as
@@ -184,6 +189,18 @@ impl Exec {
                 );
                 self.record_step(step, path, ev).await?;
                 self.items.add(ItemState::BusinessException, 1);
+                if matches!(step.on_error, crate::playbook::OnError::Steps(_)) {
+                    let message = row
+                        .error
+                        .clone()
+                        .unwrap_or_else(|| "no reason recorded".into());
+                    return Ok(Decision::Replay(StepFailure::new(
+                        step,
+                        path,
+                        message,
+                        ErrorKind::Business,
+                    )));
+                }
                 Ok(Decision::Skip(None))
             }
             ItemState::InDoubt => {

@@ -64,6 +64,30 @@ impl CatchUp {
     }
 }
 
+/// What `clerk serve` does, when it starts, with a run of this bot that an
+/// earlier serve left unfinished (crash, `kill -9`, power cut).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnInterrupt {
+    /// Continue it in a new run of the same lineage: done items are skipped,
+    /// an item that was in progress is verified (or marked in doubt).
+    Resume,
+    /// Start the job again from the top, still in the same lineage (so mails
+    /// already sent and `once:` steps are not repeated).
+    Retry,
+    /// Leave it `interrupted` for a person (`clerk runs resume` continues it).
+    Fail,
+}
+
+impl OnInterrupt {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnInterrupt::Resume => "resume",
+            OnInterrupt::Retry => "retry",
+            OnInterrupt::Fail => "fail",
+        }
+    }
+}
+
 /// Retry of a failed (or timed-out) run: `attempts` in all, `delay` apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BotRetry {
@@ -88,6 +112,7 @@ pub struct Bot {
     pub overlap: Overlap,
     pub catch_up: CatchUp,
     pub catch_up_limit: usize,
+    pub on_interrupt: OnInterrupt,
     pub max_runtime: Option<Duration>,
     pub retry: Option<BotRetry>,
     pub notify_on_failure: Vec<String>,
@@ -174,6 +199,7 @@ const BOT_KEYS: &[&str] = &[
     "overlap",
     "catch_up",
     "catch_up_limit",
+    "on_interrupt",
     "max_runtime",
     "retry",
     "notify",
@@ -435,6 +461,16 @@ impl BotLoader<'_> {
             ],
             CatchUp::None,
         );
+        let on_interrupt = self.choice(
+            root.get("on_interrupt"),
+            "on_interrupt",
+            &[
+                ("resume", OnInterrupt::Resume),
+                ("retry", OnInterrupt::Retry),
+                ("fail", OnInterrupt::Fail),
+            ],
+            OnInterrupt::Resume,
+        );
         let catch_up_limit = match root.get("catch_up_limit") {
             None => 10,
             Some(n) => match n.value {
@@ -527,6 +563,7 @@ impl BotLoader<'_> {
             overlap,
             catch_up,
             catch_up_limit,
+            on_interrupt,
             max_runtime,
             retry,
             notify_on_failure,
@@ -813,6 +850,7 @@ mod tests {
         assert_eq!(b.overlap, Overlap::Queue);
         assert_eq!(b.catch_up, CatchUp::All);
         assert_eq!(b.catch_up_limit, 3);
+        assert_eq!(b.on_interrupt, OnInterrupt::Resume, "the default");
         assert_eq!(b.max_runtime, Some(Duration::from_secs(7200)));
         assert_eq!(b.retry.unwrap().attempts, 2);
         let inputs = b.run_inputs(&[]).unwrap();
@@ -858,6 +896,36 @@ mod tests {
         let d = load_bot_file(&missing).unwrap_err().to_string();
         assert!(
             d.contains("m.yaml:2:11: playbook `../playbooks/nope.yaml` not found"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn on_interrupt_is_read_and_checked_with_its_position() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "playbooks/p.yaml", PB);
+        for (text, want) in [
+            ("resume", OnInterrupt::Resume),
+            ("retry", OnInterrupt::Retry),
+            ("fail", OnInterrupt::Fail),
+        ] {
+            let bot = write(
+                dir.path(),
+                "bots/b.yaml",
+                &format!(
+                    "name: b\nplaybook: ../playbooks/p.yaml\nschedule: [\"0 * * * *\"]\non_interrupt: {text}\n"
+                ),
+            );
+            assert_eq!(load_bot_file(&bot).unwrap().on_interrupt, want);
+        }
+        let bad = write(
+            dir.path(),
+            "bots/x.yaml",
+            "name: x\nplaybook: ../playbooks/p.yaml\nschedule: [\"0 * * * *\"]\non_interrupt: restart\n",
+        );
+        let d = load_bot_file(&bad).unwrap_err().to_string();
+        assert!(
+            d.contains("x.yaml:4:15: `on_interrupt` must be one of resume, retry, fail"),
             "{d}"
         );
     }

@@ -6,10 +6,12 @@
 //! - [`schedule`]: cron + time zone → firing instants, across DST changes.
 //! - [`serve`]: the scheduler loop (one leader per store), workers, signals.
 //! - [`notify`]: the failure mail.
+//! - `continuation`: a bot's `on_interrupt` and `retry:` (same lineage).
 //! - [`admin`]: what `clerk bots ...` does (list, run now, pause, resume).
 
 pub mod admin;
 pub mod bot;
+mod continuation;
 pub mod notify;
 pub mod schedule;
 pub mod serve;
@@ -17,7 +19,7 @@ pub mod trigger;
 
 use std::path::Path;
 
-pub use bot::{Bot, CatchUp, Overlap, load_bot_file, load_bots_dir};
+pub use bot::{Bot, CatchUp, OnInterrupt, Overlap, load_bot_file, load_bots_dir};
 pub use schedule::CronSchedule;
 
 use crate::playbook::Diagnostics;

@@ -525,47 +525,21 @@ async fn sweep_dead_workers(shared: &Shared) -> anyhow::Result<()> {
             "the worker {worker} stopped while the run was running (crash or kill); \
              the run was not finished"
         );
-        mark_interrupted(store, &run, &reason, &["running"]).await?;
+        // The bot's `on_interrupt` decides how its job goes on (same lineage).
+        let bots = shared.bots();
+        let bot = run.bot.as_ref().and_then(|b| bots.get(b));
+        super::continuation::interrupt(
+            &shared.engine.recorder,
+            bot.map(|b| &**b),
+            &run,
+            &reason,
+            &["running"],
+        )
+        .await?;
+        shared.wake.notify_waiters();
         tracing::warn!(run = %run.id, bot = ?run.bot, %worker, "run left running by a stopped worker: marked interrupted");
     }
     Ok(())
-}
-
-/// `from`: the statuses the run may be in (a sweep: `running`; after a hard
-/// stop the engine has just recorded it `cancelled`).
-async fn mark_interrupted(
-    store: &Store,
-    run: &RunRow,
-    reason: &str,
-    from: &[&str],
-) -> anyhow::Result<()> {
-    let event = NewEvent::new("run.interrupted", &run.actor)
-        .run(run.id.as_str())
-        .outcome("failed")
-        .error(reason)
-        .detail(json!({ "status": "interrupted", "bot": run.bot, "worker": run.worker }));
-    let r = store
-        .transition_run(
-            &run.id,
-            from,
-            RunChange {
-                status: Some("interrupted".into()),
-                finished_at: Some(now_micros()),
-                error: Some(reason.to_string()),
-                ..Default::default()
-            },
-            event,
-        )
-        .await;
-    match r {
-        Ok(_) => Ok(()),
-        // The run ended (or was taken over) meanwhile: its own record stands.
-        Err(crate::store::StoreError::StateConflict { found, .. }) => {
-            tracing::warn!(run = %run.id, %found, "not marking the run interrupted: it is no longer running (lost race)");
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
-    }
 }
 
 async fn init_clocks(shared: &Shared) -> anyhow::Result<HashMap<String, BotClock>> {
@@ -912,9 +886,12 @@ async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
         max_runtime: bot.max_runtime,
         progress: false,
     };
+    let plan = super::continuation::retry_plan(&shared.engine.recorder, bot, &run);
     // `now()` and `today()` in the bot's playbook are in the bot's time zone.
-    let in_zone =
-        crate::template::with_timezone(bot.display_tz(), shared.engine.execute(&run.id, req));
+    let in_zone = crate::template::with_timezone(
+        bot.display_tz(),
+        shared.engine.execute_with_follow_up(&run.id, req, plan),
+    );
     let outcome = match in_zone.await {
         Ok(o) => o,
         Err(e) => {
@@ -957,7 +934,16 @@ async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
             "clerk serve was stopped and the run did not finish within the grace period of {}",
             humantime::format_duration(shared.opts.grace)
         );
-        if let Err(e) = mark_interrupted(&shared.store, &run, &reason, &["cancelled"]).await {
+        // Queued per the bot's `on_interrupt`, for the next serve to take.
+        if let Err(e) = super::continuation::interrupt(
+            &shared.engine.recorder,
+            Some(bot),
+            &run,
+            &reason,
+            &["cancelled"],
+        )
+        .await
+        {
             tracing::error!(run = %run.id, error = %format!("{e:#}"), "cannot mark the run interrupted");
         }
         return;
@@ -965,41 +951,9 @@ async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
     if !matches!(outcome.status, RunStatus::Failed | RunStatus::TimedOut) {
         return;
     }
-    if let Some(retry) = bot.retry
-        && run.attempt < i64::from(retry.attempts)
-    {
-        let due = now_micros() + chrono::Duration::from_std(retry.delay).unwrap_or_default();
-        let id = ulid::Ulid::new().to_string();
-        let event = NewEvent::new("run.queued", &run.actor).detail(json!({
-            "bot": bot.name,
-            "playbook": run.playbook,
-            "retry_of": run.id,
-            "attempt": run.attempt + 1,
-            "due_at": format_ts(&due),
-            "inputs": run.inputs,
-        }));
-        let batch = SchedBatch {
-            runs: vec![QueuedRun {
-                id: id.clone(),
-                bot: bot.name.clone(),
-                playbook: run.playbook.clone(),
-                inputs: run.inputs.clone(),
-                scheduled_for: None,
-                due_at: due,
-                overlap: bot.overlap.as_str().into(),
-                actor: run.actor.clone(),
-                attempt: run.attempt + 1,
-                retry_of: Some(run.id.clone()),
-                event: shared.engine.recorder.redact_event(event),
-            }],
-            ..Default::default()
-        };
-        match shared.store.write_sched_batch(&batch).await {
-            Ok(_) => {
-                tracing::info!(run = %run.id, retry = %id, attempt = run.attempt + 1, delay = %humantime::format_duration(retry.delay), "failed run will be retried")
-            }
-            Err(e) => tracing::error!(run = %run.id, error = %e, "cannot enqueue the retry"),
-        }
+    if let Some(q) = &outcome.follow_up {
+        // Queued with the end of the run (see `retry_plan`).
+        tracing::info!(run = %run.id, retry = %q, attempt = run.attempt + 1, "failed run will be resumed (bot retry, same lineage)");
         return;
     }
     if bot.notify_on_failure.is_empty() {
