@@ -6,7 +6,9 @@ mod audit;
 mod bots;
 mod history;
 mod output;
+mod report;
 mod run;
+mod users;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -76,6 +78,11 @@ pub enum Command {
     /// Manage bots.
     #[command(subcommand)]
     Bots(bots::BotsCommand),
+    /// Write a self-contained HTML report of a run.
+    Report(report::ReportArgs),
+    /// Manage the dashboard's users.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
 }
 
 /// Entry point used by `main`.
@@ -133,6 +140,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Schema => actions::schema(),
         Command::Serve(a) => bots::serve(&ws, a).await,
         Command::Bots(c) => bots::bots(&ws, c).await,
+        Command::Report(a) => report::report(&ws, a).await,
+        Command::Users(c) => users::users(&ws, c).await,
     }
 }
 

@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "scheduler",
         sql: include_str!("migrations/0003_scheduler.sql"),
     },
+    Migration {
+        version: 7,
+        name: "users",
+        sql: include_str!("migrations/0007_users.sql"),
+    },
 ];
 
 /// Arbitrary constant key for `pg_advisory_xact_lock` ("clerk" + "mig").

@@ -25,6 +25,7 @@
 //! database append in turn.
 
 mod bots;
+mod dashboard;
 mod error;
 mod events;
 mod mail_journal;
@@ -32,6 +33,7 @@ pub mod migrate;
 mod runs;
 mod sched;
 pub mod time;
+mod users;
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -44,11 +46,13 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions as _, Connection as _, Executor as _};
 
 pub use bots::BotState;
+pub use dashboard::{ItemEvent, RunSearch};
 pub use error::StoreError;
 pub use events::{RawEvent, RawRow};
 pub use mail_journal::MailJournalEntry;
 pub use runs::{NewRun, RunChange, RunFilter, RunRow};
 pub use sched::{BotRunSummary, Claim, LeaseRow, QueuedRun, SchedBatch};
+pub use users::{WebSession, WebUser};
 
 /// Which database a [`Store`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
