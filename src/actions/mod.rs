@@ -12,6 +12,7 @@ mod context;
 mod file;
 mod mail;
 mod registry;
+mod report;
 pub mod sheet;
 pub mod types;
 

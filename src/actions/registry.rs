@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::{
     Action, ActionContext, ActionError, ActionResult, DefaultRetry, browser, builtin, file, mail,
-    sheet,
+    report, sheet,
 };
 use crate::playbook::{ActionCatalog, ArgProblem, yaml::PathSeg};
 use crate::template;
@@ -76,6 +76,7 @@ pub static REGISTRY: &[ActionDef] = &[
     def::<browser::page::Frame>(),
     def::<browser::page::Dialog>(),
     def::<browser::page::ExecuteScript>(),
+    def::<report::Write>(),
 ];
 
 pub fn find(name: &str) -> Option<&'static ActionDef> {

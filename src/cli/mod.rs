@@ -99,7 +99,9 @@ pub fn main() -> ExitCode {
             });
         }
     };
-    init_logging(cli.verbose, cli.quiet);
+    let json_logs =
+        matches!(&cli.command, Command::Serve(a) if a.log_format == bots::LogFormat::Json);
+    init_logging(cli.verbose, cli.quiet, json_logs);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -145,7 +147,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
+fn init_logging(verbose: u8, quiet: bool, json: bool) {
     use tracing_subscriber::EnvFilter;
     let default = match (quiet, verbose) {
         (true, _) => "error",
@@ -154,6 +156,15 @@ fn init_logging(verbose: u8, quiet: bool) {
         (false, _) => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    if json {
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_current_span(false)
+            .with_writer(|| crate::secrets::RedactingWriter(std::io::stderr()))
+            .try_init();
+        return;
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

@@ -65,6 +65,18 @@ impl Dashboard {
     }
 }
 
+/// `host:pid:`, the prefix of this process's worker id in the store's
+/// leases (the same host name `clerk serve` puts there).
+pub fn process_prefix() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}:", std::process::id())
+}
+
 fn templates() -> Environment<'static> {
     let mut env = Environment::new();
     crate::report::render::add_templates(&mut env);
