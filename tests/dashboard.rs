@@ -46,11 +46,16 @@ impl Serve {
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(i) = line.find("url=http://")
+                // Text (`url=http://…/`) and JSON (`"url":"http://…/"`) logs.
+                if line.contains("dashboard listening")
+                    && let Some(i) = line.find("http://")
                     && let Some(t) = tx.take()
                 {
-                    let url = line[i + 4..].split_whitespace().next().unwrap_or("").trim_end_matches('/');
-                    let _ = t.send(url.trim_matches('"').to_string());
+                    let url: String = line[i..]
+                        .chars()
+                        .take_while(|c| !c.is_whitespace() && *c != '"')
+                        .collect();
+                    let _ = t.send(url.trim_end_matches('/').to_string());
                 }
                 let mut l = sink.lock().unwrap();
                 l.push_str(&line);
@@ -98,7 +103,11 @@ fn http_get(base: &str, path: &str) -> (u16, String) {
     let addr = base.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr).expect("connect to the dashboard");
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).expect("read the response");
     let text = String::from_utf8_lossy(&raw).into_owned();
@@ -107,7 +116,10 @@ fn http_get(base: &str, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("not an HTTP response: {text}"));
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     // Chunked bodies: good enough to strip the chunk sizes for our checks.
     (status, dechunk(&body))
 }
@@ -116,8 +128,12 @@ fn dechunk(body: &str) -> String {
     let mut out = String::new();
     let mut rest = body;
     loop {
-        let Some((size, tail)) = rest.split_once("\r\n") else { return body.to_string() };
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { return body.to_string() };
+        let Some((size, tail)) = rest.split_once("\r\n") else {
+            return body.to_string();
+        };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            return body.to_string();
+        };
         if n == 0 {
             return out;
         }
@@ -136,9 +152,18 @@ fn add_user(ws: &Workspace, name: &str, role: &str, pw: &str) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = c.spawn().expect("clerk users add");
-    child.stdin.take().unwrap().write_all(format!("{pw}\n").as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{pw}\n").as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn artifacts_dir() -> PathBuf {
@@ -151,7 +176,9 @@ fn artifacts_dir() -> PathBuf {
 /// README's pictures are what the test saw.
 fn publish(shot: &std::path::Path, name: &str) {
     if std::env::var("CLERK_UPDATE_DOCS").as_deref() == Ok("1") {
-        let dest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/img").join(name);
+        let dest = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("docs/img")
+            .join(name);
         std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
         std::fs::copy(shot, dest).unwrap();
     }
@@ -160,20 +187,50 @@ fn publish(shot: &std::path::Path, name: &str) {
 async fn sign_in(chrome: &Chrome, base: &str, user: &str, pw: &str) {
     let c = &chrome.client;
     c.goto(&format!("{base}/login")).await.unwrap();
-    c.find(Locator::Id("user")).await.unwrap().send_keys(user).await.unwrap();
-    c.find(Locator::Id("password")).await.unwrap().send_keys(pw).await.unwrap();
-    c.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("user"))
+        .await
+        .unwrap()
+        .send_keys(user)
+        .await
+        .unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(pw)
+        .await
+        .unwrap();
+    c.find(Locator::Id("sign-in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 }
 
 async fn sign_out(chrome: &Chrome) {
-    chrome.client.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
     chrome
-        .wait_for("return location.pathname === '/login'", "the sign-in page after sign-out")
+        .client
+        .find(Locator::Id("logout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    chrome
+        .wait_for(
+            "return location.pathname === '/login'",
+            "the sign-in page after sign-out",
+        )
         .await;
 }
 
 fn events(ws: &Workspace, kind: &str) -> Vec<String> {
-    query(ws, &format!("SELECT actor || '|' || COALESCE(target,'') || '|' || COALESCE(outcome,'') FROM audit_events WHERE kind = '{kind}' ORDER BY id"))
+    query(
+        ws,
+        &format!(
+            "SELECT actor || '|' || COALESCE(target,'') || '|' || COALESCE(outcome,'') FROM audit_events WHERE kind = '{kind}' ORDER BY id"
+        ),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,14 +248,25 @@ async fn operator_and_auditor_in_chromium() {
 
     // Not signed in: every page leads to the sign-in form.
     c.goto(&format!("{base}/runs")).await.unwrap();
-    chrome.wait_for("return location.pathname === '/login'", "the redirect to /login").await;
+    chrome
+        .wait_for(
+            "return location.pathname === '/login'",
+            "the redirect to /login",
+        )
+        .await;
 
     // The operator signs in and lands on the runs page.
     sign_in(&chrome, &base, "olivia", OPERATOR_PW).await;
-    chrome.wait_for("return !!document.getElementById('runs')", "the runs page").await;
-    let who = chrome.js("return document.getElementById('whoami').textContent").await;
+    chrome
+        .wait_for("return !!document.getElementById('runs')", "the runs page")
+        .await;
+    let who = chrome
+        .js("return document.getElementById('whoami').textContent")
+        .await;
     assert_eq!(who, "olivia (operator)");
-    let listed = chrome.js("return [...document.querySelectorAll('#runs tr[data-run]')].map(r => r.dataset.run)").await;
+    let listed = chrome
+        .js("return [...document.querySelectorAll('#runs tr[data-run]')].map(r => r.dataset.run)")
+        .await;
     assert_eq!(listed, json!([run_id]));
     // The session cookie is not readable by script (HttpOnly).
     assert_eq!(chrome.js("return document.cookie").await, "");
@@ -209,55 +277,140 @@ async fn operator_and_auditor_in_chromium() {
     // Pause the bot, see it paused, resume it.
     c.goto(&format!("{base}/bots")).await.unwrap();
     let pause = format!("tr[data-bot='{BOT}'] button.pause");
-    c.find(Locator::Css(&pause)).await.expect("a pause button for the operator").click().await.unwrap();
+    c.find(Locator::Css(&pause))
+        .await
+        .expect("a pause button for the operator")
+        .click()
+        .await
+        .unwrap();
     chrome
         .wait_for(&format!("const s = document.querySelector(\"tr[data-bot='{BOT}'] .bot-state\"); return !!s && s.textContent.trim() === 'paused'"), "the bot shown paused")
         .await;
     let listed = ws.clerk(&["bots", "list", "--json"]).ok().json();
-    let bot = listed.as_array().unwrap().iter().find(|b| b["name"] == BOT).unwrap().clone();
+    let bot = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == BOT)
+        .unwrap()
+        .clone();
     assert_eq!(bot["paused"], true, "{bot}");
     assert_eq!(events(&ws, "admin.pause"), vec![format!("olivia|{BOT}|ok")]);
-    c.find(Locator::Css(&format!("tr[data-bot='{BOT}'] button.resume"))).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css(&format!("tr[data-bot='{BOT}'] button.resume")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     chrome
         .wait_for(&format!("const s = document.querySelector(\"tr[data-bot='{BOT}'] .bot-state\"); return !!s && s.textContent.trim() === 'enabled'"), "the bot shown enabled")
         .await;
-    assert_eq!(events(&ws, "admin.resume"), vec![format!("olivia|{BOT}|ok")]);
+    assert_eq!(
+        events(&ws, "admin.resume"),
+        vec![format!("olivia|{BOT}|ok")]
+    );
+    let bots_png = artifacts_dir().join("bots.png");
+    chrome.screenshot(&bots_png).await;
+    publish(&bots_png, "dashboard-bots.png");
 
     // Find request PR-2026-0012 by its key, open its run: the typed values and the reference.
     c.goto(&format!("{base}/runs")).await.unwrap();
-    c.find(Locator::Id("item-filter")).await.unwrap().send_keys("PR-2026-0012").await.unwrap();
-    c.find(Locator::Id("apply-filters")).await.unwrap().click().await.unwrap();
-    chrome.wait_for("return location.search.includes('item=PR-2026-0012')", "the filtered runs").await;
-    let listed = chrome.js("return [...document.querySelectorAll('#runs tr[data-run]')].map(r => r.dataset.run)").await;
+    c.find(Locator::Id("item-filter"))
+        .await
+        .unwrap()
+        .send_keys("PR-2026-0012")
+        .await
+        .unwrap();
+    c.find(Locator::Id("apply-filters"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    chrome
+        .wait_for(
+            "return location.search.includes('item=PR-2026-0012')",
+            "the filtered runs",
+        )
+        .await;
+    let listed = chrome
+        .js("return [...document.querySelectorAll('#runs tr[data-run]')].map(r => r.dataset.run)")
+        .await;
     assert_eq!(listed, json!([run_id]));
-    c.find(Locator::Css(&format!("tr[data-run='{run_id}'] a"))).await.unwrap().click().await.unwrap();
-    chrome.wait_for("return !!document.getElementById('item-PR-2026-0012')", "the run page").await;
-    let case = portal.cases().into_iter().find(|c| c["request_id"] == "PR-2026-0012").unwrap();
+    c.find(Locator::Css(&format!("tr[data-run='{run_id}'] a")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    chrome
+        .wait_for(
+            "return !!document.getElementById('item-PR-2026-0012')",
+            "the run page",
+        )
+        .await;
+    let case = portal
+        .cases()
+        .into_iter()
+        .find(|c| c["request_id"] == "PR-2026-0012")
+        .unwrap();
     let item = chrome
         .js("const b = document.getElementById('item-PR-2026-0012'); \
              return { open: b.querySelector('details').open, state: b.dataset.state, \
              ref: b.querySelector('.kv[data-field=reference]').textContent, \
              typed: [...b.querySelectorAll('td.typed')].map(td => td.textContent).filter(t => t) }")
         .await;
-    assert_eq!(item["open"], true, "the item named in the link is opened: {item}");
+    assert_eq!(
+        item["open"], true,
+        "the item named in the link is opened: {item}"
+    );
     assert_eq!(item["state"], "done");
-    assert!(item["ref"].as_str().unwrap().contains(case["reference"].as_str().unwrap()), "{item}");
-    let typed: Vec<&str> = item["typed"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    for field in ["applicant_name", "street_address", "postcode", "vehicle_plate", "email"] {
-        assert!(typed.contains(&case[field].as_str().unwrap()), "{field} not among {typed:?}");
+    assert!(
+        item["ref"]
+            .as_str()
+            .unwrap()
+            .contains(case["reference"].as_str().unwrap()),
+        "{item}"
+    );
+    let typed: Vec<&str> = item["typed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for field in [
+        "applicant_name",
+        "street_address",
+        "postcode",
+        "vehicle_plate",
+        "email",
+    ] {
+        assert!(
+            typed.contains(&case[field].as_str().unwrap()),
+            "{field} not among {typed:?}"
+        );
     }
-    chrome.js("document.getElementById('item-PR-2026-0012').scrollIntoView()").await;
+    chrome
+        .js("document.getElementById('item-PR-2026-0012').scrollIntoView()")
+        .await;
     let run_png = artifacts_dir().join("run.png");
     chrome.screenshot(&run_png).await;
     publish(&run_png, "dashboard-run.png");
     sign_out(&chrome).await;
-    assert_eq!(events(&ws, "web.logout"), vec!["olivia|olivia|ok".to_string()]);
+    assert_eq!(
+        events(&ws, "web.logout"),
+        vec!["olivia|olivia|ok".to_string()]
+    );
 
     // The auditor: reads everything, has no pause button; a forged POST gets 403 and is audited.
     sign_in(&chrome, &base, "arthur", AUDITOR_PW).await;
-    chrome.wait_for("return !!document.getElementById('runs')", "the runs page").await;
+    chrome
+        .wait_for("return !!document.getElementById('runs')", "the runs page")
+        .await;
     c.goto(&format!("{base}/bots")).await.unwrap();
-    chrome.wait_for("return !!document.getElementById('bots')", "the bots page").await;
+    chrome
+        .wait_for("return !!document.getElementById('bots')", "the bots page")
+        .await;
     assert_eq!(chrome.js("return document.querySelectorAll('button.pause, button.resume, button.run-now').length").await, 0);
     let status = chrome
         .client
@@ -272,10 +425,21 @@ async fn operator_and_auditor_in_chromium() {
         .await
         .unwrap();
     assert_eq!(status, 403);
-    let denied = query(&ws, "SELECT actor, target, outcome FROM audit_events WHERE kind = 'web.denied'");
+    let denied = query(
+        &ws,
+        "SELECT actor, target, outcome FROM audit_events WHERE kind = 'web.denied'",
+    );
     assert_eq!(denied, vec![format!("arthur|pause bot {BOT}|denied")]);
     let listed = ws.clerk(&["bots", "list", "--json"]).ok().json();
-    assert_eq!(listed.as_array().unwrap().iter().find(|b| b["name"] == BOT).unwrap()["paused"], false);
+    assert_eq!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == BOT)
+            .unwrap()["paused"],
+        false
+    );
     // A POST without the CSRF token is refused too, even for an operator's action.
     let status = chrome
         .client
@@ -299,8 +463,20 @@ async fn operator_and_auditor_in_chromium() {
     chrome
         .wait_for("const e = document.getElementById('login-error'); return !!e && e.textContent.includes('Too many failed sign-ins')", "the rate-limit message")
         .await;
-    assert_eq!(query(&ws, "SELECT COUNT(*) FROM audit_events WHERE kind = 'web.login' AND outcome = 'failed'"), vec!["5"]);
-    assert_eq!(query(&ws, "SELECT COUNT(*) FROM audit_events WHERE kind = 'web.login' AND outcome = 'rate_limited'"), vec!["1"]);
+    assert_eq!(
+        query(
+            &ws,
+            "SELECT COUNT(*) FROM audit_events WHERE kind = 'web.login' AND outcome = 'failed'"
+        ),
+        vec!["5"]
+    );
+    assert_eq!(
+        query(
+            &ws,
+            "SELECT COUNT(*) FROM audit_events WHERE kind = 'web.login' AND outcome = 'rate_limited'"
+        ),
+        vec!["1"]
+    );
     // No password or hash in the log or the audit trail.
     let dump = common::dump_store(&ws);
     for secret in [OPERATOR_PW, AUDITOR_PW] {
@@ -315,7 +491,11 @@ fn the_dashboard_refuses_to_start_without_users() {
     let ws = flagship::workspace(Backend::Sqlite);
     let r = ws.clerk(&["serve", "--http", "127.0.0.1:0"]);
     assert_eq!(r.code(), 2, "{}", r.stderr());
-    assert!(r.stderr().contains("clerk users add NAME --role admin"), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("clerk users add NAME --role admin"),
+        "{}",
+        r.stderr()
+    );
     assert!(r.stderr().contains("no default password"), "{}", r.stderr());
 }
 
@@ -358,7 +538,7 @@ for f in text_string_to_metric_families(text):
     out["type:" + f.name] = f.type
 print(json.dumps(out))
 "#;
-    let mut py = Command::new("python3")
+    let mut py = Command::new(common::smtp::python())
         .args(["-c", script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -367,7 +547,11 @@ print(json.dumps(out))
         .expect("python3");
     py.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = py.wait_with_output().unwrap();
-    assert!(out.status.success(), "prometheus_client cannot parse /metrics: {}\n{text}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "prometheus_client cannot parse /metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let m: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(m["clerk_runs{\"status\": \"succeeded\"}"], 1.0, "{m}");
     assert_eq!(m["clerk_work_items{\"state\": \"done\"}"], 36.0, "{m}");
@@ -375,34 +559,71 @@ print(json.dumps(out))
     assert_eq!(m["clerk_queue_depth{}"], 0.0, "{m}");
     assert_eq!(m["clerk_store_up{}"], 1.0, "{m}");
     assert_eq!(m["clerk_browser_sessions_open{}"], 0.0, "{m}");
-    let events: f64 = query(&ws, "SELECT MAX(id) FROM audit_events")[0].parse().unwrap();
-    assert!(m["clerk_audit_events_total{}"].as_f64().unwrap() >= events - 5.0, "{m}");
+    let events: f64 = query(&ws, "SELECT MAX(id) FROM audit_events")[0]
+        .parse()
+        .unwrap();
+    assert!(
+        m["clerk_audit_events_total{}"].as_f64().unwrap() >= events - 5.0,
+        "{m}"
+    );
     assert_eq!(m["type:clerk_firing_lateness_seconds"], "histogram", "{m}");
     assert_eq!(m["type:clerk_audit_events"], "counter", "{m}");
 
     // Stop the store for this workspace: no new connections, the open ones ended.
-    let db = ws.db_url.as_ref().unwrap().rsplit('/').next().unwrap().to_string();
+    let db = ws
+        .db_url
+        .as_ref()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
     let psql = |sql: &str| {
         let out = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qAt", "-c", sql])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-qAt",
+                "-c",
+                sql,
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     psql(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false"));
-    psql(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"));
+    psql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+    ));
     let deadline = Instant::now() + Duration::from_secs(30);
     let down = loop {
         let (code, body) = http_get(&serve.url, "/healthz");
         if code == 503 {
             break serde_json::from_str::<Value>(&body).unwrap();
         }
-        assert!(Instant::now() < deadline, "still healthy with the store down: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "still healthy with the store down: {body}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(down["status"], "unhealthy");
     assert_eq!(down["store"]["ok"], false);
-    assert!(down["problems"][0].as_str().unwrap().contains("store unreachable"), "{down}");
+    assert!(
+        down["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("store unreachable"),
+        "{down}"
+    );
     let (_, text) = http_get(&serve.url, "/metrics");
     assert!(text.contains("clerk_store_up 0"), "{text}");
 
@@ -424,6 +645,11 @@ print(json.dumps(out))
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
-    assert!(lines.iter().any(|l| l["fields"]["message"] == "dashboard listening"), "{log}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "dashboard listening"),
+        "{log}"
+    );
     assert!(lines.iter().any(|l| l["level"] == "WARN"), "{log}");
 }

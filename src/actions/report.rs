@@ -28,8 +28,10 @@ pub struct Write;
 impl Action for Write {
     type Args = WriteArgs;
     const NAME: &'static str = "report.write";
-    const SUMMARY: &'static str = "Write the HTML report of this run so far (one self-contained file), e.g. to mail it.";
-    const EXAMPLE: &'static str = "- report.write: { path: out/run-report.html }\n  save_as: report\n  if: \"{{ false }}\"\n";
+    const SUMMARY: &'static str =
+        "Write the HTML report of this run so far (one self-contained file), e.g. to mail it.";
+    const EXAMPLE: &'static str =
+        "- report.write: { path: out/run-report.html }\n  save_as: report\n  if: \"{{ false }}\"\n";
     const SHORTHAND: Option<&'static str> = Some("path");
     const RESULT: &'static str = "{ path, sha256, size }";
 
@@ -52,10 +54,12 @@ impl Action for Write {
             &opts,
         )
         .await
-        .map_err(|e| ActionError::permanent(e.context(format!("cannot write the report {shown}"))))?;
-        let bytes = tokio::fs::read(&path)
-            .await
-            .map_err(|e| ActionError::permanent(anyhow::anyhow!("cannot read back {shown}: {e}")))?;
+        .map_err(|e| {
+            ActionError::permanent(e.context(format!("cannot write the report {shown}")))
+        })?;
+        let bytes = tokio::fs::read(&path).await.map_err(|e| {
+            ActionError::permanent(anyhow::anyhow!("cannot read back {shown}: {e}"))
+        })?;
         let sha = sha256_hex(&bytes);
         ctx.detail("sha256", sha.clone());
         ctx.detail("size", bytes.len() as u64);
