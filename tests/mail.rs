@@ -834,6 +834,7 @@ async fn resend_protection(backend: Backend) {
         actor: "nightly".into(),
         attempt: 1,
         status: "running".into(),
+        ..Default::default()
     };
     store
         .create_run(&new, clerk::audit::NewEvent::new("run.started", "nightly"))
@@ -847,6 +848,7 @@ async fn resend_protection(backend: Backend) {
     store
         .transition_run(
             &id,
+            &["failed"],
             clerk::store::RunChange {
                 status: Some("running".into()),
                 ..Default::default()

@@ -152,6 +152,7 @@ fn new_run(id: &str, bot: Option<&str>, slot: Option<i64>) -> NewRun {
         actor: bot.unwrap_or("alice").to_string(),
         attempt: 1,
         status: "queued".to_string(),
+        ..Default::default()
     }
 }
 
@@ -250,6 +251,7 @@ async fn run_lifecycle(store: Store) {
     let running = store
         .transition_run(
             &id,
+            &["queued"],
             RunChange {
                 status: Some("running".into()),
                 started_at: Some(started),
@@ -270,6 +272,7 @@ async fn run_lifecycle(store: Store) {
     let done = store
         .transition_run(
             &id,
+            &["running"],
             RunChange {
                 status: Some("failed".into()),
                 finished_at: Some(Utc::now()),
@@ -318,6 +321,7 @@ async fn run_lifecycle(store: Store) {
     let err = store
         .transition_run(
             "01NOSUCHRUN0000000000000000",
+            &[],
             RunChange::default(),
             queued("x"),
         )
@@ -424,6 +428,7 @@ async fn list_runs_filters_and_order(store: Store) {
     store
         .transition_run(
             &ids[1],
+            &["queued"],
             RunChange {
                 status: Some("succeeded".into()),
                 ..Default::default()

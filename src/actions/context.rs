@@ -24,6 +24,9 @@ pub struct RunInfo {
     pub bot: Option<String>,
     /// `.clerk/artifacts/<run>/`: screenshots, page HTML, downloads.
     pub artifacts_dir: PathBuf,
+    /// The job this run belongs to: `bot:NAME@<scheduled_for>` or
+    /// `run:<first run id>`, shared by every run that continues it.
+    pub lineage: String,
 }
 
 /// Facts about the step being run.
@@ -35,6 +38,10 @@ pub struct StepInfo {
     /// 1 for the first attempt.
     pub attempt: u32,
     pub sensitive: bool,
+    /// The stable step id (`3.sign-in`, or the step's `id:`); empty outside playbooks.
+    pub id: String,
+    /// The key (`checkpoint`) of the loop item this step runs in, if any.
+    pub item_key: Option<String>,
 }
 
 /// What an action reports for its audit event besides its arguments.

@@ -4,7 +4,8 @@
 //! is the previous event's hash as its 64-character lowercase hex string (64
 //! zeros for the first event) and `content` is the object
 //! `{id, run_id, seq, at, actor, kind, step, step_name, action, target, detail,
-//! outcome, duration_ms, error}` (absent values as `null`, `at` as
+//! outcome, duration_ms, error}` plus `item_key` only when the event has one
+//! (absent values as `null`, `at` as
 //! `2025-01-31T02:30:00.000000Z`). Canonical JSON = object keys sorted
 //! (byte order) at every depth, no whitespace, serde_json's escaping and
 //! number formatting. Anyone can re-derive the chain from an export with these
@@ -20,7 +21,7 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 
 /// The hashed content of a stored event (everything except the hashes).
 pub fn hashed_content(e: &AuditEvent) -> Value {
-    content_value(
+    let content = content_value(
         e.id,
         e.run_id.as_deref(),
         e.seq,
@@ -37,7 +38,18 @@ pub fn hashed_content(e: &AuditEvent) -> Value {
         e.outcome.as_deref(),
         e.duration_ms,
         e.error.as_deref(),
-    )
+    );
+    with_item_key(content, e.item_key.as_deref())
+}
+
+/// Adds `item_key` to the hashed content when the event has one (events
+/// without an item — all events written before work items existed — hash
+/// exactly as before).
+pub(crate) fn with_item_key(mut content: Value, item_key: Option<&str>) -> Value {
+    if let (Some(key), Value::Object(m)) = (item_key, &mut content) {
+        m.insert("item_key".into(), Value::String(key.to_string()));
+    }
+    content
 }
 
 /// Builds the hashed content object from raw field values (`at` already in
@@ -145,5 +157,48 @@ mod tests {
         h.update(format!("{GENESIS_HASH}{{\"a\":1,\"b\":2}}").as_bytes());
         assert_eq!(event_hash(GENESIS_HASH, &v), hex::encode(h.finalize()));
         assert_eq!(GENESIS_HASH.len(), 64);
+    }
+
+    fn sample(item_key: Option<&str>) -> AuditEvent {
+        AuditEvent {
+            id: 1,
+            run_id: Some("01RUN".into()),
+            seq: 1,
+            at: crate::store::time::parse_ts("2025-01-31T02:30:00.000000Z").unwrap(),
+            actor: "alice".into(),
+            kind: "action".into(),
+            step: Some("2".into()),
+            step_name: None,
+            action: Some("log".into()),
+            target: None,
+            detail: json!({"args": "hi"}),
+            outcome: Some("ok".into()),
+            duration_ms: Some(3),
+            error: None,
+            item_key: item_key.map(str::to_string),
+            prev_hash: GENESIS_HASH.into(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_event_without_item_key_hashes_as_before_the_column_existed() {
+        // The content object exactly as it was hashed before item_key existed.
+        let old_content = json!({
+            "id": 1, "run_id": "01RUN", "seq": 1, "at": "2025-01-31T02:30:00.000000Z",
+            "actor": "alice", "kind": "action", "step": "2", "step_name": null,
+            "action": "log", "target": null, "detail": {"args": "hi"}, "outcome": "ok",
+            "duration_ms": 3, "error": null
+        });
+        let old_hash = event_hash(GENESIS_HASH, &old_content);
+        assert_eq!(sample(None).compute_hash(), old_hash);
+        // With an item key the key is part of the content, so the hash differs
+        // and editing the key breaks the chain.
+        let keyed = sample(Some("PR-1")).compute_hash();
+        assert_ne!(keyed, old_hash);
+        assert_ne!(keyed, sample(Some("PR-2")).compute_hash());
+        let mut with_key = old_content.clone();
+        with_key["item_key"] = json!("PR-1");
+        assert_eq!(keyed, event_hash(GENESIS_HASH, &with_key));
     }
 }

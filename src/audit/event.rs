@@ -20,6 +20,8 @@ pub struct NewEvent {
     pub outcome: Option<String>,
     pub duration_ms: Option<i64>,
     pub error: Option<String>,
+    /// The work item (loop checkpoint key) this event belongs to.
+    pub item_key: Option<String>,
 }
 
 impl NewEvent {
@@ -39,7 +41,14 @@ impl NewEvent {
             outcome: None,
             duration_ms: None,
             error: None,
+            item_key: None,
         }
+    }
+
+    /// The work item this event belongs to (the loop item's checkpoint key).
+    pub fn item(mut self, key: impl Into<String>) -> Self {
+        self.item_key = Some(key.into());
+        self
     }
 
     /// The run this event belongs to.
@@ -159,6 +168,10 @@ pub struct AuditEvent {
     pub outcome: Option<String>,
     pub duration_ms: Option<i64>,
     pub error: Option<String>,
+    /// The work item this event belongs to; hashed only when set, so events
+    /// written before the column existed verify unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_key: Option<String>,
     /// The previous event's hash; 64 zeros for the first event.
     pub prev_hash: String,
     pub hash: String,

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::chain::{GENESIS_HASH, content_value, event_hash};
+use super::chain::{GENESIS_HASH, content_value, event_hash, with_item_key};
 use crate::store::Store;
 
 /// Events read per query.
@@ -115,6 +115,7 @@ pub async fn verify(store: &Store) -> anyhow::Result<VerifyReport> {
                             row.duration_ms,
                             row.error.as_deref(),
                         );
+                        let content = with_item_key(content, row.item_key.as_deref());
                         if event_hash(&row.prev_hash, &content) != row.hash {
                             Some("hash does not match its content (edited?)".to_string())
                         } else if row.prev_hash != prev_hash {

@@ -124,6 +124,13 @@ pub fn schema() -> anyhow::Result<u8> {
         "save_as": { "type": "string" },
         "output": {},
         "sensitive": { "type": "boolean" },
+        "id": { "type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_.-]{0,63}$" },
+        "once": { "type": "boolean" },
+        "verify": { "anyOf": [
+            { "type": "array", "items": { "$ref": "#/$defs/step" } },
+            { "type": "object", "properties": {
+                "steps": { "type": "array", "items": { "$ref": "#/$defs/step" } },
+                "output": {} } } ] },
     });
     let mut variants = vec![json!({
         "type": "object",

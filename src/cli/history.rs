@@ -12,6 +12,8 @@ pub enum RunsCommand {
     List(ListArgs),
     /// One run's timeline: steps, items, actions, durations, errors, artifacts.
     Show(ShowArgs),
+    /// Continue a failed, cancelled, timed-out or interrupted run in the same lineage.
+    Resume(super::resume::ResumeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -40,6 +42,9 @@ pub struct ShowArgs {
 }
 
 pub async fn runs(ws: &Workspace, cmd: RunsCommand) -> anyhow::Result<u8> {
+    if let RunsCommand::Resume(a) = cmd {
+        return super::resume::resume(ws, a).await;
+    }
     let store = ws.store().await?;
     match cmd {
         RunsCommand::List(a) => {
@@ -106,6 +111,7 @@ pub async fn runs(ws: &Workspace, cmd: RunsCommand) -> anyhow::Result<u8> {
             output::out(&timeline(&run, &events));
             Ok(code::OK)
         }
+        RunsCommand::Resume(_) => Ok(code::OK),
     }
 }
 
@@ -136,6 +142,8 @@ pub fn run_json(r: &RunRow) -> Value {
         "error": r.error,
         "failed_step": r.failed_step,
         "vars": r.vars,
+        "lineage": r.lineage,
+        "resumed_from": r.resumed_from,
     })
 }
 

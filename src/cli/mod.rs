@@ -7,6 +7,7 @@ mod bots;
 mod history;
 mod output;
 mod report;
+mod resume;
 mod run;
 mod users;
 mod validate;

@@ -81,7 +81,12 @@ pub async fn run(ws: &Workspace, args: RunArgs) -> anyhow::Result<u8> {
             progress: !args.json,
         })
         .await?;
-    if args.json {
+    Ok(report(&outcome, args.json))
+}
+
+/// Prints a run's outcome (text or `--json`) and gives the exit code.
+pub(super) fn report(outcome: &crate::engine::RunOutcome, as_json: bool) -> u8 {
+    if as_json {
         output::out_json(&json!({
             "id": outcome.id,
             "status": outcome.status,
@@ -89,15 +94,29 @@ pub async fn run(ws: &Workspace, args: RunArgs) -> anyhow::Result<u8> {
             "vars": outcome.vars,
             "error": outcome.error,
             "artifacts": outcome.artifacts,
+            "lineage": outcome.lineage,
+            "resumed_from": outcome.resumed_from,
+            "items": outcome.items,
         }));
     } else {
         match &outcome.error {
-            None => output::out(&format!(
-                "run {} {} ({})",
-                outcome.id,
-                outcome.status.as_str(),
-                outcome.playbook
-            )),
+            None => {
+                let mut text = format!(
+                    "run {} {} ({})",
+                    outcome.id,
+                    outcome.status.as_str(),
+                    outcome.playbook
+                );
+                if outcome.items.total() > 0 {
+                    let parts: Vec<String> = crate::store::ItemState::ALL
+                        .iter()
+                        .filter(|s| outcome.items.get(**s) > 0)
+                        .map(|s| format!("{} {}", outcome.items.get(*s), s.as_str()))
+                        .collect();
+                    text.push_str(&format!("\n  items: {}", parts.join(", ")));
+                }
+                output::out(&text)
+            }
             Some(e) => {
                 let step = match (&e.step_name, &e.action) {
                     (Some(n), Some(a)) => format!("{} \"{n}\" ({a})", e.step),
@@ -123,9 +142,14 @@ pub async fn run(ws: &Workspace, args: RunArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    Ok(if outcome.status == RunStatus::Succeeded {
+    // Items that ended as exceptions do not fail the job (as in UiPath
+    // Orchestrator): `succeeded_with_exceptions` exits 0 like `succeeded`.
+    if matches!(
+        outcome.status,
+        RunStatus::Succeeded | RunStatus::SucceededWithExceptions
+    ) {
         code::OK
     } else {
         code::FAILED
-    })
+    }
 }

@@ -37,7 +37,7 @@ pub struct StepFailure {
 }
 
 impl StepFailure {
-    fn new(step: &Step, path: &str, message: String, kind: ErrorKind) -> Self {
+    pub(crate) fn new(step: &Step, path: &str, message: String, kind: ErrorKind) -> Self {
         StepFailure {
             path: path.to_string(),
             name: step.name.clone(),
@@ -69,13 +69,20 @@ pub(crate) struct Exec {
     pub tainted: HashSet<String>,
     pub artifacts: Vec<String>,
     pub progress: bool,
+    /// The key of the work item being run (events and actions carry it).
+    pub item_key: Option<String>,
+    /// What happened to this run's work items.
+    pub items: crate::store::ItemCounts,
+    /// The result of the last step that succeeded (a `verify` block's
+    /// result when it has no `output`).
+    pub last_value: Option<Value>,
 }
 
 /// A rendered value, its audit-safe copy, and whether a secret went into it.
-struct Rendered {
-    value: Value,
-    masked: Value,
-    tainted: bool,
+pub(crate) struct Rendered {
+    pub value: Value,
+    pub masked: Value,
+    pub tainted: bool,
 }
 
 impl Exec {
@@ -83,8 +90,12 @@ impl Exec {
         MValue::from_iter(self.vars.iter().map(|(k, v)| (k.clone(), v.clone())))
     }
 
-    fn event(&self, kind: &str) -> NewEvent {
-        NewEvent::new(kind, &self.run.actor).run(&self.run.id)
+    pub(crate) fn event(&self, kind: &str) -> NewEvent {
+        let ev = NewEvent::new(kind, &self.run.actor).run(&self.run.id);
+        match &self.item_key {
+            Some(k) => ev.item(k),
+            None => ev,
+        }
     }
 
     pub(crate) async fn record(&self, event: NewEvent) -> Result<(), String> {
@@ -95,7 +106,7 @@ impl Exec {
             .map_err(|e| format!("the audit trail could not be written: {e:#}"))
     }
 
-    async fn record_step(
+    pub(crate) async fn record_step(
         &self,
         step: &Step,
         path: &str,
@@ -131,7 +142,7 @@ impl Exec {
     }
 
     /// Renders every template string inside a value from the playbook.
-    fn render_tree(&self, value: &Value, ctx: &MValue) -> Result<Rendered, String> {
+    pub(crate) fn render_tree(&self, value: &Value, ctx: &MValue) -> Result<Rendered, String> {
         match value {
             Value::String(s) if template::is_template(s) => {
                 let tainted = self.is_tainted_template(s);
@@ -191,7 +202,7 @@ impl Exec {
         }
     }
 
-    fn set_var(&mut self, name: &str, value: &Value, tainted: bool) {
+    pub(crate) fn set_var(&mut self, name: &str, value: &Value, tainted: bool) {
         if tainted {
             secrets::register_json(value);
             self.tainted.insert(name.to_string());
@@ -281,11 +292,19 @@ impl Exec {
                 return self.record_step(step, &path, ev).await;
             }
         }
+        if step.once && self.skip_once(step, &path).await? {
+            return Ok(());
+        }
         match self.guarded(step, &path).await {
             Ok((value, tainted)) => {
                 if let Some(name) = &step.save_as {
                     self.set_var(name, &value, tainted || step.sensitive);
                 }
+                if step.once {
+                    self.record_once(step, &path, &value, tainted || step.sensitive)
+                        .await?;
+                }
+                self.last_value = Some(value);
                 Ok(())
             }
             Err(f) => self.handle_failure(step, &path, f).await,
@@ -293,7 +312,7 @@ impl Exec {
     }
 
     /// Applies `on_error` to a failure that survived the retries.
-    async fn handle_failure(
+    pub(crate) async fn handle_failure(
         &mut self,
         step: &Step,
         path: &str,
@@ -362,7 +381,11 @@ impl Exec {
 
     /// Runs the step's body with its retry policy and timeout. Returns the
     /// step's result (its `output` if it has one) and whether it is secret.
-    async fn guarded(&mut self, step: &Step, path: &str) -> Result<(Value, bool), StepFailure> {
+    pub(crate) async fn guarded(
+        &mut self,
+        step: &Step,
+        path: &str,
+    ) -> Result<(Value, bool), StepFailure> {
         let policy = Self::retry_policy(step);
         let mut attempt = 1;
         loop {
@@ -502,6 +525,8 @@ impl Exec {
             name: step.name.clone(),
             attempt,
             sensitive: step.sensitive,
+            id: step.id.clone(),
+            item_key: self.item_key.clone(),
         };
         let mut ctx = ActionContext {
             run: &self.run,
@@ -640,6 +665,13 @@ impl Exec {
             .detail(json!({ "for_each": total }));
         self.record_step(step, path, ev).await?;
 
+        // Loops with a checkpoint keep a ledger row per item (see `ledger`).
+        let mut known = if step.checkpoint.is_some() {
+            self.ledger_of(step, path).await?
+        } else {
+            Default::default()
+        };
+        let outer_key = self.item_key.clone();
         let bar = self.progress_bar(step, total);
         let saved_var = self.vars.get(&each.var).cloned();
         let saved_loop = self.vars.get("loop").cloned();
@@ -694,12 +726,44 @@ impl Exec {
                 },
                 None => None,
             };
+            let key = checkpoint.as_ref().map(super::ledger::item_key_text);
+            self.item_key = key.clone().or_else(|| outer_key.clone());
+            let mut after_doubt = false;
+            if let Some(k) = &key {
+                match self
+                    .ledger_decision(step, &item_path, i + 1, k, &mut known)
+                    .await
+                {
+                    Ok(super::ledger::Decision::Run { after_doubt: d }) => after_doubt = d,
+                    Ok(super::ledger::Decision::Skip(restored)) => {
+                        if let Some(v) = restored {
+                            outputs.push(v);
+                        }
+                        skipped += 1;
+                        if let Some(b) = &bar {
+                            b.inc(1);
+                        }
+                        continue;
+                    }
+                    Err(f) => {
+                        result = Err(f);
+                        break;
+                    }
+                }
+            }
             let item_start = Instant::now();
             let ev = self
                 .event("item.started")
                 .step(&item_path, step.name.as_deref())
                 .detail(json!({ "index": i + 1, "of": total, "checkpoint": checkpoint }));
-            if let Err(f) = self.record_step(step, &item_path, ev).await {
+            let started = match &key {
+                Some(k) => {
+                    self.item_started(step, &item_path, k, after_doubt, ev, &mut known)
+                        .await
+                }
+                None => self.record_step(step, &item_path, ev).await,
+            };
+            if let Err(f) = started {
                 result = Err(f);
                 break;
             }
@@ -714,16 +778,27 @@ impl Exec {
                     outputs_tainted |= tainted;
                     // The item's `output` goes in its event so the run report can
                     // say what each item produced (a case reference, say).
-                    let shown = if tainted || step.sensitive {
-                        json!("***")
-                    } else {
-                        value.clone()
-                    };
-                    outputs.push(value);
+                    let masked = tainted || step.sensitive;
+                    let shown = if masked { json!("***") } else { value.clone() };
                     let ev = finished.outcome("ok").detail(
                         json!({ "index": i + 1, "checkpoint": checkpoint, "output": shown }),
                     );
-                    if let Err(f) = self.record_step(step, &item_path, ev).await {
+                    let recorded = match &key {
+                        Some(k) => {
+                            self.item_finished(
+                                step,
+                                &item_path,
+                                k,
+                                Ok((&value, masked)),
+                                ev,
+                                &mut known,
+                            )
+                            .await
+                        }
+                        None => self.record_step(step, &item_path, ev).await,
+                    };
+                    outputs.push(value);
+                    if let Err(f) = recorded {
                         result = Err(f);
                         break;
                     }
@@ -731,9 +806,17 @@ impl Exec {
                 Err(f) => {
                     failed += 1;
                     let ev = finished.outcome("failed").error(&f.message).detail(json!({
-                        "index": i + 1, "checkpoint": checkpoint, "failed_step": f.path
+                        "index": i + 1, "checkpoint": checkpoint, "failed_step": f.path,
+                        "kind": f.kind.as_str(),
                     }));
-                    if let Err(e) = self.record_step(step, &item_path, ev).await {
+                    let recorded = match &key {
+                        Some(k) => {
+                            self.item_finished(step, &item_path, k, Err(&f), ev, &mut known)
+                                .await
+                        }
+                        None => self.record_step(step, &item_path, ev).await,
+                    };
+                    if let Err(e) = recorded {
                         result = Err(e);
                         break;
                     }
@@ -749,6 +832,7 @@ impl Exec {
                 tracing::info!(step = %path, "item {} of {total} done", i + 1);
             }
         }
+        self.item_key = outer_key;
         if let Some(b) = bar {
             b.finish_and_clear();
         }
@@ -789,7 +873,7 @@ impl Exec {
         Ok(())
     }
 
-    fn progress_bar(&self, step: &Step, total: usize) -> Option<indicatif::ProgressBar> {
+    pub(crate) fn progress_bar(&self, step: &Step, total: usize) -> Option<indicatif::ProgressBar> {
         use std::io::IsTerminal;
         if !self.progress || total < 2 || !std::io::stderr().is_terminal() {
             return None;

@@ -7,9 +7,12 @@
 
 mod exec;
 mod inputs;
+mod ledger;
+mod resume;
 
 pub use exec::StepFailure;
 pub use inputs::{GivenInput, resolve_inputs};
+pub use resume::{ResumeOptions, ResumeRefused, playbook_changes};
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -26,7 +29,7 @@ use crate::audit::{NewEvent, Recorder};
 use crate::config::Config;
 use crate::playbook::Playbook;
 use crate::secrets::{self, Secrets};
-use crate::store::{NewRun, RunChange};
+use crate::store::{FollowUpRun, ItemCounts, NewRun, RunChange};
 use crate::template;
 use exec::Exec;
 
@@ -35,6 +38,9 @@ use exec::Exec;
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Succeeded,
+    /// The run completed, but some work items ended as business or system
+    /// exceptions or in doubt (see [`RunOutcome::items`]).
+    SucceededWithExceptions,
     Failed,
     Cancelled,
     TimedOut,
@@ -44,6 +50,7 @@ impl RunStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Succeeded => "succeeded",
+            RunStatus::SucceededWithExceptions => "succeeded_with_exceptions",
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
             RunStatus::TimedOut => "timed_out",
@@ -61,6 +68,19 @@ pub struct RunOutcome {
     pub vars: Value,
     pub error: Option<RunError>,
     pub artifacts: Vec<String>,
+    /// The job this run belongs to, and the run it continues.
+    pub lineage: String,
+    pub resumed_from: Option<String>,
+    /// What happened to the work items (loop items with a `checkpoint`) in
+    /// this run: `done` (entered or verified), `business_exception`,
+    /// `system_exception`, `in_doubt` (found in progress after a crash,
+    /// not verified: a person must check), `skipped` (done by an earlier run
+    /// of the lineage; output restored). Items an earlier run left as
+    /// business exceptions count as `business_exception` again.
+    pub items: ItemCounts,
+    /// The run queued to continue this one, if a follow-up was decided
+    /// ([`Engine::execute_with_follow_up`]).
+    pub follow_up: Option<String>,
 }
 
 /// Where and why a run failed.
@@ -107,6 +127,10 @@ impl Engine {
             actor: req.actor.clone(),
             attempt: 1,
             status: "running".into(),
+            lineage: None,
+            playbook_sha256: Some(req.playbook.sha256.clone()),
+            playbook_steps: Some(json!(req.playbook.step_digests())),
+            resumed_from: None,
         };
         let event =
             self.recorder
@@ -117,6 +141,8 @@ impl Engine {
                             "playbook": new.playbook,
                             "name": req.playbook.name,
                             "inputs": new.inputs,
+                            "lineage": format!("run:{id}"),
+                            "playbook_sha256": req.playbook.sha256,
                         })),
                 );
         self.recorder
@@ -129,7 +155,61 @@ impl Engine {
     }
 
     /// Executes a run whose row exists and is `running` (claimed by a worker).
+    ///
+    /// The run's lineage comes from its row. A run that continues another
+    /// (`resumed_from`, e.g. a bot retry queued as a resume) first checks
+    /// that the playbook did not change since; if it did, the run fails at
+    /// once with a message naming the changed steps.
     pub async fn execute(&self, run_id: &str, req: RunRequest) -> anyhow::Result<RunOutcome> {
+        self.execute_with(run_id, req, false).await
+    }
+
+    pub(crate) async fn execute_with(
+        &self,
+        run_id: &str,
+        req: RunRequest,
+        changes_accepted: bool,
+    ) -> anyhow::Result<RunOutcome> {
+        self.execute_inner(run_id, req, changes_accepted, None)
+            .await
+    }
+
+    async fn execute_inner(
+        &self,
+        run_id: &str,
+        req: RunRequest,
+        changes_accepted: bool,
+        follow_up: Option<FollowUpFn>,
+    ) -> anyhow::Result<RunOutcome> {
+        let store = self.recorder.store();
+        let row = store
+            .get_run(run_id)
+            .await
+            .with_context(|| format!("cannot read run {run_id}"))?
+            .with_context(|| format!("run {run_id} is not in the store"))?;
+        if row.playbook_sha256.is_none() {
+            store
+                .set_run_playbook(
+                    run_id,
+                    &req.playbook.sha256,
+                    &json!(req.playbook.step_digests()),
+                )
+                .await
+                .with_context(|| format!("cannot record the playbook of run {run_id}"))?;
+        }
+        let mut refused = None;
+        if let (Some(prev), false) = (&row.resumed_from, changes_accepted)
+            && let Some(prev) = store.get_run(prev).await.ok().flatten()
+            && let Some(changes) = playbook_changes(&prev, &req.playbook)
+        {
+            refused = Some(format!(
+                "the playbook changed since run {} ({}); not resuming with a changed playbook \
+                 (clerk runs resume {} --force-changed accepts the change)",
+                prev.id,
+                changes.describe(),
+                prev.id
+            ));
+        }
         let artifacts_dir = req.workspace.join(".clerk").join("artifacts").join(run_id);
         let run = RunInfo {
             id: run_id.to_string(),
@@ -138,6 +218,7 @@ impl Engine {
             actor: req.actor.clone(),
             bot: req.bot.clone(),
             artifacts_dir,
+            lineage: row.lineage.clone(),
         };
         let mut vars = BTreeMap::new();
         vars.insert(
@@ -156,22 +237,37 @@ impl Engine {
             tainted: HashSet::new(),
             artifacts: Vec::new(),
             progress: req.progress,
+            item_key: None,
+            items: ItemCounts::default(),
+            last_value: None,
         };
         exec.refresh_run_var();
         let playbook = req.playbook.clone();
         let started = std::time::Instant::now();
-        let steps = exec.run_steps(&playbook.steps, "");
-        let result = match req.max_runtime {
-            Some(limit) => match tokio::time::timeout(limit, steps).await {
-                Ok(r) => Ok(r),
-                Err(_) => Err(limit),
-            },
-            None => Ok(steps.await),
+        let result = if let Some(message) = refused {
+            Ok(Err(StepFailure {
+                path: String::new(),
+                name: None,
+                action: None,
+                message,
+                kind: crate::actions::ErrorKind::Usage,
+                cancelled: false,
+            }))
+        } else {
+            let steps = exec.run_steps(&playbook.steps, "");
+            match req.max_runtime {
+                Some(limit) => match tokio::time::timeout(limit, steps).await {
+                    Ok(r) => Ok(r),
+                    Err(_) => Err(limit),
+                },
+                None => Ok(steps.await),
+            }
         };
         // Whatever happened, the browser and other resources go away with the run.
         exec.resources.close_all().await;
 
         let (status, error) = match result {
+            Ok(Ok(())) if exec.items.exceptions() > 0 => (RunStatus::SucceededWithExceptions, None),
             Ok(Ok(())) => (RunStatus::Succeeded, None),
             Ok(Err(f)) if f.cancelled => (
                 RunStatus::Cancelled,
@@ -210,6 +306,9 @@ impl Engine {
             "status": status.as_str(),
             "duration_ms": started.elapsed().as_millis() as u64,
             "artifacts": exec.artifacts,
+            "items": exec.items,
+            "lineage": row.lineage,
+            "playbook_sha256": req.playbook.sha256,
         });
         if let Some(e) = &error {
             detail["failed_step"] = json!(e.step);
@@ -218,10 +317,10 @@ impl Engine {
         }
         let mut event = NewEvent::new("run.finished", &req.actor)
             .run(run_id)
-            .outcome(if status == RunStatus::Succeeded {
-                "ok"
-            } else {
-                "failed"
+            .outcome(match status {
+                RunStatus::Succeeded => "ok",
+                RunStatus::SucceededWithExceptions => "partial",
+                _ => "failed",
             })
             .duration_ms(started.elapsed().as_millis() as i64)
             .detail(detail);
@@ -240,12 +339,7 @@ impl Engine {
             ..Default::default()
         };
         let event = self.recorder.redact_event(event);
-        self.recorder
-            .store()
-            .transition_run(run_id, change, event)
-            .await
-            .with_context(|| format!("cannot record the end of run {run_id}"))?;
-        Ok(RunOutcome {
+        let mut outcome = RunOutcome {
             id: run_id.to_string(),
             status,
             playbook: playbook.path.display().to_string(),
@@ -255,6 +349,43 @@ impl Engine {
                 e
             }),
             artifacts: exec.artifacts.clone(),
-        })
+            lineage: row.lineage.clone(),
+            resumed_from: row.resumed_from.clone(),
+            items: exec.items.clone(),
+            follow_up: None,
+        };
+        let follow = follow_up.and_then(|decide| decide(&outcome)).map(|mut f| {
+            f.event = self.recorder.redact_event(f.event);
+            f
+        });
+        // Guarded: if another process marked the run (interrupted, say)
+        // meanwhile, its record stands and this end is reported, not written.
+        // The follow-up run (if any) is queued in the same transaction.
+        let (_, queued) = self
+            .recorder
+            .store()
+            .finish_run_and_enqueue(run_id, &["running"], change, event, follow)
+            .await
+            .with_context(|| format!("cannot record the end of run {run_id}"))?;
+        outcome.follow_up = queued.map(|r| r.id);
+        Ok(outcome)
+    }
+
+    /// Like [`Engine::execute`], and when the run has ended `follow_up`
+    /// decides from its outcome whether a follow-up run (a bot retry, as a
+    /// resume or not) is queued; the run's end, the follow-up and both
+    /// events are written in ONE transaction. [`RunOutcome::follow_up`]
+    /// names the queued run.
+    pub async fn execute_with_follow_up(
+        &self,
+        run_id: &str,
+        req: RunRequest,
+        follow_up: FollowUpFn,
+    ) -> anyhow::Result<RunOutcome> {
+        self.execute_inner(run_id, req, false, Some(follow_up))
+            .await
     }
 }
+
+/// Decides, from a finished run's outcome, which run (if any) continues it.
+pub type FollowUpFn = Box<dyn FnOnce(&RunOutcome) -> Option<FollowUpRun> + Send>;

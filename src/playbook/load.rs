@@ -3,7 +3,7 @@
 //! Every problem is collected (not just the first) so `clerk validate` can list
 //! them all with `path:line:col`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::checks::{self, suggest};
@@ -31,6 +31,9 @@ pub trait ActionCatalog {
 }
 
 const STEP_KEYS: &[&str] = &[
+    "id",
+    "once",
+    "verify",
     "name",
     "steps",
     "if",
@@ -47,6 +50,7 @@ const STEP_KEYS: &[&str] = &[
 const TOP_KEYS: &[&str] = &["name", "description", "inputs", "steps"];
 const INPUT_KEYS: &[&str] = &["type", "default", "required", "description"];
 const RETRY_KEYS: &[&str] = &["attempts", "delay", "backoff", "max_delay"];
+const VERIFY_KEYS: &[&str] = &["steps", "output"];
 
 /// Names every template may use without defining them.
 const BUILTIN_NAMES: &[&str] = &[
@@ -103,6 +107,8 @@ pub fn load_str(
         declared_inputs: BTreeSet::new(),
         defined_names: BTreeSet::new(),
         templates: Vec::new(),
+        explicit_ids: BTreeMap::new(),
+        loop_depth: 0,
     };
     let root = match yaml::parse(text) {
         Ok(r) => r,
@@ -113,7 +119,10 @@ pub fn load_str(
             return Err(loader.diags);
         }
     };
-    let playbook = loader.playbook(&root);
+    let mut playbook = loader.playbook(&root);
+    if let Some(p) = &mut playbook {
+        p.sha256 = crate::fsutil::sha256_hex(text.as_bytes());
+    }
     loader.check_template_references();
     loader.diags.sort();
     match playbook {
@@ -138,6 +147,10 @@ struct Loader<'a> {
     defined_names: BTreeSet<String>,
     /// Templates seen, checked for references once all names are known.
     templates: Vec<(String, Pos)>,
+    /// Explicit step ids seen, with where.
+    explicit_ids: BTreeMap<String, Pos>,
+    /// How many `for_each` bodies enclose the steps being read.
+    loop_depth: usize,
 }
 
 impl Loader<'_> {
@@ -181,7 +194,7 @@ impl Loader<'_> {
             .unwrap_or_default();
         self.collect_defined_names(root.get("steps"));
         let steps = match root.get("steps") {
-            Some(s) => self.steps(s, ""),
+            Some(s) => self.steps(s, "", ""),
             None => {
                 self.err(root.pos, "missing `steps`");
                 Vec::new()
@@ -193,6 +206,7 @@ impl Loader<'_> {
             inputs,
             steps,
             path: self.path.to_path_buf(),
+            sha256: String::new(),
         })
     }
 
@@ -311,6 +325,13 @@ impl Loader<'_> {
                 }
             }
             self.collect_defined_names(step.get("steps"));
+            if let Some(v) = step.get("verify") {
+                if v.as_seq().is_some() {
+                    self.collect_defined_names(Some(v));
+                } else {
+                    self.collect_defined_names(v.get("steps"));
+                }
+            }
             if let Some(handler) = step.get("on_error")
                 && handler.as_seq().is_some()
             {
@@ -319,7 +340,7 @@ impl Loader<'_> {
         }
     }
 
-    fn steps(&mut self, node: &Node, parent: &str) -> Vec<Step> {
+    fn steps(&mut self, node: &Node, parent: &str, parent_id: &str) -> Vec<Step> {
         let Some(items) = node.as_seq() else {
             self.err(
                 node.pos,
@@ -340,14 +361,14 @@ impl Loader<'_> {
             } else {
                 format!("{parent}/{}", i + 1)
             };
-            if let Some(step) = self.step(item, path) {
+            if let Some(step) = self.step(item, path, parent_id, i + 1) {
                 out.push(step);
             }
         }
         out
     }
 
-    fn step(&mut self, node: &Node, path: String) -> Option<Step> {
+    fn step(&mut self, node: &Node, path: String, parent_id: &str, index: usize) -> Option<Step> {
         let Some(map) = node.as_map() else {
             self.err(
                 node.pos,
@@ -405,8 +426,13 @@ impl Loader<'_> {
                 "a step has either an action or a `steps:` block, not both",
             );
         }
+        let id = self.step_id(node, parent_id, index, action_keys.first().map(|(k, _)| k));
+        let is_loop = node.get("for_each").is_some();
+        if is_loop {
+            self.loop_depth += 1;
+        }
         let body = if let Some(b) = block {
-            StepBody::Block(self.steps(b, &path))
+            StepBody::Block(self.steps(b, &path, &id))
         } else if let Some((k, v)) = action_keys.first() {
             let name = k.key_text();
             let args = self.action_args(&name, v);
@@ -419,6 +445,10 @@ impl Loader<'_> {
             StepBody::Block(Vec::new())
         };
 
+        let verify = node.get("verify").and_then(|v| self.verify(v, &path, &id));
+        if is_loop {
+            self.loop_depth -= 1;
+        }
         let name = node.get("name").and_then(|n| self.string(n, "name"));
         let when = node.get("if").and_then(|n| self.condition(n));
         let for_each = node.get("for_each").map(|n| {
@@ -466,7 +496,11 @@ impl Loader<'_> {
             Some(n) => match &n.value {
                 Value::Str(s) if s == "fail" => OnError::Fail,
                 Value::Str(s) if s == "continue" => OnError::Continue,
-                Value::Seq(_) => OnError::Steps(self.steps(n, &format!("{path}/on_error"))),
+                Value::Seq(_) => OnError::Steps(self.steps(
+                    n,
+                    &format!("{path}/on_error"),
+                    &format!("{id}/on_error"),
+                )),
                 _ => {
                     self.err(
                         n.pos,
@@ -503,8 +537,38 @@ impl Loader<'_> {
                 }
             },
         };
+        let once = match node.get("once") {
+            None => false,
+            Some(n) => match n.value {
+                Value::Bool(b) => {
+                    if b && (self.loop_depth > 0 || is_loop) {
+                        self.err(
+                            n.pos,
+                            "`once` is for steps outside loops; the items of a loop are tracked with `checkpoint`",
+                        );
+                    }
+                    b
+                }
+                _ => {
+                    self.err(n.pos, "`once` must be true or false");
+                    false
+                }
+            },
+        };
+        if let Some(v) = node.get("verify") {
+            if !is_loop || checkpoint.is_none() {
+                self.err(
+                    v.pos,
+                    "`verify` belongs on a `for_each` step with a `checkpoint`: it looks up an item whose outcome is unknown",
+                );
+            }
+        }
         Some(Step {
             path,
+            id,
+            digest: step_digest(node),
+            once,
+            verify,
             name,
             body,
             when,
@@ -518,6 +582,81 @@ impl Loader<'_> {
             sensitive,
             pos: node.pos,
         })
+    }
+
+    /// The step's `id:` (checked: characters, uniqueness), else the derived id.
+    fn step_id(
+        &mut self,
+        node: &Node,
+        parent_id: &str,
+        index: usize,
+        action_key: Option<&Node>,
+    ) -> String {
+        if let Some(n) = node.get("id") {
+            match n.as_str() {
+                Some(s) if valid_id(s) => {
+                    if let Some(first) = self.explicit_ids.get(s) {
+                        let first = *first;
+                        self.err(
+                            n.pos,
+                            format!(
+                                "duplicate step id `{s}`: already used by the step at line {}:{}; step ids must be unique in a playbook",
+                                first.line, first.col
+                            ),
+                        );
+                    } else {
+                        self.explicit_ids.insert(s.to_string(), n.pos);
+                    }
+                    return s.to_string();
+                }
+                _ => self.err(
+                    n.pos,
+                    format!(
+                        "`id` must start with a letter and hold only letters, digits, `_`, `-` or `.` (at most 64), found `{}`",
+                        n.key_text()
+                    ),
+                ),
+            }
+        }
+        let name = node.get("name").and_then(Node::as_str);
+        let action = action_key.map(Node::key_text);
+        derive_id(parent_id, index, name.or(action.as_deref()))
+    }
+
+    /// `verify:` — a list of steps, or `{ steps: [...], output: ... }`.
+    fn verify(&mut self, node: &Node, path: &str, id: &str) -> Option<Verify> {
+        let (vpath, vid) = (format!("{path}/verify"), format!("{id}/verify"));
+        match &node.value {
+            Value::Seq(_) => Some(Verify {
+                steps: self.steps(node, &vpath, &vid),
+                output: None,
+            }),
+            Value::Map(_) => {
+                self.unknown_keys(node, VERIFY_KEYS, "`verify`");
+                let steps = match node.get("steps") {
+                    Some(s) => self.steps(s, &vpath, &vid),
+                    None => {
+                        self.err(node.pos, "`verify` needs `steps:`");
+                        Vec::new()
+                    }
+                };
+                let output = node.get("output").map(|o| {
+                    self.template_tree(o);
+                    o.to_json()
+                });
+                Some(Verify { steps, output })
+            }
+            _ => {
+                self.err(
+                    node.pos,
+                    format!(
+                        "`verify` must be a list of steps (or {{ steps, output }}), found {}",
+                        node.kind_name()
+                    ),
+                );
+                None
+            }
+        }
     }
 
     fn condition(&mut self, node: &Node) -> Option<String> {
@@ -709,4 +848,224 @@ fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// An explicit step id: a letter, then letters, digits, `_`, `-`, `.`; at
+/// most 64 characters. Starting with a letter keeps it apart from derived
+/// ids, which start with a position number.
+fn valid_id(s: &str) -> bool {
+    let mut chars = s.chars();
+    s.len() <= 64
+        && matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// The id of a step without `id:`: its 1-based position among its siblings,
+/// then `.` and a slug of its name (or, without a name, of its action), under
+/// its parent's id: `3.sign-in`, `4.enter-each-renewal/2.browser-fill`,
+/// `5/on_error/1.log`. The slug is lowercase ASCII letters and digits, other
+/// runs of characters become `-`, at most 40 characters.
+pub fn derive_id(parent_id: &str, index: usize, label: Option<&str>) -> String {
+    let slug = label.map(slug).unwrap_or_default();
+    let local = if slug.is_empty() {
+        index.to_string()
+    } else {
+        format!("{index}.{slug}")
+    };
+    if parent_id.is_empty() {
+        local
+    } else {
+        format!("{parent_id}/{local}")
+    }
+}
+
+fn slug(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+        if out.len() >= 40 {
+            break;
+        }
+    }
+    out.trim_end_matches('-').to_string()
+}
+
+/// 16 hex digits of SHA-256 over the step's own keys (child step lists
+/// excluded: they have their own digests), keys sorted at every depth.
+fn step_digest(node: &Node) -> String {
+    fn sorted(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut entries: Vec<(String, serde_json::Value)> = m.into_iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                serde_json::Value::Object(
+                    entries.into_iter().map(|(k, v)| (k, sorted(v))).collect(),
+                )
+            }
+            serde_json::Value::Array(a) => {
+                serde_json::Value::Array(a.into_iter().map(sorted).collect())
+            }
+            other => other,
+        }
+    }
+    let mut v = node.to_json();
+    if let serde_json::Value::Object(m) = &mut v {
+        m.remove("steps");
+        if m.get("on_error").is_some_and(serde_json::Value::is_array) {
+            m.remove("on_error");
+        }
+        if let Some(verify) = m.get_mut("verify") {
+            if verify.is_array() {
+                *verify = serde_json::Value::Null;
+            } else if let serde_json::Value::Object(vm) = verify {
+                vm.remove("steps");
+            }
+        }
+    }
+    let text = sorted(v).to_string();
+    crate::fsutil::sha256_hex(text.as_bytes())[..16].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actions::Registry;
+
+    fn load(text: &str) -> Result<Playbook, Diagnostics> {
+        load_str(text, Path::new("p.yaml"), &Registry)
+    }
+
+    fn ids(steps: &[Step], out: &mut Vec<String>) {
+        for s in steps {
+            out.push(s.id.clone());
+            if let StepBody::Block(c) = &s.body {
+                ids(c, out);
+            }
+            if let OnError::Steps(h) = &s.on_error {
+                ids(h, out);
+            }
+            if let Some(v) = &s.verify {
+                ids(&v.steps, out);
+            }
+        }
+    }
+
+    #[test]
+    fn step_ids_are_derived_from_position_and_name() {
+        let p = load(
+            r#"name: t
+steps:
+  - name: Sign in (portal)
+    log: hi
+  - log: plain
+  - name: Enter each request
+    for_each: [1, 2]
+    checkpoint: "{{ item }}"
+    verify:
+      - name: Look it up
+        log: "{{ item }}"
+    steps:
+      - browser.open: http://x
+      - name: Über   Straße!!
+        log: x
+    on_error:
+      - log: oops
+  - id: mail-team
+    steps:
+      - log: inside
+"#,
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        ids(&p.steps, &mut got);
+        assert_eq!(
+            got,
+            [
+                "1.sign-in-portal",
+                "2.log",
+                "3.enter-each-request",
+                "3.enter-each-request/1.browser-open",
+                "3.enter-each-request/2.ber-stra-e",
+                "3.enter-each-request/on_error/1.log",
+                "3.enter-each-request/verify/1.look-it-up",
+                "mail-team",
+                "mail-team/1.log",
+            ]
+        );
+        assert_eq!(p.sha256.len(), 64);
+        assert_eq!(derive_id("", 7, None), "7");
+        assert_eq!(derive_id("a", 2, Some("---")), "a/2");
+    }
+
+    #[test]
+    fn step_digests_name_what_changed() {
+        let a = load("name: t\nsteps:\n  - name: A\n    log: one\n  - log: two\n").unwrap();
+        let b = load("name: t\nsteps:\n  - name: A\n    log: ONE\n  - log: two\n  - log: three\n")
+            .unwrap();
+        let c = StepChanges::between(&a.step_digests(), &b.step_digests());
+        assert_eq!(c.changed, ["1.a"]);
+        assert_eq!(c.added, ["3.log"]);
+        assert!(c.removed.is_empty());
+        assert_eq!(c.describe(), "steps added: 3.log; changed: 1.a");
+        // Key order and comments do not change a digest.
+        let d = load("name: t\nsteps:\n  # hi\n  - log: one\n    name: A\n  - log: two\n").unwrap();
+        assert!(StepChanges::between(&a.step_digests(), &d.step_digests()).is_empty());
+        assert_ne!(a.sha256, d.sha256);
+    }
+
+    #[test]
+    fn bad_and_duplicate_ids_once_and_verify_are_reported_with_positions() {
+        let d = load(
+            r#"name: t
+steps:
+  - id: sign-in
+    log: a
+  - id: sign-in
+    log: b
+  - id: "3 bad id"
+    log: c
+  - for_each: [1]
+    steps:
+      - log: x
+        once: true
+  - log: y
+    verify:
+      - log: z
+  - for_each: [1]
+    verify: [{ log: z }]
+    steps: [{ log: w }]
+  - log: v
+    once: maybe
+"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            d.contains(
+                "p.yaml:5:9: duplicate step id `sign-in`: already used by the step at line 3:9"
+            ),
+            "{d}"
+        );
+        assert!(
+            d.contains("p.yaml:7:9: `id` must start with a letter"),
+            "{d}"
+        );
+        assert!(
+            d.contains("p.yaml:12:15: `once` is for steps outside loops"),
+            "{d}"
+        );
+        assert!(
+            d.contains("p.yaml:15:7: `verify` belongs on a `for_each` step with a `checkpoint`"),
+            "{d}"
+        );
+        assert!(d.contains("p.yaml:17:13: `verify` belongs on"), "{d}");
+        assert!(
+            d.contains("p.yaml:20:11: `once` must be true or false"),
+            "{d}"
+        );
+    }
 }

@@ -13,5 +13,5 @@ pub mod yaml;
 
 pub use diag::{Diagnostic, Diagnostics};
 pub use duration::parse_duration;
-pub use load::{ActionCatalog, ArgProblem, load_file, load_str};
+pub use load::{ActionCatalog, ArgProblem, derive_id, load_file, load_str};
 pub use model::*;

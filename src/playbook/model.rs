@@ -1,5 +1,6 @@
 //! The playbook as the engine sees it once it has been loaded and checked.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,6 +17,83 @@ pub struct Playbook {
     pub steps: Vec<Step>,
     /// The file it came from (as given by the user).
     pub path: PathBuf,
+    /// SHA-256 (hex) of the file's text: a run records it, a resume compares it.
+    pub sha256: String,
+}
+
+impl Playbook {
+    /// Every step (nested, `on_error` and `verify` steps included) by id,
+    /// with the digest of its definition.
+    pub fn step_digests(&self) -> BTreeMap<String, String> {
+        fn walk(steps: &[Step], out: &mut BTreeMap<String, String>) {
+            for s in steps {
+                out.insert(s.id.clone(), s.digest.clone());
+                if let StepBody::Block(children) = &s.body {
+                    walk(children, out);
+                }
+                if let OnError::Steps(h) = &s.on_error {
+                    walk(h, out);
+                }
+                if let Some(v) = &s.verify {
+                    walk(&v.steps, out);
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(&self.steps, &mut out);
+        out
+    }
+}
+
+/// What differs between two versions of a playbook, by step id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StepChanges {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+}
+
+impl StepChanges {
+    /// Compares the step digests a run recorded with the current ones.
+    pub fn between(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> Self {
+        let mut c = StepChanges::default();
+        for (id, d) in new {
+            match old.get(id) {
+                None => c.added.push(id.clone()),
+                Some(o) if o != d => c.changed.push(id.clone()),
+                Some(_) => {}
+            }
+        }
+        for id in old.keys() {
+            if !new.contains_key(id) {
+                c.removed.push(id.clone());
+            }
+        }
+        c
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+
+    /// `steps added: a, b; removed: c; changed: d`
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for (what, ids) in [
+            ("added", &self.added),
+            ("removed", &self.removed),
+            ("changed", &self.changed),
+        ] {
+            if !ids.is_empty() {
+                parts.push(format!("{what}: {}", ids.join(", ")));
+            }
+        }
+        if parts.is_empty() {
+            "no step changed (only formatting or comments)".into()
+        } else {
+            format!("steps {}", parts.join("; "))
+        }
+    }
 }
 
 /// The declared type of a playbook input.
@@ -173,11 +251,29 @@ pub struct ForEach {
     pub var: String,
 }
 
+/// A loop's `verify:` block: steps that look an in-doubt item up. Its
+/// result is `output` if given, else the last step's result; `null`, `false`,
+/// `""`, `[]` or `{}` mean "not found".
+#[derive(Debug, Clone)]
+pub struct Verify {
+    pub steps: Vec<Step>,
+    pub output: Option<serde_json::Value>,
+}
+
 /// One step of a playbook, with the keys shared by every kind of step.
 #[derive(Debug, Clone)]
 pub struct Step {
     /// Position in the playbook: `3`, `3/2` (1-based).
     pub path: String,
+    /// Stable id: the step's `id:`, else derived from its position and name
+    /// (`3.sign-in`, `4.enter-each/2.browser-fill`); see `derive_id`.
+    pub id: String,
+    /// Short digest of the step's own definition (children excluded).
+    pub digest: String,
+    /// Run at most once per lineage: a resume skips it once it succeeded.
+    pub once: bool,
+    /// For a loop with `checkpoint`: how to look up an in-doubt item.
+    pub verify: Option<Verify>,
     pub name: Option<String>,
     pub body: StepBody,
     pub when: Option<String>,

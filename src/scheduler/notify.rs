@@ -198,6 +198,8 @@ pub async fn send(
             .join(".clerk")
             .join("artifacts")
             .join(notice.run_id),
+        // Empty: the mail journal reads the failed run's lineage from the store.
+        lineage: String::new(),
     };
     let left_out: Vec<Value> = evidence
         .left_out
@@ -211,6 +213,8 @@ pub async fn send(
             name: Some(format!("failure notice of bot {}", notice.bot)),
             attempt,
             sensitive: false,
+            id: STEP.to_string(),
+            item_key: None,
         };
         let resources = RunResources::default();
         let start = Instant::now();
@@ -323,6 +327,10 @@ mod tests {
                 message: "no element with text `Sign in`".into(),
             }),
             artifacts: Vec::new(),
+            lineage: "run:01RUN".into(),
+            resumed_from: None,
+            items: Default::default(),
+            follow_up: None,
         }
     }
 

@@ -505,21 +505,29 @@ async fn sweep_dead_workers(shared: &Shared) -> anyhow::Result<()> {
             "the worker {worker} stopped while the run was running (crash or kill); \
              the run was not finished"
         );
-        mark_interrupted(store, &run, &reason).await?;
+        mark_interrupted(store, &run, &reason, &["running"]).await?;
         tracing::warn!(run = %run.id, bot = ?run.bot, %worker, "run left running by a stopped worker: marked interrupted");
     }
     Ok(())
 }
 
-async fn mark_interrupted(store: &Store, run: &RunRow, reason: &str) -> anyhow::Result<()> {
+/// `from`: the statuses the run may be in (a sweep: `running`; after a hard
+/// stop the engine has just recorded it `cancelled`).
+async fn mark_interrupted(
+    store: &Store,
+    run: &RunRow,
+    reason: &str,
+    from: &[&str],
+) -> anyhow::Result<()> {
     let event = NewEvent::new("run.interrupted", &run.actor)
         .run(run.id.as_str())
         .outcome("failed")
         .error(reason)
         .detail(json!({ "status": "interrupted", "bot": run.bot, "worker": run.worker }));
-    store
+    let r = store
         .transition_run(
             &run.id,
+            from,
             RunChange {
                 status: Some("interrupted".into()),
                 finished_at: Some(now_micros()),
@@ -528,8 +536,16 @@ async fn mark_interrupted(store: &Store, run: &RunRow, reason: &str) -> anyhow::
             },
             event,
         )
-        .await?;
-    Ok(())
+        .await;
+    match r {
+        Ok(_) => Ok(()),
+        // The run ended (or was taken over) meanwhile: its own record stands.
+        Err(crate::store::StoreError::StateConflict { found, .. }) => {
+            tracing::warn!(run = %run.id, %found, "not marking the run interrupted: it is no longer running (lost race)");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn init_clocks(shared: &Shared) -> anyhow::Result<HashMap<String, BotClock>> {
@@ -778,10 +794,11 @@ async fn skip_future_runs(shared: &Shared) -> anyhow::Result<()> {
             .target(bot.as_str())
             .outcome("skipped")
             .detail(json!({ "bot": bot, "scheduled_for": format_ts(&at), "reason": reason }));
-        shared
+        let r = shared
             .store
             .transition_run(
                 &run.id,
+                &["queued"],
                 RunChange {
                     status: Some("skipped".into()),
                     finished_at: Some(now_micros()),
@@ -790,7 +807,14 @@ async fn skip_future_runs(shared: &Shared) -> anyhow::Result<()> {
                 },
                 event,
             )
-            .await?;
+            .await;
+        match r {
+            Ok(_) => {}
+            Err(crate::store::StoreError::StateConflict { found, .. }) => {
+                tracing::warn!(run = %run.id, %found, "not skipping the firing: it is no longer queued (lost race)");
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
 }
@@ -887,13 +911,17 @@ async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
                     error: Some(reason.clone()),
                     ..Default::default()
                 };
-                if shared
+                match shared
                     .store
-                    .transition_run(&run.id, change, event)
+                    .transition_run(&run.id, &["running"], change, event)
                     .await
-                    .is_ok()
                 {
-                    break;
+                    Ok(_) => break,
+                    Err(crate::store::StoreError::StateConflict { found, .. }) => {
+                        tracing::warn!(run = %run.id, %found, "the run is no longer running; its end is not overwritten (lost race)");
+                        break;
+                    }
+                    Err(_) => {}
                 }
                 tokio::time::sleep(outage_backoff(i)).await;
             }
@@ -913,7 +941,7 @@ async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
             "clerk serve was stopped and the run did not finish within the grace period of {}",
             humantime::format_duration(shared.opts.grace)
         );
-        if let Err(e) = mark_interrupted(&shared.store, &run, &reason).await {
+        if let Err(e) = mark_interrupted(&shared.store, &run, &reason, &["cancelled"]).await {
             tracing::error!(run = %run.id, error = %format!("{e:#}"), "cannot mark the run interrupted");
         }
         return;

@@ -21,6 +21,17 @@ pub enum StoreError {
     /// A run id prefix matches more than one run.
     #[error("ambiguous run id: {0}")]
     Ambiguous(String),
+    /// A guarded transition lost a race: the row was not in the state the
+    /// caller expected (another process changed it first). Nothing was
+    /// written. Not transient: retrying blindly would overwrite the winner.
+    #[error("{what} is {found}, expected {}; nothing was changed", expected.join(" or "))]
+    StateConflict {
+        /// What was being changed, e.g. `run 01H...`, `item PR-1 of step 3.enter`.
+        what: String,
+        expected: Vec<String>,
+        /// The state found (`absent` when there was no row).
+        found: String,
+    },
     /// Anything else (constraint violations, bad data, SQL errors).
     #[error("{0}")]
     Other(String),

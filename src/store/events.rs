@@ -10,8 +10,8 @@ use super::{Backend, Store, StoreError};
 use crate::audit::chain::GENESIS_HASH;
 use crate::audit::{AuditEvent, NewEvent};
 
-const EVENT_COLS: &str = "id, run_id, seq, at, actor, kind, step, step_name, action, target, \
-     detail, outcome, duration_ms, error, prev_hash, hash";
+pub(super) const EVENT_COLS: &str = "id, run_id, seq, at, actor, kind, step, step_name, action, target, \
+     detail, outcome, duration_ms, error, prev_hash, hash, item_key";
 
 /// A row of `audit_events` exactly as stored (`at` and `detail` unparsed), so
 /// that verify hashes what is really in the table and can report rows that do
@@ -34,6 +34,7 @@ pub struct RawEvent {
     pub error: Option<String>,
     pub prev_hash: String,
     pub hash: String,
+    pub item_key: Option<String>,
 }
 
 impl RawEvent {
@@ -58,6 +59,7 @@ impl RawEvent {
             outcome: self.outcome,
             duration_ms: self.duration_ms,
             error: self.error,
+            item_key: self.item_key,
             prev_hash: self.prev_hash,
             hash: self.hash,
         })
@@ -67,7 +69,7 @@ impl RawEvent {
 /// One row read for verify: the id, and the row or why it cannot be read.
 pub type RawRow = (i64, Result<RawEvent, String>);
 
-fn decode_raw(row: &AnyRow) -> Result<RawEvent, sqlx::Error> {
+pub(super) fn decode_raw(row: &AnyRow) -> Result<RawEvent, sqlx::Error> {
     Ok(RawEvent {
         id: row.try_get("id")?,
         run_id: row.try_get("run_id")?,
@@ -85,6 +87,7 @@ fn decode_raw(row: &AnyRow) -> Result<RawEvent, sqlx::Error> {
         error: row.try_get("error")?,
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
+        item_key: row.try_get("item_key")?,
     })
 }
 
@@ -241,6 +244,7 @@ impl Store {
             outcome: event.outcome,
             duration_ms: event.duration_ms,
             error: event.error,
+            item_key: event.item_key,
             prev_hash,
             hash: String::new(),
         };
@@ -250,7 +254,7 @@ impl Store {
         let q = self
             .sql(&format!(
                 "INSERT INTO audit_events ({EVENT_COLS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
             ))
             .into_owned();
         sqlx::query(&q)
@@ -270,6 +274,7 @@ impl Store {
             .bind(stored.error.as_deref())
             .bind(stored.prev_hash.as_str())
             .bind(stored.hash.as_str())
+            .bind(stored.item_key.as_deref())
             .execute(&mut *conn)
             .await
             .map_err(|e| {

@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0003_scheduler.sql"),
     },
     Migration {
+        version: 4,
+        name: "work_items",
+        sql: include_str!("migrations/0004_work_items.sql"),
+    },
+    Migration {
         version: 7,
         name: "users",
         sql: include_str!("migrations/0007_users.sql"),

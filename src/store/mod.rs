@@ -28,6 +28,7 @@ mod bots;
 mod dashboard;
 mod error;
 mod events;
+mod items;
 mod mail_journal;
 pub mod migrate;
 mod runs;
@@ -49,8 +50,11 @@ pub use bots::BotState;
 pub use dashboard::{ItemEvent, RunSearch};
 pub use error::StoreError;
 pub use events::{RawEvent, RawRow};
+pub use items::{ItemChange, ItemCounts, ItemFilter, ItemId, ItemRow, ItemState};
 pub use mail_journal::MailJournalEntry;
-pub use runs::{NewRun, RunChange, RunFilter, RunRow};
+pub use runs::{
+    FollowUpRun, NewRun, RESUMABLE_STATUSES, RunChange, RunFilter, RunRow, default_lineage,
+};
 pub use sched::{BotRunSummary, Claim, LeaseRow, QueuedRun, SchedBatch};
 pub use users::{WebSession, WebUser};
 

@@ -11,10 +11,28 @@ use super::{Store, StoreError};
 use crate::audit::NewEvent;
 
 pub(super) const RUN_COLS: &str = "id, bot, playbook, status, inputs, scheduled_for, queued_at, started_at, \
-     finished_at, actor, attempt, error, failed_step, vars, worker";
+     finished_at, actor, attempt, error, failed_step, vars, worker, lineage, playbook_sha256, \
+     playbook_steps, resumed_from";
+
+/// Statuses from which a run may be continued by another run (`clerk runs
+/// resume`, a bot retry, `serve` after a crash).
+pub const RESUMABLE_STATUSES: &[&str] = &["failed", "cancelled", "timed_out", "interrupted"];
+
+/// The lineage a run gets when none is given: the bot firing
+/// (`bot:NAME@<scheduled_for>`) or the run itself (`run:<id>`).
+pub fn default_lineage(
+    bot: Option<&str>,
+    scheduled_for: Option<&DateTime<Utc>>,
+    id: &str,
+) -> String {
+    match (bot, scheduled_for) {
+        (Some(bot), Some(at)) => format!("bot:{bot}@{}", format_ts(at)),
+        _ => format!("run:{id}"),
+    }
+}
 
 /// A run to insert (queued by the scheduler, or started by `clerk run`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct NewRun {
     /// A ULID.
     pub id: String,
@@ -28,6 +46,16 @@ pub struct NewRun {
     pub attempt: i64,
     /// `queued`, or `running` for manual runs (then `started_at` = now).
     pub status: String,
+    /// `None`: [`default_lineage`]. A run continuing another passes the
+    /// other's lineage.
+    pub lineage: Option<String>,
+    /// SHA-256 of the playbook file, and its step digests (step id → digest).
+    pub playbook_sha256: Option<String>,
+    pub playbook_steps: Option<serde_json::Value>,
+    /// The run this one continues. When set, [`Store::create_run`] is
+    /// guarded: the previous run must be in [`RESUMABLE_STATUSES`] and not
+    /// already continued by another run, else [`StoreError::StateConflict`].
+    pub resumed_from: Option<String>,
 }
 
 /// A row of `runs`.
@@ -52,6 +80,16 @@ pub struct RunRow {
     pub failed_step: Option<String>,
     pub vars: Option<serde_json::Value>,
     pub worker: Option<String>,
+    /// The job this run belongs to (see [`default_lineage`]).
+    #[serde(default)]
+    pub lineage: String,
+    #[serde(default)]
+    pub playbook_sha256: Option<String>,
+    /// Step id → digest of its definition (for naming changes on resume).
+    #[serde(default, skip_serializing)]
+    pub playbook_steps: Option<serde_json::Value>,
+    #[serde(default)]
+    pub resumed_from: Option<String>,
 }
 
 /// Fields to change on a run; `None` leaves a field unchanged.
@@ -64,6 +102,25 @@ pub struct RunChange {
     pub failed_step: Option<String>,
     pub vars: Option<serde_json::Value>,
     pub worker: Option<String>,
+    pub playbook_sha256: Option<String>,
+    pub playbook_steps: Option<serde_json::Value>,
+}
+
+/// The run that continues a finished one in the same lineage (a bot retry
+/// or resume), queued by [`Store::finish_run_and_enqueue`]. Bot, playbook,
+/// inputs, actor and lineage are copied from the finished run.
+#[derive(Clone, Debug)]
+pub struct FollowUpRun {
+    pub id: String,
+    /// When it may be claimed.
+    pub due_at: DateTime<Utc>,
+    /// The bot's overlap policy (`skip` | `queue` | `allow`).
+    pub overlap: String,
+    /// `true`: a resume (`resumed_from` set: done items are skipped);
+    /// `false`: a plain retry (`retry_of` only). Both keep the lineage.
+    pub resume: bool,
+    /// Its `run.queued` event (run id filled in by the store).
+    pub event: NewEvent,
 }
 
 /// Which runs [`Store::list_runs`] returns.
@@ -91,15 +148,32 @@ impl Store {
     ) -> Result<Option<RunRow>, StoreError> {
         let inputs = serde_json::to_string(&run.inputs)
             .map_err(|e| self.other(format_args!("serialise inputs of run {}: {e}", run.id)))?;
-        let event = &event;
+        let steps = match &run.playbook_steps {
+            Some(v) => Some(serde_json::to_string(v).map_err(|e| {
+                self.other(format_args!(
+                    "serialise playbook steps of run {}: {e}",
+                    run.id
+                ))
+            })?),
+            None => None,
+        };
+        let lineage = run.lineage.clone().unwrap_or_else(|| {
+            default_lineage(run.bot.as_deref(), run.scheduled_for.as_ref(), &run.id)
+        });
+        let (event, lineage, steps) = (&event, lineage.as_str(), steps.as_deref());
         let inputs = inputs.as_str();
         self.write(|| async move {
             let queued_at = now_micros();
             let started_at = (run.status == "running").then_some(queued_at);
             let mut tx = self.begin_write().await?;
+            if let Some(prev) = &run.resumed_from {
+                self.lock_chain_head(&mut tx).await?;
+                self.check_resumable(&mut tx, prev).await?;
+            }
             let q = self.sql(
                 "INSERT INTO runs (id, bot, playbook, status, inputs, scheduled_for, queued_at, \
-                 started_at, actor, attempt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 started_at, actor, attempt, lineage, playbook_sha256, playbook_steps, resumed_from) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
                  ON CONFLICT (bot, scheduled_for) DO NOTHING",
             );
             let inserted = sqlx::query(&q)
@@ -113,6 +187,10 @@ impl Store {
                 .bind(started_at.as_ref().map(format_ts))
                 .bind(run.actor.as_str())
                 .bind(run.attempt)
+                .bind(lineage)
+                .bind(run.playbook_sha256.as_deref())
+                .bind(steps)
+                .bind(run.resumed_from.as_deref())
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| self.err(e, format_args!("insert into runs (run {})", run.id)))?
@@ -147,6 +225,10 @@ impl Store {
                 failed_step: None,
                 vars: None,
                 worker: None,
+                lineage: lineage.to_string(),
+                playbook_sha256: run.playbook_sha256.clone(),
+                playbook_steps: run.playbook_steps.clone(),
+                resumed_from: run.resumed_from.clone(),
             }))
         })
         .await
@@ -154,12 +236,36 @@ impl Store {
 
     /// Applies `change` to run `id` (the full id) AND appends `event` (its
     /// run id defaults to `id`) in one transaction; returns the updated row.
+    ///
+    /// Guarded: the run must be in one of the `expected` statuses (empty:
+    /// any). A lost race (another process moved the run first) returns
+    /// [`StoreError::StateConflict`] and writes nothing — no row change, no
+    /// event.
     pub async fn transition_run(
         &self,
         id: &str,
+        expected: &[&str],
         change: RunChange,
         event: NewEvent,
     ) -> Result<RunRow, StoreError> {
+        self.finish_run_and_enqueue(id, expected, change, event, None)
+            .await
+            .map(|(run, _)| run)
+    }
+
+    /// Like [`Store::transition_run`], and in the SAME transaction inserts
+    /// `follow_up` (queued, same bot, playbook, inputs and lineage, attempt
+    /// + 1, `retry_of` = this run, `resumed_from` too when it is a resume)
+    /// with its `run.queued` event: a crash cannot record the end of a run
+    /// and lose its retry. Returns the updated run and the queued one.
+    pub async fn finish_run_and_enqueue(
+        &self,
+        id: &str,
+        expected: &[&str],
+        change: RunChange,
+        event: NewEvent,
+        follow_up: Option<FollowUpRun>,
+    ) -> Result<(RunRow, Option<RunRow>), StoreError> {
         let mut sets: Vec<&str> = Vec::new();
         let mut args: Vec<Arg> = Vec::new();
         let mut text = |col: &'static str, v: Option<String>| {
@@ -173,15 +279,19 @@ impl Store {
         text("finished_at", change.finished_at.as_ref().map(format_ts));
         text("error", change.error);
         text("failed_step", change.failed_step);
-        let vars = match &change.vars {
-            Some(v) => Some(
-                serde_json::to_string(v)
-                    .map_err(|e| self.other(format_args!("serialise vars of run {id}: {e}")))?,
-            ),
-            None => None,
+        let json_text = |v: &Option<serde_json::Value>, what: &str| match v {
+            Some(v) => serde_json::to_string(v)
+                .map(Some)
+                .map_err(|e| self.other(format_args!("serialise {what} of run {id}: {e}"))),
+            None => Ok(None),
         };
-        text("vars", vars);
+        text("vars", json_text(&change.vars, "vars")?);
         text("worker", change.worker);
+        text("playbook_sha256", change.playbook_sha256);
+        text(
+            "playbook_steps",
+            json_text(&change.playbook_steps, "playbook steps")?,
+        );
         let mut update = String::from("UPDATE runs SET ");
         for (i, col) in sets.iter().enumerate() {
             if i > 0 {
@@ -190,11 +300,31 @@ impl Store {
             update.push_str(&format!("{col} = ${}", i + 1));
         }
         update.push_str(&format!(" WHERE id = ${}", sets.len() + 1));
+        if !expected.is_empty() {
+            let marks: Vec<String> = (0..expected.len())
+                .map(|i| format!("${}", sets.len() + 2 + i))
+                .collect();
+            update.push_str(&format!(" AND status IN ({})", marks.join(", ")));
+        }
         let update = self.sql(&update).into_owned();
-        let (update, args, event) = (&update, &args, &event);
+        let (update, args, event, follow_up) = (&update, &args, &event, &follow_up);
 
         self.write(|| async move {
             let mut tx = self.begin_write().await?;
+            // Take the chain first: on PostgreSQL this serialises every
+            // writer of runs + events, so the status read below is current.
+            self.lock_chain_head(&mut tx).await?;
+            let current = self.read_run_in_tx(&mut tx, id).await?;
+            if !expected.is_empty() && !expected.contains(&current.status.as_str()) {
+                tx.rollback()
+                    .await
+                    .map_err(|e| self.err(e, format_args!("roll back change of run {id}")))?;
+                return Err(StoreError::StateConflict {
+                    what: format!("run {id}"),
+                    expected: expected.iter().map(|s| s.to_string()).collect(),
+                    found: current.status,
+                });
+            }
             if !args.is_empty() {
                 let mut q = sqlx::query(update);
                 for a in args {
@@ -203,38 +333,157 @@ impl Store {
                         Arg::Int(n) => q.bind(*n),
                     };
                 }
+                q = q.bind(id);
+                for st in expected {
+                    q = q.bind(*st);
+                }
                 let n = q
-                    .bind(id)
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| self.err(e, format_args!("update runs (run {id})")))?
                     .rows_affected();
                 if n == 0 {
-                    return Err(StoreError::NotFound(format!(
-                        "run {id} in store {}",
-                        self.url()
-                    )));
+                    let found = self.read_run_in_tx(&mut tx, id).await?.status;
+                    tx.rollback()
+                        .await
+                        .map_err(|e| self.err(e, format_args!("roll back change of run {id}")))?;
+                    return Err(StoreError::StateConflict {
+                        what: format!("run {id}"),
+                        expected: expected.iter().map(|s| s.to_string()).collect(),
+                        found,
+                    });
                 }
             }
-            let q = self
-                .sql(&format!("SELECT {RUN_COLS} FROM runs WHERE id = $1"))
-                .into_owned();
-            let row = sqlx::query(&q)
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|e| self.err(e, format_args!("read runs (run {id})")))?
-                .ok_or_else(|| StoreError::NotFound(format!("run {id} in store {}", self.url())))?;
-            let run = self.decode_run(&row)?;
+            let run = self.read_run_in_tx(&mut tx, id).await?;
             let mut ev = event.clone();
             if ev.run_id.is_none() {
                 ev.run_id = Some(id.to_string());
             }
             self.append_in_tx(&mut tx, ev).await?;
+            let queued = match follow_up {
+                Some(f) => Some(self.insert_follow_up(&mut tx, &run, f).await?),
+                None => None,
+            };
             tx.commit()
                 .await
                 .map_err(|e| self.err(e, format_args!("commit change of run {id}")))?;
-            Ok(run)
+            Ok((run, queued))
+        })
+        .await
+    }
+
+    async fn read_run_in_tx(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        id: &str,
+    ) -> Result<RunRow, StoreError> {
+        let q = self
+            .sql(&format!("SELECT {RUN_COLS} FROM runs WHERE id = $1"))
+            .into_owned();
+        let row = sqlx::query(&q)
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| self.err(e, format_args!("read runs (run {id})")))?
+            .ok_or_else(|| StoreError::NotFound(format!("run {id} in store {}", self.url())))?;
+        self.decode_run(&row)
+    }
+
+    /// Refuses (StateConflict) to continue `prev` unless it is in a
+    /// resumable status and no run continues it yet.
+    async fn check_resumable(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        prev: &str,
+    ) -> Result<(), StoreError> {
+        let run = self.read_run_in_tx(conn, prev).await?;
+        if !RESUMABLE_STATUSES.contains(&run.status.as_str()) {
+            return Err(StoreError::StateConflict {
+                what: format!("run {prev}"),
+                expected: RESUMABLE_STATUSES.iter().map(|s| s.to_string()).collect(),
+                found: run.status,
+            });
+        }
+        let q = self.sql("SELECT id FROM runs WHERE resumed_from = $1");
+        let by = sqlx::query(&q)
+            .bind(prev)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| self.err(e, format_args!("read runs resumed from {prev}")))?;
+        if let Some(row) = by {
+            let other: String = row.try_get("id").map_err(|e| self.err(e, "read runs.id"))?;
+            return Err(StoreError::StateConflict {
+                what: format!("run {prev}"),
+                expected: vec!["not yet resumed".into()],
+                found: format!("already resumed by run {other}"),
+            });
+        }
+        Ok(())
+    }
+
+    async fn insert_follow_up(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        prev: &RunRow,
+        f: &FollowUpRun,
+    ) -> Result<RunRow, StoreError> {
+        if f.resume {
+            self.check_resumable(conn, &prev.id).await?;
+        }
+        let inputs = serde_json::to_string(&prev.inputs)
+            .map_err(|e| self.other(format_args!("serialise inputs of run {}: {e}", f.id)))?;
+        let queued_at = now_micros();
+        let q = self.sql(
+            "INSERT INTO runs (id, bot, playbook, status, inputs, queued_at, actor, attempt, \
+             due_at, overlap, retry_of, lineage, resumed_from) \
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        );
+        sqlx::query(&q)
+            .bind(f.id.as_str())
+            .bind(prev.bot.as_deref())
+            .bind(prev.playbook.as_str())
+            .bind(inputs)
+            .bind(format_ts(&queued_at))
+            .bind(prev.actor.as_str())
+            .bind(prev.attempt + 1)
+            .bind(format_ts(&f.due_at))
+            .bind(f.overlap.as_str())
+            .bind(prev.id.as_str())
+            .bind(prev.lineage.as_str())
+            .bind(f.resume.then_some(prev.id.as_str()))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| self.err(e, format_args!("insert follow-up run {}", f.id)))?;
+        let mut ev = f.event.clone();
+        ev.run_id = Some(f.id.clone());
+        self.append_in_tx(conn, ev).await?;
+        self.read_run_in_tx(conn, &f.id).await
+    }
+
+    /// Records which playbook a run executes (its SHA-256 and step digests)
+    /// when the run was queued without it (a scheduled firing). Not a state
+    /// change: no event (the engine puts the hash in `run.finished`).
+    pub async fn set_run_playbook(
+        &self,
+        id: &str,
+        sha256: &str,
+        steps: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let steps = serde_json::to_string(steps)
+            .map_err(|e| self.other(format_args!("serialise playbook steps of run {id}: {e}")))?;
+        let q = self
+            .sql("UPDATE runs SET playbook_sha256 = $1, playbook_steps = $2 WHERE id = $3")
+            .into_owned();
+        let (q, steps) = (&q, &steps);
+        self.write(|| async move {
+            sqlx::query(q)
+                .bind(sha256)
+                .bind(steps.as_str())
+                .bind(id)
+                .execute(self.pool())
+                .await
+                .map_err(|e| self.err(e, format_args!("record the playbook of run {id}")))?;
+            Ok(())
         })
         .await
     }
@@ -456,6 +705,10 @@ impl Store {
             failed_step: get_text("failed_step")?,
             vars: json("vars")?,
             worker: get_text("worker")?,
+            lineage: get_text("lineage")?.unwrap_or_else(|| format!("run:{id}")),
+            playbook_sha256: get_text("playbook_sha256")?,
+            playbook_steps: json("playbook_steps")?,
+            resumed_from: get_text("resumed_from")?,
             id,
         })
     }

@@ -101,15 +101,17 @@ impl Store {
             for (chunk_no, chunk) in batch.runs.chunks(CHUNK).enumerate() {
                 let mut q = String::from(
                     "INSERT INTO runs (id, bot, playbook, status, inputs, scheduled_for, queued_at, \
-                     actor, attempt, due_at, overlap, retry_of) VALUES ",
+                     actor, attempt, due_at, overlap, retry_of, lineage) VALUES ",
                 );
                 for i in 0..chunk.len() {
-                    let b = i * 11;
+                    let b = i * 12;
                     if i > 0 {
                         q.push_str(", ");
                     }
+                    // A retry shares the lineage of the run it retries.
                     q.push_str(&format!(
-                        "(${}, ${}, ${}, 'queued', ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        "(${}, ${}, ${}, 'queued', ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, \
+                         COALESCE((SELECT p.lineage FROM runs p WHERE p.id = ${}), ${}))",
                         b + 1,
                         b + 2,
                         b + 3,
@@ -120,7 +122,9 @@ impl Store {
                         b + 8,
                         b + 9,
                         b + 10,
-                        b + 11
+                        b + 11,
+                        b + 11,
+                        b + 12
                     ));
                 }
                 q.push_str(" ON CONFLICT (bot, scheduled_for) DO NOTHING RETURNING id");
@@ -138,7 +142,12 @@ impl Store {
                         .bind(r.attempt)
                         .bind(format_ts(&r.due_at))
                         .bind(r.overlap.as_str())
-                        .bind(r.retry_of.as_deref());
+                        .bind(r.retry_of.as_deref())
+                        .bind(super::runs::default_lineage(
+                            Some(&r.bot),
+                            r.scheduled_for.as_ref(),
+                            &r.id,
+                        ));
                 }
                 let rows = query
                     .fetch_all(&mut *tx)
@@ -267,6 +276,7 @@ impl Store {
                 outcome: e.outcome,
                 duration_ms: e.duration_ms,
                 error: e.error,
+                item_key: e.item_key,
                 prev_hash: prev_hash.clone(),
                 hash: String::new(),
             };
@@ -281,13 +291,13 @@ impl Store {
         for chunk in stored.chunks(CHUNK) {
             let mut q = String::from(
                 "INSERT INTO audit_events (id, run_id, seq, at, actor, kind, step, step_name, \
-                 action, target, detail, outcome, duration_ms, error, prev_hash, hash) VALUES ",
+                 action, target, detail, outcome, duration_ms, error, prev_hash, hash, item_key) VALUES ",
             );
             for i in 0..chunk.len() {
                 if i > 0 {
                     q.push_str(", ");
                 }
-                let marks: Vec<String> = (1..=16).map(|c| format!("${}", i * 16 + c)).collect();
+                let marks: Vec<String> = (1..=17).map(|c| format!("${}", i * 17 + c)).collect();
                 q.push('(');
                 q.push_str(&marks.join(", "));
                 q.push(')');
@@ -311,7 +321,8 @@ impl Store {
                     .bind(ev.duration_ms)
                     .bind(ev.error.as_deref())
                     .bind(ev.prev_hash.as_str())
-                    .bind(ev.hash.as_str());
+                    .bind(ev.hash.as_str())
+                    .bind(ev.item_key.as_deref());
             }
             query.execute(&mut *conn).await.map_err(|e| {
                 self.err(

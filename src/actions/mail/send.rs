@@ -89,7 +89,8 @@ impl Action for Send {
         let lineage = journal::lineage(ctx)
             .await
             .map_err(ActionError::retryable)?;
-        let key = journal::key(&lineage, &ctx.step.path, &recipients, &subject);
+        let scope = journal::step_scope(&ctx.step.id, ctx.step.item_key.as_deref(), &ctx.step.path);
+        let key = journal::key(&lineage, &scope, &recipients);
         let store = ctx.recorder.store().clone();
         let previous = store.mail_journal_get(&key).await.map_err(|e| {
             ActionError::retryable(anyhow::anyhow!(

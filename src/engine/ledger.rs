@@ -1,0 +1,458 @@
+//! The engine's side of the work-item ledger: what a loop does with an item
+//! whose key (`checkpoint`) the lineage already knows, the item's state
+//! transitions (each written with its audit event), in-doubt items and their
+//! `verify:` block, and `once: true` steps.
+//!
+//! Item states on the way through a loop:
+//! - no row / `pending` / `system_exception` / `skipped` → run it:
+//!   `in_progress` (`item.started`), then `done` / `business_exception` /
+//!   `system_exception` (`item.finished`).
+//! - `done` → skipped (`item.skipped`), its output restored in place.
+//! - `business_exception` → skipped (a person requeues it), counted again.
+//! - `in_doubt` → skipped, counted, never re-entered.
+//! - `in_progress` (a run of the lineage died half way) → in doubt: with a
+//!   `verify:` block it is looked up (`item.verified`): found → `done` with
+//!   the found output, not found → run again; without `verify:` → `in_doubt`
+//!   (`item.in_doubt`), never redone.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::exec::{Exec, StepFailure};
+use crate::actions::ErrorKind;
+use crate::audit::NewEvent;
+use crate::playbook::Step;
+use crate::secrets;
+use crate::store::{ItemChange, ItemId, ItemRow, ItemState, StoreError};
+
+/// What the loop does with an item after looking at the ledger.
+pub(crate) enum Decision {
+    /// Run the item; `after_doubt`: it was in progress and `verify` did not
+    /// find it (the start transition expects `in_progress`).
+    Run { after_doubt: bool },
+    /// Do not run it; `Some(output)` goes into the loop's results in place.
+    Skip(Option<Value>),
+}
+
+/// The ledger key of an item: a string checkpoint as is, anything else as
+/// its JSON text.
+pub(crate) fn item_key_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The output as stored in the ledger: `***` when secret-derived, and any
+/// registered secret value inside it masked as well (defence in depth for
+/// values whose taint was lost); returns it and whether it is masked.
+fn stored_output(value: &Value, tainted: bool) -> (Value, bool) {
+    if tainted {
+        return (Value::String(secrets::MASK.into()), true);
+    }
+    let mut v = value.clone();
+    secrets::redact_json(&mut v);
+    let masked = &v != value;
+    (v, masked)
+}
+
+/// Whether a `verify` result means "found".
+fn found(v: &Value) -> bool {
+    match v {
+        Value::Null | Value::Bool(false) => false,
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(m) => !m.is_empty(),
+        Value::Bool(true) | Value::Number(_) => true,
+    }
+}
+
+impl Exec {
+    fn item_id(&self, step: &Step, key: &str) -> ItemId {
+        ItemId::new(&self.run.lineage, &step.id, key)
+    }
+
+    /// Reads the ledger rows of a loop step (one query).
+    pub(crate) async fn ledger_of(
+        &self,
+        step: &Step,
+        path: &str,
+    ) -> Result<BTreeMap<String, ItemRow>, StepFailure> {
+        self.recorder
+            .store()
+            .items_of_step(&self.run.lineage, &step.id)
+            .await
+            .map_err(|e| {
+                StepFailure::new(
+                    step,
+                    path,
+                    format!("cannot read the work items of this loop: {e}"),
+                    ErrorKind::System,
+                )
+            })
+    }
+
+    /// One state change of an item with its event, in one transaction.
+    async fn transition(
+        &mut self,
+        step: &Step,
+        path: &str,
+        key: &str,
+        expected: &[ItemState],
+        change: ItemChange,
+        event: NewEvent,
+        known: &mut BTreeMap<String, ItemRow>,
+    ) -> Result<(), StepFailure> {
+        let id = self.item_id(step, key);
+        let event = self.recorder.redact_event(event);
+        match self
+            .recorder
+            .store()
+            .transition_item(&id, expected, &change, event)
+            .await
+        {
+            Ok((row, _)) => {
+                known.insert(key.to_string(), row);
+                Ok(())
+            }
+            Err(e @ StoreError::StateConflict { .. }) => Err(StepFailure::new(
+                step,
+                path,
+                format!("work item {key} was changed by another run at the same time: {e}"),
+                ErrorKind::Internal,
+            )),
+            Err(e) => Err(StepFailure::new(
+                step,
+                path,
+                format!("the work item {key} could not be recorded: {e}"),
+                ErrorKind::Internal,
+            )),
+        }
+    }
+
+    /// Looks the item up in the ledger; records skips and resolves in-doubt
+    /// items. `self.item_key` is already the item's key.
+    pub(crate) async fn ledger_decision(
+        &mut self,
+        step: &Step,
+        path: &str,
+        index: usize,
+        key: &str,
+        known: &mut BTreeMap<String, ItemRow>,
+    ) -> Result<Decision, StepFailure> {
+        let Some(row) = known.get(key).cloned() else {
+            return Ok(Decision::Run { after_doubt: false });
+        };
+        let skipped = |exec: &Exec, reason: String| {
+            exec.event("item.skipped")
+                .step(path, step.name.as_deref())
+                .outcome("skipped")
+                .detail(json!({
+                    "index": index,
+                    "checkpoint": key,
+                    "state": row.state.as_str(),
+                    "by_run": row.run_id,
+                    "reason": reason,
+                }))
+        };
+        match row.state {
+            ItemState::Done => {
+                let output = row.output.clone().unwrap_or(Value::Null);
+                if row.output_masked {
+                    tracing::warn!(
+                        step = %path,
+                        "work item {key}: its output was secret-derived and is stored masked; restored as ***"
+                    );
+                }
+                let mut ev = skipped(self, format!("already done in run {}", row.run_id));
+                ev.detail["output_restored"] = json!(true);
+                ev.detail["output_masked"] = json!(row.output_masked);
+                self.record_step(step, path, ev).await?;
+                self.items.add(ItemState::Skipped, 1);
+                Ok(Decision::Skip(Some(output)))
+            }
+            ItemState::BusinessException => {
+                let ev = skipped(
+                    self,
+                    format!(
+                        "ended as a business exception in run {}: {}; `clerk items retry {key}` puts it back once fixed",
+                        row.run_id,
+                        row.error.as_deref().unwrap_or("no reason recorded")
+                    ),
+                );
+                self.record_step(step, path, ev).await?;
+                self.items.add(ItemState::BusinessException, 1);
+                Ok(Decision::Skip(None))
+            }
+            ItemState::InDoubt => {
+                let ev = skipped(
+                    self,
+                    "in doubt: a person must check it in the target system, then `clerk items retry` it".into(),
+                );
+                self.record_step(step, path, ev).await?;
+                self.items.add(ItemState::InDoubt, 1);
+                Ok(Decision::Skip(None))
+            }
+            ItemState::InProgress => {
+                self.resolve_in_doubt(step, path, index, key, &row, known)
+                    .await
+            }
+            ItemState::Pending | ItemState::SystemException | ItemState::Skipped => {
+                Ok(Decision::Run { after_doubt: false })
+            }
+        }
+    }
+
+    /// An item a run of this lineage started and never finished.
+    async fn resolve_in_doubt(
+        &mut self,
+        step: &Step,
+        path: &str,
+        index: usize,
+        key: &str,
+        row: &ItemRow,
+        known: &mut BTreeMap<String, ItemRow>,
+    ) -> Result<Decision, StepFailure> {
+        let Some(verify) = &step.verify else {
+            let reason = format!(
+                "run {} started this item and never finished it; whether it took effect is unknown and the loop has no `verify:` to look it up, so it is not redone",
+                row.run_id
+            );
+            tracing::warn!(step = %path, "work item {key} is in doubt: {reason}");
+            let ev = self
+                .event("item.in_doubt")
+                .step(path, step.name.as_deref())
+                .outcome("in_doubt")
+                .error(&reason)
+                .detail(json!({ "index": index, "checkpoint": key, "started_by_run": row.run_id }));
+            let mut change = ItemChange::to(ItemState::InDoubt, &self.run.id);
+            change.error = Some(reason);
+            change.error_kind = Some("in_doubt".into());
+            self.transition(step, path, key, &[ItemState::InProgress], change, ev, known)
+                .await?;
+            self.items.add(ItemState::InDoubt, 1);
+            return Ok(Decision::Skip(None));
+        };
+        let verify_path = format!("{path}/verify");
+        self.last_value = None;
+        let ran = self.run_steps(&verify.steps, &verify_path).await;
+        let result = match ran {
+            Err(f) if f.cancelled => return Err(f),
+            Err(f) => Err(f.message),
+            Ok(()) => match &verify.output {
+                Some(out) => self
+                    .render_tree(out, &self.context())
+                    .map(|r| (r.value, r.tainted))
+                    .map_err(|m| format!("`verify` `output`: {m}")),
+                None => Ok((self.last_value.take().unwrap_or(Value::Null), false)),
+            },
+        };
+        match result {
+            Err(message) => {
+                let reason = format!(
+                    "run {} started this item and never finished it, and `verify` failed: {message}; not redone",
+                    row.run_id
+                );
+                let ev = self
+                    .event("item.in_doubt")
+                    .step(path, step.name.as_deref())
+                    .outcome("in_doubt")
+                    .error(&reason)
+                    .detail(
+                        json!({ "index": index, "checkpoint": key, "started_by_run": row.run_id }),
+                    );
+                let mut change = ItemChange::to(ItemState::InDoubt, &self.run.id);
+                change.error = Some(secrets::redact(&reason));
+                change.error_kind = Some("in_doubt".into());
+                self.transition(step, path, key, &[ItemState::InProgress], change, ev, known)
+                    .await?;
+                self.items.add(ItemState::InDoubt, 1);
+                Ok(Decision::Skip(None))
+            }
+            Ok((value, tainted)) if found(&value) => {
+                let (stored, masked) = stored_output(&value, tainted || step.sensitive);
+                let ev = self
+                    .event("item.verified")
+                    .step(path, step.name.as_deref())
+                    .outcome("ok")
+                    .detail(json!({
+                        "index": index, "checkpoint": key, "found": true,
+                        "started_by_run": row.run_id, "output": stored,
+                    }));
+                let mut change = ItemChange::to(ItemState::Done, &self.run.id);
+                change.output = Some(stored);
+                change.output_masked = masked;
+                self.transition(step, path, key, &[ItemState::InProgress], change, ev, known)
+                    .await?;
+                self.items.add(ItemState::Done, 1);
+                Ok(Decision::Skip(Some(value)))
+            }
+            Ok(_) => {
+                let ev = self
+                    .event("item.verified")
+                    .step(path, step.name.as_deref())
+                    .outcome("not_found")
+                    .detail(json!({
+                        "index": index, "checkpoint": key, "found": false,
+                        "started_by_run": row.run_id,
+                    }));
+                self.record_step(step, path, ev).await?;
+                Ok(Decision::Run { after_doubt: true })
+            }
+        }
+    }
+
+    /// `item.started` and the move to `in_progress`, one transaction.
+    pub(crate) async fn item_started(
+        &mut self,
+        step: &Step,
+        path: &str,
+        key: &str,
+        after_doubt: bool,
+        event: NewEvent,
+        known: &mut BTreeMap<String, ItemRow>,
+    ) -> Result<(), StepFailure> {
+        let expected: &[ItemState] = if after_doubt {
+            &[ItemState::InProgress]
+        } else {
+            &[
+                ItemState::Pending,
+                ItemState::SystemException,
+                ItemState::Skipped,
+            ]
+        };
+        let mut change = ItemChange::to(ItemState::InProgress, &self.run.id);
+        change.new_attempt = true;
+        self.transition(step, path, key, expected, change, event, known)
+            .await
+    }
+
+    /// `item.finished` and the item's end state, one transaction. A
+    /// cancelled item stays `in_progress`: what it did is unknown, so the
+    /// next run treats it as in doubt.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn item_finished(
+        &mut self,
+        step: &Step,
+        path: &str,
+        key: &str,
+        result: Result<(&Value, bool), &StepFailure>,
+        event: NewEvent,
+        known: &mut BTreeMap<String, ItemRow>,
+    ) -> Result<(), StepFailure> {
+        let change = match result {
+            Ok((value, tainted)) => {
+                let (stored, masked) = stored_output(value, tainted);
+                let mut c = ItemChange::to(ItemState::Done, &self.run.id);
+                c.output = Some(stored);
+                c.output_masked = masked;
+                c
+            }
+            Err(f) if f.cancelled => return self.record_step(step, path, event).await,
+            Err(f) => {
+                let state = if f.kind == ErrorKind::Business {
+                    ItemState::BusinessException
+                } else {
+                    ItemState::SystemException
+                };
+                let mut c = ItemChange::to(state, &self.run.id);
+                c.error = Some(f.message.clone());
+                c.error_kind = Some(f.kind.as_str().into());
+                c
+            }
+        };
+        let state = change.state;
+        self.transition(
+            step,
+            path,
+            key,
+            &[ItemState::InProgress],
+            change,
+            event,
+            known,
+        )
+        .await?;
+        self.items.add(state, 1);
+        Ok(())
+    }
+
+    /// A `once: true` step that already succeeded in this lineage is skipped
+    /// (`step.skipped`) and its saved value restored. Returns whether it was.
+    pub(crate) async fn skip_once(&mut self, step: &Step, path: &str) -> Result<bool, StepFailure> {
+        let id = self.item_id(step, "");
+        let row = self.recorder.store().get_item(&id).await.map_err(|e| {
+            StepFailure::new(
+                step,
+                path,
+                format!("cannot read whether this `once` step already ran: {e}"),
+                ErrorKind::System,
+            )
+        })?;
+        let Some(row) = row.filter(|r| r.state == ItemState::Done) else {
+            return Ok(false);
+        };
+        let value = row.output.clone().unwrap_or(Value::Null);
+        if let Some(name) = &step.save_as {
+            if row.output_masked {
+                tracing::warn!(step = %path, "`once` step: its saved value `{name}` was secret-derived and is stored masked; restored as ***");
+            }
+            self.set_var(name, &value, false);
+        }
+        let ev = self
+            .event("step.skipped")
+            .step(path, step.name.as_deref())
+            .outcome("skipped")
+            .detail(json!({
+                "reason": format!("`once: true` and it already succeeded in run {} of this lineage", row.run_id),
+                "step_id": step.id,
+                "by_run": row.run_id,
+                "restored": step.save_as,
+                "output_masked": row.output_masked,
+            }));
+        let ev = match step.action_name() {
+            Some(a) => ev.action(a),
+            None => ev,
+        };
+        self.record_step(step, path, ev).await?;
+        self.last_value = Some(value);
+        Ok(true)
+    }
+
+    /// Records that a `once: true` step succeeded (ledger row with item key
+    /// '', its result as output, masked when secret-derived).
+    pub(crate) async fn record_once(
+        &mut self,
+        step: &Step,
+        path: &str,
+        value: &Value,
+        masked: bool,
+    ) -> Result<(), StepFailure> {
+        let (stored, masked) = stored_output(value, masked);
+        let ev = self
+            .event("step.once_done")
+            .step(path, step.name.as_deref())
+            .outcome("ok")
+            .detail(json!({ "step_id": step.id, "output_masked": masked }));
+        let mut change = ItemChange::to(ItemState::Done, &self.run.id);
+        change.output = Some(stored);
+        change.output_masked = masked;
+        let mut known = BTreeMap::new();
+        self.transition(
+            step,
+            path,
+            "",
+            &[
+                ItemState::Pending,
+                ItemState::InProgress,
+                ItemState::SystemException,
+                ItemState::BusinessException,
+                ItemState::Skipped,
+            ],
+            change,
+            ev,
+            &mut known,
+        )
+        .await
+    }
+}
