@@ -396,6 +396,42 @@ async fn operator_and_auditor_in_chromium() {
     let run_png = artifacts_dir().join("run.png");
     chrome.screenshot(&run_png).await;
     publish(&run_png, "dashboard-run.png");
+    // Items by state; a rejected request is retried: back to pending in the ledger.
+    c.goto(&format!("{base}/items?state=business_exception"))
+        .await
+        .unwrap();
+    chrome
+        .wait_for(
+            "return !!document.getElementById('items')",
+            "the items page",
+        )
+        .await;
+    let keys = chrome.js("return [...document.querySelectorAll('#items tr[data-key]')].map(r => r.dataset.key).sort()").await;
+    let rejected: Vec<&str> = flagship::REJECTIONS.iter().map(|(k, _)| *k).collect();
+    assert_eq!(keys, json!(rejected));
+    c.find(Locator::Css("tr[data-key='PR-2026-0007'] button.retry"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    chrome
+        .wait_for("const t = document.getElementById('message-title'); return !!t && t.textContent === 'Item requeued'", "the requeue message")
+        .await;
+    assert_eq!(
+        query(
+            &ws,
+            "SELECT state FROM work_items WHERE item_key = 'PR-2026-0007'"
+        ),
+        vec!["pending"]
+    );
+    assert_eq!(
+        query(
+            &ws,
+            "SELECT actor FROM audit_events WHERE kind = 'admin.item_requeued' AND item_key = 'PR-2026-0007'"
+        ),
+        vec!["olivia"]
+    );
     sign_out(&chrome).await;
     assert_eq!(
         events(&ws, "web.logout"),
@@ -555,7 +591,10 @@ print(json.dumps(out))
     let m: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(m["clerk_runs{\"status\": \"succeeded\"}"], 1.0, "{m}");
     assert_eq!(m["clerk_work_items{\"state\": \"done\"}"], 36.0, "{m}");
-    assert_eq!(m["clerk_work_items{\"state\": \"exception\"}"], 4.0, "{m}");
+    assert_eq!(
+        m["clerk_work_items{\"state\": \"business_exception\"}"], 4.0,
+        "{m}"
+    );
     assert_eq!(m["clerk_queue_depth{}"], 0.0, "{m}");
     assert_eq!(m["clerk_store_up{}"], 1.0, "{m}");
     assert_eq!(m["clerk_browser_sessions_open{}"], 0.0, "{m}");

@@ -12,7 +12,7 @@ use serde_json::Value;
 use sha2::Digest as _;
 
 use crate::audit::{AuditEvent, VerifyReport};
-use crate::store::{RunRow, Store};
+use crate::store::{ItemFilter, ItemRow, RunRow, Store};
 
 /// How much evidence goes into the report.
 #[derive(Debug, Clone)]
@@ -194,6 +194,9 @@ fn chain_view(r: &VerifyReport) -> ChainView {
 
 /// The run's lineage: the runs that continue one another share it.
 pub fn lineage(run: &RunRow) -> String {
+    if !run.lineage.is_empty() {
+        return run.lineage.clone();
+    }
     match (&run.bot, run.scheduled_for) {
         (Some(bot), Some(at)) => format!(
             "bot:{bot}@{}",
@@ -213,7 +216,53 @@ pub async fn build(
 ) -> anyhow::Result<Report> {
     let events = run_events(store, &run.id).await?;
     let verify = verify_chain(store).await;
-    Ok(assemble(run, &events, verify, workspace, opts))
+    let mut report = assemble(run, &events, verify, workspace, opts);
+    let ledger = store
+        .list_items(&ItemFilter {
+            lineage: Some(run.lineage.clone()),
+            items_only: true,
+            ..Default::default()
+        })
+        .await?;
+    overlay_ledger(&mut report, run, &ledger);
+    Ok(report)
+}
+
+/// The work-item ledger is the record of each item's state: where this run
+/// made the last change to an item, its state, exception kind and message
+/// come from the ledger; where a later run changed it since, the report says so.
+fn overlay_ledger(report: &mut Report, run: &RunRow, ledger: &[ItemRow]) {
+    let by_key: BTreeMap<&str, &ItemRow> =
+        ledger.iter().map(|r| (r.item_key.as_str(), r)).collect();
+    for item in &mut report.items {
+        let Some(row) = by_key.get(item.key.as_str()) else {
+            continue;
+        };
+        if row.run_id == run.id {
+            item.state = row.state.as_str().to_string();
+            if row.error.is_some() {
+                item.error = row.error.clone();
+                item.error_kind = row.error_kind.clone();
+            }
+        } else if item.state != "skipped" {
+            item.error = Some(match &item.error {
+                Some(e) => format!("{e} (now {} after run {})", row.state.as_str(), row.run_id),
+                None => format!("now {} after run {}", row.state.as_str(), row.run_id),
+            });
+        }
+    }
+    report.counts = count_states(&report.items);
+}
+
+fn count_states(items: &[ItemView]) -> Vec<StateCount> {
+    ITEM_STATES
+        .iter()
+        .map(|s| StateCount {
+            state: (*s).to_string(),
+            count: items.iter().filter(|i| i.state == *s).count(),
+        })
+        .filter(|c| c.count > 0 || c.state == "done")
+        .collect()
 }
 
 /// Absolute times in the report's zone.
@@ -347,18 +396,85 @@ fn assemble(
                         }
                     } else {
                         let failed_step = e.detail.get("failed_step").and_then(Value::as_str);
-                        let business = failed_step.is_some_and(|fs| {
-                            item.actions.iter().rev().any(|a| {
-                                a.step == fs
-                                    && a.outcome == "failed"
-                                    && matches!(a.action.as_str(), "fail" | "assert")
-                                    && !a.retryable
+                        // Newer events carry the kind; older ones are classified
+                        // by the action that failed (`fail`/`assert` = business).
+                        let recorded = e.detail.get("kind").and_then(Value::as_str);
+                        let business = recorded.map(|k| k == "business").unwrap_or_else(|| {
+                            failed_step.is_some_and(|fs| {
+                                item.actions.iter().rev().any(|a| {
+                                    a.step == fs
+                                        && a.outcome == "failed"
+                                        && matches!(a.action.as_str(), "fail" | "assert")
+                                        && !a.retryable
+                                })
                             })
                         });
                         let kind = if business { "business" } else { "system" };
                         item.state = format!("{kind}_exception");
                         item.error_kind = Some(kind.into());
                         item.error = e.error.clone();
+                    }
+                }
+            }
+            "item.skipped" | "item.in_doubt" | "item.verified" => {
+                // Written on the loop step with the item's index and key.
+                let index = e.detail.get("index").and_then(Value::as_i64).unwrap_or(0);
+                let key = e
+                    .detail
+                    .get("checkpoint")
+                    .filter(|v| !v.is_null())
+                    .map(text)
+                    .unwrap_or_else(|| format!("#{index}"));
+                let path = format!("{step}/item[{index}]");
+                let idx = match by_path.get(&path) {
+                    Some(&i) => i,
+                    None => {
+                        items.push(ItemView {
+                            key,
+                            index,
+                            path: path.clone(),
+                            state: String::new(),
+                            error_kind: None,
+                            error: None,
+                            output: Vec::new(),
+                            started: Some(clock.fmt(e.at)),
+                            duration: None,
+                            actions: Vec::new(),
+                        });
+                        by_path.insert(path, items.len() - 1);
+                        items.len() - 1
+                    }
+                };
+                let item = &mut items[idx];
+                match e.kind.as_str() {
+                    "item.skipped" => {
+                        let was = e
+                            .detail
+                            .get("state")
+                            .and_then(Value::as_str)
+                            .unwrap_or("done");
+                        let by = e
+                            .detail
+                            .get("by_run")
+                            .and_then(Value::as_str)
+                            .unwrap_or("?");
+                        item.state = if was == "done" {
+                            "skipped".into()
+                        } else {
+                            was.to_string()
+                        };
+                        item.error = Some(format!("not run again: {was} by run {by}"));
+                        item.error_kind = (was != "done").then(|| was.to_string());
+                    }
+                    "item.in_doubt" => {
+                        item.state = "in_doubt".into();
+                        item.error_kind = Some("in_doubt".into());
+                        item.error = e.error.clone();
+                    }
+                    _ => {
+                        if e.outcome.as_deref() == Some("ok") {
+                            item.state = "done".into();
+                        }
                     }
                 }
             }
@@ -385,14 +501,7 @@ fn assemble(
             item.state = "in_doubt".into();
         }
     }
-    let counts = ITEM_STATES
-        .iter()
-        .map(|s| StateCount {
-            state: (*s).to_string(),
-            count: items.iter().filter(|i| i.state == *s).count(),
-        })
-        .filter(|c| c.count > 0 || c.state == "done")
-        .collect();
+    let counts = count_states(&items);
 
     let mut omitted = vec![format!(
         "{step_events} step, loop and run events (started, finished, skipped conditions) are not listed one by one; `clerk runs show {}` prints them all.",

@@ -143,7 +143,7 @@ pub(crate) async fn metrics(State(app): State<Arc<App>>) -> Response {
             let items = Family::<Labels, Gauge<i64>>::default();
             reg.register(
                 "work_items",
-                "Work items by their last state (done, exception)",
+                "Work items in the ledger by state",
                 items.clone(),
             );
             for (state, n) in c.items {
@@ -206,29 +206,10 @@ async fn collect(app: &App) -> Result<Collected, String> {
     let store = &app.store;
     let runs =
         timed(store.group_counts("SELECT status, COUNT(*) FROM runs GROUP BY status")).await?;
-    let raw_items = timed(store.group_counts(
-        "SELECT outcome, COUNT(*) FROM audit_events WHERE kind = 'item.finished' GROUP BY outcome",
+    let items = timed(store.group_counts(
+        "SELECT state, COUNT(*) FROM work_items WHERE item_key <> '' GROUP BY state",
     ))
     .await?;
-    let items = raw_items
-        .into_iter()
-        .map(|(o, n)| {
-            (
-                if o == "ok" {
-                    "done".into()
-                } else {
-                    "exception".into()
-                },
-                n,
-            )
-        })
-        .fold(Vec::<(String, i64)>::new(), |mut acc, (k, n)| {
-            match acc.iter_mut().find(|(x, _)| *x == k) {
-                Some(e) => e.1 += n,
-                None => acc.push((k, n)),
-            }
-            acc
-        });
     let queued = runs
         .iter()
         .find(|(s, _)| s == "queued")

@@ -17,7 +17,7 @@ use super::web::{CsrfForm, Viewer, message, record, render, require, require_cha
 use crate::audit::NewEvent;
 use crate::report::{ReportOptions, model};
 use crate::scheduler::{Bot, admin, load_bots_dir};
-use crate::store::RunSearch;
+use crate::store::{ItemFilter, ItemState, QueuedRun, RunSearch, SchedBatch};
 
 const PAGE_SIZE: i64 = 25;
 const STATUSES: [&str; 10] = [
@@ -282,6 +282,9 @@ pub(crate) struct ItemsQuery {
     key: Option<String>,
 }
 
+/// At most this many items are listed (newest change first).
+const MAX_ITEMS: usize = 500;
+
 pub(crate) async fn items(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -291,31 +294,57 @@ pub(crate) async fn items(
         Ok(v) => v,
         Err(r) => return r,
     };
-    let key = non_empty(&q.key);
-    let list = match app.store.item_events(key.as_deref(), 2000).await {
-        Ok(l) => l,
-        Err(e) => return store_down(&app, Some(&me), e),
+    let state = match non_empty(&q.state) {
+        Some(s) => match ItemState::parse(&s) {
+            Some(st) => Some(st),
+            None => {
+                return message(
+                    &app,
+                    StatusCode::BAD_REQUEST,
+                    Some(&me),
+                    "Bad state",
+                    &format!("`{s}` is not an item state"),
+                );
+            }
+        },
+        None => None,
     };
-    let state_of = |outcome: &Option<String>| match outcome.as_deref() {
-        Some("ok") => "done",
-        Some(_) => "exception",
-        None => "in_doubt",
+    let filter = ItemFilter {
+        state,
+        key: non_empty(&q.key),
+        items_only: true,
+        ..Default::default()
     };
-    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
-    for i in &list {
-        *counts.entry(state_of(&i.outcome)).or_default() += 1;
-    }
-    let want = non_empty(&q.state);
+    let all = ItemFilter {
+        items_only: true,
+        ..Default::default()
+    };
+    let (list, counts) =
+        match tokio::join!(app.store.list_items(&filter), app.store.list_items(&all)) {
+            (Ok(l), Ok(all)) => (l, all),
+            (Err(e), _) | (_, Err(e)) => return store_down(&app, Some(&me), e),
+        };
+    let mut per_state: Vec<(String, usize)> = ItemState::ALL
+        .iter()
+        .map(|s| {
+            (
+                s.as_str().to_string(),
+                counts.iter().filter(|i| i.state == *s).count(),
+            )
+        })
+        .collect();
+    per_state.retain(|(_, n)| *n > 0);
+    let shown = list.len().min(MAX_ITEMS);
     let rows: Vec<Value> = list
         .iter()
-        .filter(|i| want.as_deref().is_none_or(|w| w == state_of(&i.outcome)))
-        .take(500)
+        .rev()
+        .take(MAX_ITEMS)
         .map(|i| {
-            let state = state_of(&i.outcome);
             json!({
-                "run": i.run_id, "bot": i.bot, "key": i.key, "path": i.path,
-                "state": state, "error": i.error, "at": i.at,
-                "retryable": state != "done" && i.bot.is_some(),
+                "run": i.run_id, "lineage": i.lineage, "step": i.step_id, "key": i.item_key,
+                "state": i.state.as_str(), "error": i.error, "kind": i.error_kind,
+                "attempts": i.attempts, "at": ts(i.updated_at),
+                "retryable": matches!(i.state, ItemState::BusinessException | ItemState::InDoubt),
             })
         })
         .collect();
@@ -324,78 +353,111 @@ pub(crate) async fn items(
         "items.html",
         Some(&me),
         "items",
-        json!({ "items": rows, "counts": counts, "f": { "state": q.state, "key": q.key } }),
+        json!({
+            "items": rows, "counts": per_state, "total": list.len(), "shown": shown,
+            "f": { "state": q.state, "key": q.key },
+        }),
     )
 }
 
 #[derive(Deserialize)]
 pub(crate) struct RetryForm {
     csrf: Option<String>,
-    run: String,
+    lineage: String,
     key: String,
 }
 
-/// Retries a work item that ended in an exception or in doubt: a new run of
-/// the item's bot is queued (items already done are skipped by their
-/// checkpoint in the portal's own duplicate check), recorded as
-/// `admin.item_retry` by the operator.
+/// Retries a work item that ended as a business exception or in doubt (a
+/// person fixed the cause): the ledger puts it back to `pending`
+/// (`admin.item_requeued`, by the signed-in operator) and, for a bot's job,
+/// a run continuing the same lineage is queued; it skips the items already
+/// done and enters the pending ones.
 pub(crate) async fn retry_item(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Form(f): Form<RetryForm>,
 ) -> Response {
-    let what = format!("retry item {} of run {}", f.key, f.run);
+    let what = format!("retry item {} of {}", f.key, f.lineage);
     let me = match require_change(&app, &headers, f.csrf.as_deref(), Role::Operator, &what).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let run = match app.store.get_run(&f.run).await {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            return message(
-                &app,
-                StatusCode::NOT_FOUND,
-                Some(&me),
-                "No such run",
-                &f.run,
-            );
-        }
+    let requeued = match app
+        .store
+        .requeue_items(
+            std::slice::from_ref(&f.key),
+            Some(&f.lineage),
+            &me.name,
+            Some("retried from the dashboard"),
+        )
+        .await
+    {
+        Ok(r) => r,
         Err(e) => return store_down(&app, Some(&me), e),
     };
-    let Some(bot) = run
-        .bot
-        .as_ref()
-        .and_then(|b| bots_of(&app).into_iter().find(|x| &x.name == b))
-    else {
+    let Some(item) = requeued.first() else {
         return message(
             &app,
-            StatusCode::BAD_REQUEST,
+            StatusCode::CONFLICT,
             Some(&me),
-            "Cannot retry here",
-            "Only items of a bot's runs can be retried from the dashboard; run the playbook again with `clerk run`.",
+            "Nothing to retry",
+            &format!(
+                "Item {} of {} is not a business exception or in doubt (any more).",
+                f.key, f.lineage
+            ),
         );
     };
-    match admin::run_now(&app.recorder, &bot, &[], &me.name, &app.opts.workspace).await {
-        Ok(Ok(id)) => {
-            record(
-                &app,
-                NewEvent::new("admin.item_retry", &me.name)
-                    .run(id.as_str())
-                    .target(f.key.as_str())
-                    .outcome("ok")
-                    .detail(json!({ "item_key": f.key, "retry_of": run.id, "bot": bot.name, "via": "web" })),
-            )
-            .await;
-            see_other(&format!("/runs/{id}"))
-        }
-        Ok(Err(problems)) => message(
+    let run = match app.store.get_run(&item.run_id).await {
+        Ok(r) => r,
+        Err(e) => return store_down(&app, Some(&me), e),
+    };
+    let bot = run
+        .as_ref()
+        .and_then(|r| r.bot.as_ref())
+        .and_then(|b| bots_of(&app).into_iter().find(|x| &x.name == b));
+    let (Some(run), Some(bot)) = (run, bot) else {
+        return message(
             &app,
-            StatusCode::BAD_REQUEST,
+            StatusCode::OK,
             Some(&me),
-            "Cannot retry",
-            &problems,
-        ),
-        Err(e) => store_down(&app, Some(&me), format!("{e:#}")),
+            "Item requeued",
+            &format!(
+                "Item {} is pending again in {}. It is not a bot's job, so no run was queued: `clerk runs resume` continues it.",
+                f.key, f.lineage
+            ),
+        );
+    };
+    let id = ulid::Ulid::new().to_string();
+    let due = crate::store::time::now_micros();
+    let event = NewEvent::new("run.queued", &me.name).detail(json!({
+        "bot": bot.name,
+        "playbook": run.playbook,
+        "retry_of": run.id,
+        "attempt": run.attempt + 1,
+        "items": [f.key],
+        "manual": true,
+        "via": "web",
+        "inputs": run.inputs,
+    }));
+    let batch = SchedBatch {
+        runs: vec![QueuedRun {
+            id: id.clone(),
+            bot: bot.name.clone(),
+            playbook: run.playbook.clone(),
+            inputs: run.inputs.clone(),
+            scheduled_for: None,
+            due_at: due,
+            overlap: bot.overlap.as_str().into(),
+            actor: me.name.clone(),
+            attempt: run.attempt + 1,
+            retry_of: Some(run.id.clone()),
+            event: app.recorder.redact_event(event),
+        }],
+        ..Default::default()
+    };
+    match app.store.write_sched_batch(&batch).await {
+        Ok(_) => see_other(&format!("/runs/{id}")),
+        Err(e) => store_down(&app, Some(&me), e),
     }
 }
 
