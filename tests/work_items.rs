@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use clerk::audit::NewEvent;
 use clerk::store::{
-    FollowUpRun, ItemChange, ItemId, ItemState, NewRun, RunChange, Store, StoreError,
+    FollowUpRun, ItemChange, ItemId, ItemState, NewRun, QueuedRun, RunChange, SchedBatch, Store,
+    StoreError,
 };
 use common::{Backend, Workspace, query, sql};
 use serde_json::{Value, json};
@@ -210,13 +211,13 @@ fn killed_item_without_verify_is_in_doubt_and_never_redone(backend: Backend) {
         second.stderr()
     );
     let resumed = v["id"].as_str().unwrap().to_string();
-    let again = resume(&ws, &resumed, &[]);
-    assert_eq!(again.code(), 2);
-    assert!(
-        again.stderr().contains("is succeeded_with_exceptions"),
-        "{}",
-        again.stderr()
-    );
+    // Resuming again (the run succeeded with exceptions) never re-enters A2.
+    let again = resume(&ws, &resumed, &[]).ok().json();
+    assert_eq!(again["status"], "succeeded_with_exceptions");
+    assert_eq!(again["items"]["in_doubt"], 1);
+    assert_eq!(again["items"]["skipped"], 3);
+    assert_eq!(csv_ids(&ws, "out/entered.csv"), ["A1", "A2", "A3", "A4"]);
+    assert_eq!(ws.read("out/results.txt"), "A1-ok,A3-ok,A4-ok");
 
     // The skipped setup step is audited with its reason.
     let skipped = query(
@@ -244,11 +245,13 @@ fn killed_item_without_verify_is_in_doubt_and_never_redone(backend: Backend) {
         assert_eq!(kinds.first(), Some(&"item.started"));
         assert_eq!(kinds.last(), Some(&"admin.item_requeued"));
         assert!(kinds.contains(&"item.in_doubt"), "{kinds:?}");
+        assert!(kinds.contains(&"item.skipped"), "{kinds:?}");
         assert_eq!(trace.last().unwrap().actor, "alice");
-        // Both runs are in the trace.
+        // All three runs of the lineage are in the trace, and nothing else.
         let runs: std::collections::BTreeSet<_> =
             trace.iter().filter_map(|e| e.run_id.clone()).collect();
-        assert_eq!(runs.len(), 2, "{runs:?}");
+        assert_eq!(runs.len(), 3, "{runs:?}");
+        assert!(trace.iter().all(|e| e.item_key.as_deref() == Some("A2")));
         store.close().await;
     });
     drop(rt);
@@ -276,6 +279,10 @@ fn killed_item_with_verify_found_is_done_with_the_found_output(backend: Backend)
         "SELECT outcome FROM audit_events WHERE kind = 'item.verified' AND item_key = 'A2'",
     );
     assert_eq!(verified, ["ok"]);
+    // A run that succeeded is not resumed.
+    let done = resume(&ws, v["id"].as_str().unwrap(), &[]);
+    assert_eq!(done.code(), 2);
+    assert!(done.stderr().contains("is succeeded"), "{}", done.stderr());
     ws.clerk(&["audit", "verify"]).ok();
 }
 
@@ -446,10 +453,13 @@ steps:
     checkpoint: "{{ k }}"
     on_error: continue
     steps:
+      - file.exists: fixed
+        save_as: fixed
       - fail: { message: "portal rejected {{ k }}" }
-        if: "{{ k == 'biz' }}"
+        if: "{{ k == 'biz' and not fixed }}"
       - fail: { message: "portal down", retryable: true }
-        if: "{{ k == 'sys' }}"
+        if: "{{ k == 'sys' and not fixed }}"
+      - sheet.append: { path: out/entered.csv, rows: [{ id: "{{ k }}" }] }
     output: "{{ k }}"
     save_as: done
 "#;
@@ -489,8 +499,213 @@ fn exceptions_give_succeeded_with_exceptions_and_counts(backend: Backend) {
         query(&ws, &format!("SELECT status FROM runs WHERE id = '{id}'")),
         ["succeeded_with_exceptions"]
     );
+    assert_eq!(csv_ids(&ws, "out/entered.csv"), ["ok1", "ok2"]);
+
+    // A person fixes the rejected request and requeues it; the resume
+    // enters it and retries the system exception; done items are skipped.
+    ws.write("fixed", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = open_store(&ws).await;
+        let lineage = format!("run:{id}");
+        let n = store
+            .requeue_items(&["biz".into(), "ok1".into()], Some(&lineage), "alice", None)
+            .await
+            .unwrap();
+        assert_eq!(n.len(), 1, "only the business exception is requeued");
+        store.close().await;
+    });
+    drop(rt);
+    let again = resume(&ws, id, &[]).ok().json();
+    assert_eq!(again["status"], "succeeded", "{again}");
+    assert_eq!(again["items"]["skipped"], 2);
+    assert_eq!(again["items"]["done"], 2);
+    assert_eq!(again["vars"]["done"], json!(["ok1", "biz", "sys", "ok2"]));
+    assert_eq!(
+        csv_ids(&ws, "out/entered.csv"),
+        ["ok1", "ok2", "biz", "sys"]
+    );
+
     let text = ws.clerk(&["run", "e.yaml"]).ok().stdout();
-    assert!(text.contains("succeeded_with_exceptions"), "{text}");
+    assert!(text.contains("succeeded"), "{text}");
+    assert!(text.contains("items: 4 done"), "{text}");
+}
+
+const MAIL_THEN_STOP: &str = r#"name: mail-then-stop
+steps:
+  - name: Tell the team
+    mail.send:
+      to: [team@city.example]
+      subject: "Report of run {{ run.id }}"
+      text: "done"
+  - file.exists: stop-after-mail
+    save_as: stop
+  - fail: stopped on purpose
+    if: "{{ stop }}"
+"#;
+
+fn outbox_files(ws: &Workspace) -> usize {
+    std::fs::read_dir(ws.path().join(".clerk/outbox"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn a_mail_sent_in_a_lineage_is_not_sent_again_on_resume(backend: Backend) {
+    let ws = Workspace::new(backend);
+    ws.write("m.yaml", MAIL_THEN_STOP);
+    ws.write("stop-after-mail", "");
+    let r = ws.clerk(&["run", "m.yaml", "--json"]);
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    let first = r.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(outbox_files(&ws), 1);
+    std::fs::remove_file(ws.path().join("stop-after-mail")).unwrap();
+    // The subject differs in the resumed run (it names the run): still the same mail.
+    let v = resume(&ws, &first, &[]).ok().json();
+    assert_eq!(v["status"], "succeeded");
+    assert_eq!(
+        outbox_files(&ws),
+        1,
+        "the resumed run did not send the mail again"
+    );
+    let sent = query(
+        &ws,
+        &format!(
+            "SELECT detail FROM audit_events WHERE action = 'mail.send' AND run_id = '{}'",
+            v["id"].as_str().unwrap()
+        ),
+    );
+    let detail: Value = serde_json::from_str(&sent[0]).unwrap();
+    assert_eq!(detail["already_sent"], true);
+    assert_eq!(detail["first_sent_by_run"], first.as_str());
+    // A new `clerk run` is a new lineage: it mails again.
+    ws.clerk(&["run", "m.yaml"]).ok();
+    assert_eq!(outbox_files(&ws), 2);
+}
+
+// ------------------------------------------- the scheduler's retry as resume
+
+const BOT_ITEMS: &str = r#"name: bot-items
+steps:
+  - for_each: [A1, A2, A3]
+    as: k
+    checkpoint: "{{ k }}"
+    steps:
+      - file.exists: broken
+        save_as: broken
+      - fail: { message: "portal down", retryable: true }
+        if: "{{ broken and k == 'A2' }}"
+      - sheet.append: { path: out/entered.csv, rows: [{ id: "{{ k }}" }] }
+    output: "{{ k }}"
+    save_as: entered
+"#;
+
+/// Executes run `id` the way serve's worker does, with a follow-up decision.
+async fn execute_bot_run(
+    ws: &Workspace,
+    store: &Store,
+    id: &str,
+    follow_up: Option<clerk::engine::FollowUpFn>,
+) -> clerk::engine::RunOutcome {
+    use std::sync::Arc;
+    let engine = clerk::engine::Engine {
+        config: Arc::new(clerk::config::Config::load(ws.path()).unwrap()),
+        recorder: clerk::audit::Recorder::new(store.clone(), Arc::new(clerk::secrets::redact)),
+        secrets: Arc::new(clerk::secrets::Secrets::load(ws.path()).unwrap()),
+    };
+    let pb = clerk::playbook::load_file(&ws.path().join("bot.yaml"), &clerk::actions::Registry)
+        .unwrap_or_else(|d| panic!("{d}"));
+    let req = clerk::engine::RunRequest {
+        playbook: Arc::new(pb),
+        inputs: Default::default(),
+        actor: "nightly".into(),
+        bot: Some("nightly".into()),
+        workspace: ws.path().to_path_buf(),
+        cancel: Default::default(),
+        max_runtime: None,
+        progress: false,
+    };
+    match follow_up {
+        Some(f) => engine.execute_with_follow_up(id, req, f).await.unwrap(),
+        None => engine.execute(id, req).await.unwrap(),
+    }
+}
+
+fn a_bot_retry_queued_as_resume_skips_done_items(backend: Backend) {
+    let ws = Workspace::new(backend);
+    ws.write("bot.yaml", BOT_ITEMS);
+    ws.write("broken", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = open_store(&ws).await;
+        let id = ulid::Ulid::new().to_string();
+        store
+            .create_run(
+                &NewRun {
+                    id: id.clone(),
+                    bot: Some("nightly".into()),
+                    playbook: "bot.yaml".into(),
+                    inputs: json!({}),
+                    scheduled_for: Some(chrono::Utc::now()),
+                    actor: "nightly".into(),
+                    attempt: 1,
+                    status: "running".into(),
+                    ..Default::default()
+                },
+                NewEvent::new("run.started", "nightly"),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let retry_id = ulid::Ulid::new().to_string();
+        let decided = retry_id.clone();
+        let outcome = execute_bot_run(
+            &ws,
+            &store,
+            &id,
+            Some(Box::new(move |o: &clerk::engine::RunOutcome| {
+                (o.status == clerk::engine::RunStatus::Failed).then(|| FollowUpRun {
+                    id: decided,
+                    due_at: chrono::Utc::now(),
+                    overlap: "queue".into(),
+                    resume: true,
+                    event: NewEvent::new("run.queued", "nightly"),
+                })
+            })),
+        )
+        .await;
+        assert_eq!(outcome.status.as_str(), "failed");
+        assert_eq!(outcome.follow_up.as_deref(), Some(retry_id.as_str()));
+        assert_eq!(outcome.items.system_exception, 1);
+        assert!(outcome.lineage.starts_with("bot:nightly@"));
+        // The end and the follow-up are one transaction: consecutive events.
+        let evs = store.events(None, 0, 1000).await.unwrap();
+        let n = evs.len();
+        assert_eq!(evs[n - 2].kind, "run.finished");
+        assert_eq!(evs[n - 2].run_id.as_deref(), Some(id.as_str()));
+        assert_eq!(evs[n - 1].kind, "run.queued");
+        assert_eq!(evs[n - 1].run_id.as_deref(), Some(retry_id.as_str()));
+
+        // The worker claims the retry (the portal is back) and runs it.
+        std::fs::remove_file(ws.path().join("broken")).unwrap();
+        let claim = store.claim_due("w1", &|_| true).await.unwrap();
+        let run = claim.run.expect("the retry is due");
+        assert_eq!(run.id, retry_id);
+        assert_eq!(run.lineage, outcome.lineage);
+        assert_eq!(run.resumed_from.as_deref(), Some(id.as_str()));
+        let second = execute_bot_run(&ws, &store, &retry_id, None).await;
+        assert_eq!(second.status.as_str(), "succeeded");
+        assert_eq!(second.items.skipped, 1);
+        assert_eq!(second.items.done, 2);
+        assert_eq!(second.vars["entered"], json!(["A1", "A2", "A3"]));
+        store.close().await;
+    });
+    drop(rt);
+    assert_eq!(csv_ids(&ws, "out/entered.csv"), ["A1", "A2", "A3"]);
+    ws.clerk(&["audit", "verify"]).ok();
 }
 
 // ------------------------------------------------------ guarded transitions
@@ -655,6 +870,31 @@ fn guarded_transitions_let_one_racer_win(backend: Backend) {
         assert_eq!(row.attempts, 1);
         assert_eq!(row.event_hash.as_deref(), Some(ev.hash.as_str()));
         assert_eq!(ev.item_key.as_deref(), Some("PR-1"));
+        // A bot retry queued by the scheduler shares the lineage of the run it retries.
+        let id3 = ulid::Ulid::new().to_string();
+        store
+            .write_sched_batch(&SchedBatch {
+                runs: vec![QueuedRun {
+                    id: id3.clone(),
+                    bot: "nightly".into(),
+                    playbook: "p.yaml".into(),
+                    inputs: json!({}),
+                    scheduled_for: None,
+                    due_at: chrono::Utc::now(),
+                    overlap: "queue".into(),
+                    actor: "nightly".into(),
+                    attempt: 3,
+                    retry_of: Some(id2.clone()),
+                    event: NewEvent::new("run.queued", "nightly"),
+                }],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_run(&id3).await.unwrap().unwrap().lineage,
+            failed.lineage
+        );
         let counts = store
             .item_counts_for_lineage(&failed.lineage)
             .await
@@ -691,4 +931,6 @@ both!(
     secret_outputs_are_stored_masked_and_restored_as_mask,
     exceptions_give_succeeded_with_exceptions_and_counts,
     guarded_transitions_let_one_racer_win,
+    a_mail_sent_in_a_lineage_is_not_sent_again_on_resume,
+    a_bot_retry_queued_as_resume_skips_done_items,
 );

@@ -261,11 +261,14 @@ pub async fn bots(ws: &Workspace, c: BotsCommand) -> anyhow::Result<u8> {
                     if let Some(e) = &r.error {
                         output::out(&format!("  error: {e}"));
                     }
-                    return Ok(if r.status == "succeeded" {
-                        code::OK
-                    } else {
-                        code::FAILED
-                    });
+                    // Same rule as `clerk run`: item exceptions do not fail the job.
+                    return Ok(
+                        if matches!(r.status.as_str(), "succeeded" | "succeeded_with_exceptions") {
+                            code::OK
+                        } else {
+                            code::FAILED
+                        },
+                    );
                 }
                 if started.elapsed() > Duration::from_secs(3)
                     && run.as_ref().is_some_and(|r| r.status == "queued")

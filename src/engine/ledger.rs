@@ -94,6 +94,7 @@ impl Exec {
     }
 
     /// One state change of an item with its event, in one transaction.
+    #[allow(clippy::too_many_arguments)]
     async fn transition(
         &mut self,
         step: &Step,

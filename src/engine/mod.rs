@@ -4,6 +4,11 @@
 //! audit event in the same transaction), closes per-run resources whatever
 //! happens (success, failure, timeout, cancellation), and reports a
 //! [`RunOutcome`] that the CLI and the scheduler present.
+//!
+//! Every run belongs to a lineage (the job); loops with a `checkpoint` keep
+//! a work-item ledger per lineage (`ledger`), so a run that continues
+//! another ([`Engine::resume`], a scheduler follow-up) skips done items,
+//! verifies or sets aside items left in progress, and skips `once` steps.
 
 mod exec;
 mod inputs;

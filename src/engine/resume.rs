@@ -41,7 +41,7 @@ pub enum ResumeRefused {
     #[error("run {0} is not in the store")]
     NotFound(String),
     #[error(
-        "run {id} is {status}; only a failed, cancelled, timed-out or interrupted run can be resumed"
+        "run {id} is {status}; only a failed, cancelled, timed-out or interrupted run (or one that succeeded with exceptions) can be resumed"
     )]
     NotResumable { id: String, status: String },
     #[error(

@@ -555,13 +555,13 @@ impl Loader<'_> {
                 }
             },
         };
-        if let Some(v) = node.get("verify") {
-            if !is_loop || checkpoint.is_none() {
-                self.err(
-                    v.pos,
-                    "`verify` belongs on a `for_each` step with a `checkpoint`: it looks up an item whose outcome is unknown",
-                );
-            }
+        if let Some(v) = node.get("verify")
+            && (!is_loop || checkpoint.is_none())
+        {
+            self.err(
+                v.pos,
+                "`verify` belongs on a `for_each` step with a `checkpoint`: it looks up an item whose outcome is unknown",
+            );
         }
         Some(Step {
             path,

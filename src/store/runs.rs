@@ -15,8 +15,17 @@ pub(super) const RUN_COLS: &str = "id, bot, playbook, status, inputs, scheduled_
      playbook_steps, resumed_from";
 
 /// Statuses from which a run may be continued by another run (`clerk runs
-/// resume`, a bot retry, `serve` after a crash).
-pub const RESUMABLE_STATUSES: &[&str] = &["failed", "cancelled", "timed_out", "interrupted"];
+/// resume`, a bot retry, `serve` after a crash). `succeeded_with_exceptions`
+/// too: after a person fixed business exceptions and requeued them (`clerk
+/// items retry`), a resume is what processes them (and retries system
+/// exceptions); done items are skipped as always.
+pub const RESUMABLE_STATUSES: &[&str] = &[
+    "failed",
+    "cancelled",
+    "timed_out",
+    "interrupted",
+    "succeeded_with_exceptions",
+];
 
 /// The lineage a run gets when none is given: the bot firing
 /// (`bot:NAME@<scheduled_for>`) or the run itself (`run:<id>`).
@@ -254,8 +263,8 @@ impl Store {
     }
 
     /// Like [`Store::transition_run`], and in the SAME transaction inserts
-    /// `follow_up` (queued, same bot, playbook, inputs and lineage, attempt
-    /// + 1, `retry_of` = this run, `resumed_from` too when it is a resume)
+    /// `follow_up` (queued, same bot, playbook, inputs and lineage, the next
+    /// attempt, `retry_of` = this run, `resumed_from` too when it is a resume)
     /// with its `run.queued` event: a crash cannot record the end of a run
     /// and lose its retry. Returns the updated run and the queued one.
     pub async fn finish_run_and_enqueue(
