@@ -695,3 +695,21 @@ print(json.dumps(out))
     );
     assert!(lines.iter().any(|l| l["level"] == "WARN"), "{log}");
 }
+
+/// `clerk bots run --wait` with no `clerk serve` on the store says so after a
+/// few seconds (exit 1) instead of waiting forever; the run stays queued.
+#[test]
+fn bots_run_wait_without_a_worker_says_so() {
+    let ws = flagship::workspace(Backend::Sqlite);
+    let started = Instant::now();
+    let r = ws.clerk(&["bots", "run", BOT, "--wait"]);
+    assert_eq!(r.code(), 1, "{}\n{}", r.stdout(), r.stderr());
+    assert!(
+        r.stderr()
+            .contains("no `clerk serve` is running on this store"),
+        "{}",
+        r.stderr()
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(query(&ws, "SELECT status FROM runs"), vec!["queued"]);
+}

@@ -163,7 +163,7 @@ pub(crate) async fn metrics(State(app): State<Arc<App>>) -> Response {
                 events.clone(),
             );
             events.inc_by(c.events.max(0) as u64);
-            let lateness = Histogram::new(LATENESS_BUCKETS.into_iter());
+            let lateness = Histogram::new(LATENESS_BUCKETS);
             reg.register(
                 "firing_lateness_seconds",
                 "How long after its scheduled time each bot firing started",
