@@ -288,7 +288,26 @@ fn check_first_run(
         .into_iter()
         .filter(|p| p["disposition"] == "attachment")
         .collect();
-    assert_eq!(attachments.len(), 2, "{attachments:#?}");
+    assert_eq!(attachments.len(), 3, "{attachments:#?}");
+    // The run report (report.write) is the third attachment.
+    let report = attachments
+        .iter()
+        .find(|a| {
+            a["filename"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("run-report-") && n.ends_with(".html"))
+        })
+        .unwrap_or_else(|| panic!("the run report is not attached: {attachments:#?}"));
+    let report_file = entered_file.with_file_name(report["filename"].as_str().expect("name"));
+    assert_eq!(
+        report["sha256"].as_str(),
+        Some(sha256_file(&report_file).as_str())
+    );
+    let report_html = std::fs::read_to_string(&report_file).expect("report file");
+    assert!(
+        report_html.contains("id=\"item-PR-2026-0012\""),
+        "the report lists the requests"
+    );
     for file in [&entered_file, &exceptions_file] {
         let name = file
             .file_name()

@@ -14,6 +14,7 @@ mod context;
 mod file;
 pub mod mail;
 mod registry;
+mod report;
 pub mod sheet;
 pub mod types;
 

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::{
     Action, ActionContext, ActionError, ActionResult, DefaultRetry, browser, builtin, file, mail,
-    sheet,
+    report, sheet,
 };
 use crate::playbook::{ActionCatalog, ArgProblem, yaml::PathSeg};
 use crate::template;
@@ -82,6 +82,7 @@ pub static REGISTRY: &[ActionDef] = &[
     def::<browser::page::ExecuteScript>(),
     def::<browser::outcome::ReadTexts>(),
     def::<browser::outcome::Settings>(),
+    def::<report::Write>(),
 ];
 
 pub fn find(name: &str) -> Option<&'static ActionDef> {

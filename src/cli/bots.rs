@@ -19,6 +19,20 @@ pub struct ServeArgs {
     /// cancelled and marked interrupted.
     #[arg(long, env = "CLERK_GRACE", default_value = "60s", value_parser = parse_grace)]
     pub grace: Duration,
+    /// Serve the web dashboard, /healthz and /metrics on this address (e.g.
+    /// 127.0.0.1:8480); off unless given. Needs at least one user (`clerk users add`).
+    #[arg(long, env = "CLERK_HTTP", value_name = "ADDR")]
+    pub http: Option<String>,
+    /// Log lines as text or as one JSON object per line (for log shipping).
+    #[arg(long, env = "CLERK_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// How `clerk serve` writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -118,7 +132,24 @@ pub async fn serve(ws: &Workspace, a: ServeArgs) -> anyhow::Result<u8> {
         return Ok(code::INVALID);
     };
     let engine = ws.engine().await?;
-    run_serve(
+    let dashboard = match &a.http {
+        Some(addr) => Some(
+            crate::server::start(
+                engine.recorder.store().clone(),
+                engine.recorder.clone(),
+                crate::server::HttpOptions {
+                    addr: addr.clone(),
+                    workspace: ws.root.clone(),
+                    bots_dir: bots_dir(ws, &a.bots),
+                },
+                crate::server::process_prefix(),
+            )
+            .await
+            .map_err(|e| UsageError(format!("clerk serve not started: {e:#}")))?,
+        ),
+        None => None,
+    };
+    let result = run_serve(
         engine,
         ServeOptions {
             workspace: ws.root.clone(),
@@ -127,7 +158,11 @@ pub async fn serve(ws: &Workspace, a: ServeArgs) -> anyhow::Result<u8> {
         },
         bots,
     )
-    .await?;
+    .await;
+    if let Some(d) = dashboard {
+        d.stop().await;
+    }
+    result?;
     Ok(code::OK)
 }
 
@@ -243,6 +278,19 @@ pub async fn bots(ws: &Workspace, c: BotsCommand) -> anyhow::Result<u8> {
                         },
                     );
                 }
+                if started.elapsed() > Duration::from_secs(3)
+                    && run.as_ref().is_some_and(|r| r.status == "queued")
+                    && !worker_alive(&store).await?
+                {
+                    eprintln!(
+                        "run {id} stays queued: no `clerk serve` is running on this store (no live worker \
+                         lease for {} s); start `clerk serve` on store {} and it will run, or follow it \
+                         with `clerk runs show {id}`",
+                        started.elapsed().as_secs(),
+                        store.url()
+                    );
+                    return Ok(code::FAILED);
+                }
                 if !hinted
                     && started.elapsed() > Duration::from_secs(10)
                     && run.as_ref().is_some_and(|r| r.status == "queued")
@@ -277,4 +325,14 @@ pub async fn bots(ws: &Workspace, c: BotsCommand) -> anyhow::Result<u8> {
             Ok(code::OK)
         }
     }
+}
+
+/// True if some `clerk serve` holds a live worker lease on this store.
+async fn worker_alive(store: &crate::store::Store) -> anyhow::Result<bool> {
+    let now = chrono::Utc::now();
+    Ok(store
+        .leases("worker:")
+        .await?
+        .iter()
+        .any(|l| l.expires_at > now))
 }

@@ -7,10 +7,12 @@ mod bots;
 mod history;
 mod items;
 mod output;
+mod report;
 mod resume;
 mod run;
 mod sweep;
 mod trace;
+mod users;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -82,6 +84,11 @@ pub enum Command {
     Bots(bots::BotsCommand),
     /// Work items (loop items with a checkpoint): list them, retry them.
     Items(items::ItemsArgs),
+    /// Write a self-contained HTML report of a run.
+    Report(report::ReportArgs),
+    /// Manage the dashboard's users.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
 }
 
 /// Entry point used by `main`.
@@ -98,7 +105,9 @@ pub fn main() -> ExitCode {
             });
         }
     };
-    init_logging(cli.verbose, cli.quiet);
+    let json_logs =
+        matches!(&cli.command, Command::Serve(a) if a.log_format == bots::LogFormat::Json);
+    init_logging(cli.verbose, cli.quiet, json_logs);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -141,10 +150,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Serve(a) => bots::serve(&ws, a).await,
         Command::Bots(c) => bots::bots(&ws, c).await,
         Command::Items(a) => items::items(&ws, a).await,
+        Command::Report(a) => report::report(&ws, a).await,
+        Command::Users(c) => users::users(&ws, c).await,
     }
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
+fn init_logging(verbose: u8, quiet: bool, json: bool) {
     use tracing_subscriber::EnvFilter;
     let default = match (quiet, verbose) {
         (true, _) => "error",
@@ -153,6 +164,15 @@ fn init_logging(verbose: u8, quiet: bool) {
         (false, _) => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    if json {
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_current_span(false)
+            .with_writer(|| crate::secrets::RedactingWriter(std::io::stderr()))
+            .try_init();
+        return;
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

@@ -929,6 +929,13 @@ async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
         }
     };
     tracing::info!(run = %run.id, bot = %bot.name, status = outcome.status.as_str(), "run finished");
+    if matches!(outcome.status, RunStatus::Failed | RunStatus::TimedOut) {
+        let error = outcome
+            .error
+            .as_ref()
+            .map(|e| format!("step {}: {}", e.step, e.message));
+        tracing::warn!(run = %run.id, bot = %bot.name, status = outcome.status.as_str(), error = error.as_deref().unwrap_or("-"), "run failed");
+    }
     if outcome.status == RunStatus::Cancelled && shared.hard_stop.is_cancelled() {
         let reason = format!(
             "clerk serve was stopped and the run did not finish within the grace period of {}",

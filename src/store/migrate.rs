@@ -57,6 +57,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0006_hardening.sql"),
     },
     Migration {
+        version: 7,
+        name: "users",
+        sql: include_str!("migrations/0007_users.sql"),
+    },
+    Migration {
         version: 8,
         name: "imap",
         sql: include_str!("migrations/0008_imap.sql"),

@@ -25,6 +25,7 @@
 //! database append in turn.
 
 mod bots;
+mod dashboard;
 mod error;
 mod events;
 mod imap_journal;
@@ -36,6 +37,7 @@ mod reserve;
 mod runs;
 mod sched;
 pub mod time;
+mod users;
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -48,6 +50,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions as _, Connection as _, Executor as _};
 
 pub use bots::BotState;
+pub use dashboard::{ItemEvent, RunSearch};
 pub use error::StoreError;
 pub use events::{RawEvent, RawRow};
 pub use imap_journal::{ImapJournalEntry, TriggerMessage, TriggerState};
@@ -57,6 +60,7 @@ pub use runs::{
     FollowUpRun, NewRun, RESUMABLE_STATUSES, RunChange, RunFilter, RunRow, default_lineage,
 };
 pub use sched::{BotRunSummary, Claim, LeaseRow, QueuedRun, SchedBatch};
+pub use users::{WebSession, WebUser};
 
 /// Which database a [`Store`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod chrome;
+pub mod flagship;
 pub mod imap;
 pub mod portal;
 pub mod smtp;

@@ -106,6 +106,9 @@ impl Handle {
     }
 }
 
+/// Browser sessions open in this process (for `/metrics`).
+pub static OPEN_SESSIONS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
 /// The run's browser session (a [`Resource`]).
 pub struct BrowserSession {
     handle: Handle,
@@ -116,6 +119,7 @@ impl Resource for BrowserSession {
     fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             let BrowserSession { handle, driver } = *self;
+            OPEN_SESSIONS.fetch_sub(1, Ordering::SeqCst);
             // A polite goodbye first, so Chromium can flush the profile and downloads.
             match tokio::time::timeout(Duration::from_secs(5), handle.client.close()).await {
                 Ok(Ok(())) => tracing::debug!("browser session closed"),
@@ -286,6 +290,7 @@ pub async fn start(
         "browser session started{}",
         if config.headless { " (headless)" } else { "" }
     );
+    OPEN_SESSIONS.fetch_add(1, Ordering::SeqCst);
     Ok(BrowserSession {
         handle: Handle {
             client,
