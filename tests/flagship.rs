@@ -336,6 +336,34 @@ fn check_first_run(
     assert!(verify.stdout().starts_with("ok:"), "{}", verify.stdout());
     let run_id = out.run["id"].as_str().expect("run id");
     let events = audit_events(ws, run_id);
+    // What the bot READ is evidence too (issue 12): the portal's reference of
+    // each entered request, and each rejection's text, are in the `value` of
+    // a read event (wait_for any / dialog) of that item.
+    let read_of = |key: &str, needle: &str| {
+        events.iter().any(|e| {
+            e["kind"] == "action"
+                && e["item_key"] == key
+                && matches!(
+                    e["action"].as_str(),
+                    Some("browser.wait_for" | "browser.dialog" | "browser.read_text")
+                )
+                && e["detail"]["value"].to_string().contains(needle)
+        })
+    };
+    for r in &results {
+        assert!(
+            read_of(r["request_id"].as_str(), r["reference"].as_str()),
+            "{}: no read event holds the reference {}",
+            r["request_id"],
+            r["reference"]
+        );
+    }
+    for (id, message) in REJECTION_MESSAGES {
+        assert!(
+            read_of(id, message),
+            "{id}: no read event holds the portal's {message:?}"
+        );
+    }
     for (i, row) in source.iter().enumerate() {
         let id = &row["request_id"];
         let item = format!("/item[{}]/", i + 1);

@@ -844,21 +844,32 @@ async fn resend_protection(backend: Backend) {
     assert_eq!(execute(&ws, &store, &id, "p.yaml").await, "failed");
     assert_eq!(server.messages().len(), 1);
 
-    // The run is retried as a whole (re-queued, claimed again, executed).
+    // The firing is retried as a whole: a new run in the same lineage (as a
+    // bot's `retry:` queues it), executed from the start.
+    let lineage = store.get_run(&id).await.unwrap().unwrap().lineage;
+    let retry = ulid::Ulid::new().to_string();
+    let again = clerk::store::NewRun {
+        id: retry.clone(),
+        bot: Some("nightly".into()),
+        playbook: "p.yaml".into(),
+        inputs: serde_json::json!({}),
+        scheduled_for: None,
+        actor: "nightly".into(),
+        attempt: 2,
+        status: "running".into(),
+        lineage: Some(lineage),
+        ..Default::default()
+    };
     store
-        .transition_run(
-            &id,
-            &["failed"],
-            clerk::store::RunChange {
-                status: Some("running".into()),
-                ..Default::default()
-            },
+        .create_run(
+            &again,
             clerk::audit::NewEvent::new("run.started", "nightly")
-                .detail(serde_json::json!({"attempt": 2})),
+                .detail(serde_json::json!({"attempt": 2, "retry_of": id})),
         )
         .await
+        .unwrap()
         .unwrap();
-    assert_eq!(execute(&ws, &store, &id, "p.yaml").await, "failed");
+    assert_eq!(execute(&ws, &store, &retry, "p.yaml").await, "failed");
     assert_eq!(server.messages().len(), 1, "the retried run did not resend");
 
     let events = mail_events(&ws);

@@ -167,13 +167,13 @@ pub struct AuditEvent {
     pub outcome: Option<String>,
     pub duration_ms: Option<i64>,
     pub error: Option<String>,
+    /// The work item this event belongs to (null outside an item).
+    #[serde(default)]
+    pub item_key: Option<String>,
     /// The hash format of this event (see [`super::format`]); 1 for events
     /// written before formats were recorded.
     #[serde(default = "legacy_format")]
     pub hash_format: i64,
-    /// The work item this event belongs to (null outside an item).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub item_key: Option<String>,
     /// The previous event's hash; 64 zeros for the first event.
     pub prev_hash: String,
     pub hash: String,

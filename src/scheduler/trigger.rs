@@ -23,10 +23,10 @@
 //!   two `clerk serve` on one store, or a restart in the middle, queue it
 //!   once. A UIDVALIDITY change is reported (`trigger.uidvalidity_changed`)
 //!   and messages whose Message-ID already had a run are not queued again.
-//! - **A run interrupted by a crash is resumed**: the same run row is queued
-//!   again (same lineage, so `mail.send` does not mail twice and the IMAP
-//!   journal hands the run its message again), with a `trigger.resumed`
-//!   event.
+//! - **A run interrupted by a crash is continued** like any bot run, by the
+//!   bot's `on_interrupt` policy (default: resumed in a new run of the same
+//!   lineage, see docs/work-items.md), so `mail.send` does not mail twice
+//!   and the IMAP journal hands the continuation its message again.
 //! - `clerk bots list` shows each trigger's last contact with the server.
 
 use std::collections::{HashMap, HashSet};
@@ -145,8 +145,8 @@ struct Ctx {
 pub type BotsNow = Arc<HashMap<String, Arc<Bot>>>;
 
 /// Starts the trigger supervisor: one watcher per enabled bot with a
-/// trigger (restarted when SIGHUP reloads the bots), plus the task that
-/// resumes interrupted triggered runs. All end when `stop` is cancelled.
+/// trigger (restarted when SIGHUP reloads the bots). All end when `stop` is
+/// cancelled.
 pub fn start(
     engine: &Engine,
     workspace: &Path,
@@ -163,10 +163,7 @@ pub fn start(
         last_slot: std::sync::Mutex::new(Utc::now()),
     });
     let names = Arc::new(std::sync::RwLock::new(HashSet::new()));
-    vec![
-        tokio::spawn(resume_loop(ctx.clone(), names.clone())),
-        tokio::spawn(supervise(ctx, bots, names)),
-    ]
+    vec![tokio::spawn(supervise(ctx, bots, names))]
 }
 
 /// Keeps one watcher per triggered bot; after a reload (a new bot map)
@@ -673,44 +670,6 @@ async fn queue(
         ctx.wake.notify_waiters();
     }
     Ok(())
-}
-
-/// Every few seconds: triggered runs left `interrupted` (serve was killed
-/// or stopped mid-run) are queued again, same row, same lineage.
-async fn resume_loop(ctx: Arc<Ctx>, names: Arc<std::sync::RwLock<HashSet<String>>>) {
-    loop {
-        let bots: HashSet<String> = names.read().map(|n| n.clone()).unwrap_or_default();
-        let found = if bots.is_empty() {
-            Ok(Vec::new())
-        } else {
-            ctx.store.trigger_interrupted_runs().await
-        };
-        match found {
-            Ok(list) => {
-                for (run, bot) in list.into_iter().filter(|(_, b)| bots.contains(b)) {
-                    let ev = NewEvent::new("trigger.resumed", &bot)
-                        .run(run.as_str())
-                        .target(bot.as_str())
-                        .outcome("ok")
-                        .detail(json!({ "bot": bot, "run": run, "reason": "the run was interrupted before it finished; its message is handled by the same run (same lineage) again" }));
-                    match ctx.store.trigger_requeue(&run, ev).await {
-                        Ok(true) => {
-                            tracing::warn!(%bot, %run, "interrupted triggered run queued again");
-                            ctx.wake.notify_waiters();
-                        }
-                        Ok(false) => {}
-                        Err(e) => {
-                            tracing::warn!(%run, error = %e, "cannot requeue the interrupted run")
-                        }
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot look for interrupted triggered runs"),
-        }
-        if sleep_or_stop(&ctx.stop, Duration::from_secs(2)).await {
-            break;
-        }
-    }
 }
 
 /// Lines for `clerk bots list`: each trigger and its last contact.

@@ -32,8 +32,9 @@ use crate::config::BrowserConfig;
 /// The slot of the session in the run's resources.
 pub const KEY: &str = "browser";
 
-/// How long chromedriver may take to answer `/status`.
-const START_LIMIT: Duration = Duration::from_secs(20);
+/// How long chromedriver may take to answer `/status`. Generous: the first
+/// start after boot on a loaded 2-core machine was seen to take over 20 s.
+const START_LIMIT: Duration = Duration::from_secs(60);
 
 /// The guard (`sh -c`, leader of a new process group): chromedriver in the
 /// background, then wait until clerk's pipe closes and kill the whole group
