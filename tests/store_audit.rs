@@ -1116,8 +1116,9 @@ async fn export_jsonl_and_csv(store: Store) {
     assert_eq!(&rows[1][9], "a, \"quoted\"\nline");
     let detail: serde_json::Value = serde_json::from_str(&rows[1][10]).unwrap();
     assert_eq!(detail, json!({"z": 1, "a": [1, "two"]}));
-    assert_eq!(&rows[1][14], "2", "hash_format");
-    assert_eq!(&rows[1][16], last.hash);
+    assert_eq!(&rows[1][14], "", "item_key (none outside an item)");
+    assert_eq!(&rows[1][15], "2", "hash_format");
+    assert_eq!(&rows[1][17], last.hash);
     assert_eq!(&rows[0][6], "", "null as empty cell");
 
     let err = audit::export(

@@ -31,7 +31,7 @@ impl Action for Write {
     const SUMMARY: &'static str =
         "Write the HTML report of this run so far (one self-contained file), e.g. to mail it.";
     const EXAMPLE: &'static str =
-        "- report.write: { path: out/run-report.html }\n  save_as: report\n  if: \"{{ false }}\"\n";
+        "- report.write: { path: out/run-report.html }\n  save_as: report\n";
     const SHORTHAND: Option<&'static str> = Some("path");
     const RESULT: &'static str = "{ path, sha256, size }";
 
