@@ -226,6 +226,9 @@ pub async fn send(
                 secrets: &engine.secrets,
                 resources: &resources,
                 recorder: &engine.recorder,
+                journal: &crate::engine::journal::StoreJournal::new(
+                    engine.recorder.store().clone(),
+                ),
                 cancel,
                 timeout: None,
                 note: AuditNote::default(),
