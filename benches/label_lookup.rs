@@ -78,6 +78,7 @@ impl Harness {
             secrets: &self.secrets,
             resources: &self.resources,
             recorder: &self.recorder,
+            journal: &clerk::engine::journal::StoreJournal::new(self.recorder.store().clone()),
             cancel: &self.cancel,
             timeout: None,
             note: AuditNote::default(),

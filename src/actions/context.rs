@@ -94,6 +94,9 @@ pub struct ActionContext<'a> {
     pub secrets: &'a Arc<Secrets>,
     pub resources: &'a RunResources,
     pub recorder: &'a Recorder,
+    /// The mail and IMAP journals, the run's lineage and report: the only
+    /// way actions reach what the store keeps (never the store itself).
+    pub journal: &'a dyn super::Journal,
     pub cancel: &'a CancellationToken,
     /// The step's `timeout`, if set (element waits use it as their limit).
     pub timeout: Option<Duration>,

@@ -12,6 +12,7 @@ pub mod browser;
 mod builtin;
 mod context;
 mod file;
+pub mod journal;
 pub mod mail;
 mod registry;
 mod report;
@@ -19,6 +20,7 @@ pub mod sheet;
 pub mod types;
 
 pub use context::{ActionContext, AuditNote, Resource, RunInfo, RunResources, StepInfo};
+pub use journal::Journal;
 pub use registry::{ActionDef, REGISTRY, Registry, find};
 
 use std::future::Future;

@@ -42,21 +42,15 @@ impl Action for Write {
         };
         let shown = ctx.display_path(&path);
         ctx.target(shown.clone());
-        let opts = crate::report::ReportOptions {
+        let request = crate::actions::journal::ReportRequest {
             all_screenshots: args.all_screenshots,
-            ..Default::default()
         };
-        crate::report::write(
-            ctx.recorder.store(),
-            &ctx.run.id,
-            &path,
-            &ctx.run.workspace,
-            &opts,
-        )
-        .await
-        .map_err(|e| {
-            ActionError::permanent(e.context(format!("cannot write the report {shown}")))
-        })?;
+        ctx.journal
+            .write_report(&ctx.run.id, &path, &ctx.run.workspace, &request)
+            .await
+            .map_err(|e| {
+                ActionError::permanent(e.context(format!("cannot write the report {shown}")))
+            })?;
         let bytes = tokio::fs::read(&path).await.map_err(|e| {
             ActionError::permanent(anyhow::anyhow!("cannot read back {shown}: {e}"))
         })?;

@@ -42,14 +42,8 @@ use crate::store::Store;
 /// Events read per query.
 const PAGE: i64 = 5000;
 
-/// Where the state of a run is recorded in its run.* events' detail.
-pub const RUN_STATE_KEY: &str = "run_state";
-
-/// Event kinds that change a run's row in `runs` (written in the same
-/// transaction); the store records the row's state in their detail.
-pub fn is_run_state_kind(kind: &str) -> bool {
-    kind.starts_with("run.") || kind == "scheduler.skipped"
-}
+// The run-state snapshot belongs to the event row (the store writes it).
+pub use crate::store::event::{RUN_STATE_KEY, is_run_state_kind};
 
 /// Kinds after which a run has ended: only more run-state events may follow.
 fn is_terminal_kind(kind: &str) -> bool {

@@ -528,6 +528,9 @@ impl Exec {
             id: step.id.clone(),
             item_key: self.item_key.clone(),
         };
+        // A handle on the store (an Arc clone): actions reach it only
+        // through the narrow journal trait.
+        let journal = super::journal::StoreJournal::new(self.recorder.store().clone());
         let mut ctx = ActionContext {
             run: &self.run,
             step: &info,
@@ -535,6 +538,7 @@ impl Exec {
             secrets: &self.secrets,
             resources: &self.resources,
             recorder: &self.recorder,
+            journal: &journal,
             cancel: &self.cancel,
             timeout: step.timeout,
             note: AuditNote::default(),

@@ -13,6 +13,7 @@
 mod diskfull;
 mod exec;
 mod inputs;
+pub mod journal;
 mod ledger;
 mod notice;
 mod resume;

@@ -101,6 +101,7 @@ impl Engine {
             };
             let resources = RunResources::default();
             let start = Instant::now();
+            let journal = super::journal::StoreJournal::new(self.recorder.store().clone());
             let (outcome, note) = {
                 let mut ctx = ActionContext {
                     run: &run,
@@ -109,6 +110,7 @@ impl Engine {
                     secrets: &self.secrets,
                     resources: &resources,
                     recorder: &self.recorder,
+                    journal: &journal,
                     cancel,
                     timeout: None,
                     note: AuditNote::default(),

@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 
+use super::NewEvent;
 use super::time::{format_ts, now_micros, parse_ts};
 use super::{Store, StoreError};
-use crate::audit::NewEvent;
 
 /// A bot's persisted state.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -2,13 +2,41 @@
 //! caller's write transaction, so a state change and its event commit
 //! together) and reading events back by id for paging, verify and export.
 
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
+use super::chain::GENESIS_HASH;
 use super::time::{format_ts, now_micros, parse_ts};
+use super::{AuditEvent, NewEvent};
 use super::{Backend, Store, StoreError};
-use crate::audit::chain::GENESIS_HASH;
-use crate::audit::{AuditEvent, NewEvent};
+
+/// Rows per multi-row INSERT: 18 bound parameters each, well under
+/// SQLite's (32,766) and PostgreSQL's (65,535) limits.
+const INSERT_CHUNK: usize = 256;
+
+/// `INSERT INTO audit_events (...) VALUES (...), (...)` for `rows` rows,
+/// with `$N` placeholders.
+fn insert_sql(rows: usize) -> String {
+    let mut q = format!("INSERT INTO audit_events ({EVENT_COLS}) VALUES ");
+    for i in 0..rows {
+        if i > 0 {
+            q.push_str(", ");
+        }
+        q.push('(');
+        for c in 1..=18 {
+            if c > 1 {
+                q.push_str(", ");
+            }
+            q.push('$');
+            q.push_str(&(i * 18 + c).to_string());
+        }
+        q.push(')');
+    }
+    q
+}
 
 pub(super) const EVENT_COLS: &str = "id, run_id, seq, at, actor, kind, step, step_name, action, target, \
      detail, outcome, duration_ms, error, hash_format, prev_hash, hash, item_key";
@@ -97,7 +125,7 @@ pub(super) fn decode_raw(row: &AnyRow) -> Result<RawEvent, sqlx::Error> {
 impl Store {
     /// Appends one event to the chain in its own transaction and returns it
     /// as stored. Does NOT redact: components go through
-    /// [`crate::audit::Recorder`], which masks secrets first.
+    /// the audit recorder (`audit::Recorder`), which masks secrets first.
     pub async fn append_event(&self, event: NewEvent) -> Result<AuditEvent, StoreError> {
         let event = &event;
         self.write(|| async move {
@@ -218,82 +246,152 @@ impl Store {
         conn: &mut AnyConnection,
         event: NewEvent,
     ) -> Result<AuditEvent, StoreError> {
-        let (prev_id, prev_hash) = self.lock_chain_head(conn).await?;
-        let seq = match &event.run_id {
-            None => 0,
-            Some(run) => {
-                let q = self.sql("SELECT MAX(seq) AS s FROM audit_events WHERE run_id = $1");
-                let last: Option<i64> = sqlx::query(&q)
-                    .bind(run.as_str())
-                    .fetch_one(&mut *conn)
-                    .await
-                    .and_then(|row| row.try_get("s"))
-                    .map_err(|e| self.err(e, format_args!("read the last seq of run {run}")))?;
-                last.unwrap_or(0) + 1
-            }
-        };
-        let mut stored = AuditEvent {
-            id: prev_id + 1,
-            run_id: event.run_id,
-            seq,
-            at: now_micros(),
-            actor: event.actor,
-            kind: event.kind,
-            step: event.step,
-            step_name: event.step_name,
-            action: event.action,
-            target: event.target,
-            detail: event.detail,
-            outcome: event.outcome,
-            duration_ms: event.duration_ms,
-            error: event.error,
-            hash_format: crate::audit::format::CURRENT,
-            item_key: event.item_key,
-            prev_hash,
-            hash: String::new(),
-        };
-        if let Some(run) = stored.run_id.as_deref()
-            && crate::audit::verify::is_run_state_kind(&stored.kind)
-        {
-            self.snapshot_run_state(conn, run, &mut stored.detail)
-                .await?;
+        let kind = event.kind.clone();
+        let mut stored = self
+            .append_rows_in_tx(conn, vec![(now_micros(), event)], &HashSet::new())
+            .await?;
+        stored
+            .pop()
+            .ok_or_else(|| self.other(format_args!("audit event {kind} was not appended")))
+    }
+
+    /// Appends events to the chain inside the caller's transaction with one
+    /// read of the chain head and multi-row INSERTs. Events of runs get seq
+    /// `MAX(seq) + 1` of their run (read once per distinct run, except for
+    /// the `fresh` runs created in this transaction, which have no events).
+    pub(crate) async fn append_many_in_tx(
+        &self,
+        conn: &mut AnyConnection,
+        events: Vec<NewEvent>,
+        fresh: &HashSet<String>,
+    ) -> Result<(), StoreError> {
+        let at = now_micros();
+        let rows = events.into_iter().map(|e| (at, e)).collect();
+        self.append_rows_in_tx(conn, rows, fresh).await.map(|_| ())
+    }
+
+    /// THE chain append: every event clerk stores goes through here. Takes
+    /// the chain head, gives each event its id, its run's next seq, its
+    /// hash (format [`super::format::CURRENT`]) and — for run.* kinds of runs
+    /// not created in this transaction — the run's row as it is now
+    /// (`run_state`), then inserts in chunks.
+    pub(crate) async fn append_rows_in_tx(
+        &self,
+        conn: &mut AnyConnection,
+        events: Vec<(DateTime<Utc>, NewEvent)>,
+        fresh: &HashSet<String>,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
         }
-        stored.hash = stored.compute_hash();
-        let detail = serde_json::to_string(&stored.detail)
-            .map_err(|e| self.other(format_args!("serialise detail of audit event: {e}")))?;
-        let q = self
-            .sql(&format!(
-                "INSERT INTO audit_events ({EVENT_COLS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
-            ))
+        let (mut prev_id, mut prev_hash) = self.lock_chain_head(conn).await?;
+        let mut seqs: HashMap<String, i64> = HashMap::new();
+        let seq_q = self
+            .sql("SELECT MAX(seq) AS s FROM audit_events WHERE run_id = $1")
             .into_owned();
-        sqlx::query(&q)
-            .bind(stored.id)
-            .bind(stored.run_id.as_deref())
-            .bind(stored.seq)
-            .bind(format_ts(&stored.at))
-            .bind(stored.actor.as_str())
-            .bind(stored.kind.as_str())
-            .bind(stored.step.as_deref())
-            .bind(stored.step_name.as_deref())
-            .bind(stored.action.as_deref())
-            .bind(stored.target.as_deref())
-            .bind(detail)
-            .bind(stored.outcome.as_deref())
-            .bind(stored.duration_ms)
-            .bind(stored.error.as_deref())
-            .bind(stored.hash_format)
-            .bind(stored.prev_hash.as_str())
-            .bind(stored.hash.as_str())
-            .bind(stored.item_key.as_deref())
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| {
-                self.err(
-                    e,
-                    format_args!("insert audit event {} ({})", stored.id, stored.kind),
-                )
+        let mut stored: Vec<AuditEvent> = Vec::with_capacity(events.len());
+        let mut details: Vec<String> = Vec::with_capacity(events.len());
+        for (at, e) in events {
+            let seq = match &e.run_id {
+                None => 0,
+                Some(run) => {
+                    let next = match seqs.get(run) {
+                        Some(s) => s + 1,
+                        None if fresh.contains(run) => 1,
+                        None => {
+                            let last: Option<i64> = sqlx::query(&seq_q)
+                                .bind(run.as_str())
+                                .fetch_one(&mut *conn)
+                                .await
+                                .and_then(|row| row.try_get("s"))
+                                .map_err(|err| {
+                                    self.err(err, format_args!("read the last seq of run {run}"))
+                                })?;
+                            last.unwrap_or(0) + 1
+                        }
+                    };
+                    seqs.insert(run.clone(), next);
+                    next
+                }
+            };
+            let mut ev = AuditEvent {
+                id: prev_id + 1,
+                run_id: e.run_id,
+                seq,
+                at,
+                actor: e.actor,
+                kind: e.kind,
+                step: e.step,
+                step_name: e.step_name,
+                action: e.action,
+                target: e.target,
+                detail: e.detail,
+                outcome: e.outcome,
+                duration_ms: e.duration_ms,
+                error: e.error,
+                item_key: e.item_key,
+                hash_format: super::format::CURRENT,
+                prev_hash: std::mem::take(&mut prev_hash),
+                hash: String::new(),
+            };
+            if let Some(run) = ev.run_id.as_deref()
+                && !fresh.contains(run)
+                && super::event::is_run_state_kind(&ev.kind)
+            {
+                self.snapshot_run_state(conn, run, &mut ev.detail).await?;
+            }
+            ev.hash = ev.compute_hash();
+            prev_id = ev.id;
+            prev_hash = ev.hash.clone();
+            let detail = serde_json::to_string(&ev.detail).map_err(|err| {
+                self.other(format_args!("serialise detail of audit event: {err}"))
             })?;
+            stored.push(ev);
+            details.push(detail);
+        }
+        for (chunk, chunk_details) in stored
+            .chunks(INSERT_CHUNK)
+            .zip(details.chunks(INSERT_CHUNK))
+        {
+            let q = insert_sql(chunk.len());
+            let q = self.sql(&q).into_owned();
+            let mut query = sqlx::query(&q);
+            for (ev, detail) in chunk.iter().zip(chunk_details) {
+                query = query
+                    .bind(ev.id)
+                    .bind(ev.run_id.as_deref())
+                    .bind(ev.seq)
+                    .bind(format_ts(&ev.at))
+                    .bind(ev.actor.as_str())
+                    .bind(ev.kind.as_str())
+                    .bind(ev.step.as_deref())
+                    .bind(ev.step_name.as_deref())
+                    .bind(ev.action.as_deref())
+                    .bind(ev.target.as_deref())
+                    .bind(detail.as_str())
+                    .bind(ev.outcome.as_deref())
+                    .bind(ev.duration_ms)
+                    .bind(ev.error.as_deref())
+                    .bind(ev.hash_format)
+                    .bind(ev.prev_hash.as_str())
+                    .bind(ev.hash.as_str())
+                    .bind(ev.item_key.as_deref());
+            }
+            query.execute(&mut *conn).await.map_err(|e| {
+                let first = &chunk[0];
+                if chunk.len() == 1 {
+                    self.err(
+                        e,
+                        format_args!("insert audit event {} ({})", first.id, first.kind),
+                    )
+                } else {
+                    self.err(
+                        e,
+                        format_args!("insert {} audit events from {}", chunk.len(), first.id),
+                    )
+                }
+            })?;
+        }
         Ok(stored)
     }
 
@@ -321,7 +419,7 @@ impl Store {
                     .map_err(|e| self.err(e, format_args!("read runs.{c} of run {run}")))
             };
             obj.insert(
-                crate::audit::verify::RUN_STATE_KEY.into(),
+                super::event::RUN_STATE_KEY.into(),
                 serde_json::json!({
                     "status": get("status")?,
                     "started_at": get("started_at")?,

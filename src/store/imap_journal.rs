@@ -10,9 +10,9 @@
 
 use sqlx::Row as _;
 
+use super::NewEvent;
 use super::time::{format_ts, now_micros};
 use super::{QueuedRun, Store, StoreError};
-use crate::audit::NewEvent;
 
 /// One message in a lineage's journal.
 #[derive(Clone, Debug, PartialEq)]

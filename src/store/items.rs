@@ -16,8 +16,8 @@ use sqlx::any::AnyRow;
 
 use super::events::EVENT_COLS;
 use super::time::{format_ts, now_micros, parse_ts};
+use super::{AuditEvent, NewEvent};
 use super::{Store, StoreError};
-use crate::audit::{AuditEvent, NewEvent};
 
 /// Where a work item stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -228,7 +228,7 @@ impl Store {
     ///
     /// A lost race — the item is in another state — returns
     /// [`StoreError::StateConflict`] and writes nothing. The event is stored
-    /// as given: redact it first ([`crate::audit::Recorder::redact_event`]).
+    /// as given: redact it first (`audit::Recorder::redact_event`).
     pub async fn transition_item(
         &self,
         id: &ItemId,

@@ -8,9 +8,9 @@
 use serde_json::json;
 use sqlx::Row as _;
 
+use super::NewEvent;
 use super::time::{format_ts, now_micros};
 use super::{Store, StoreError};
-use crate::audit::NewEvent;
 use crate::process;
 
 /// What identifies this host for liveness: the host name and the PID

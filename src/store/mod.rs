@@ -15,6 +15,11 @@
 //! [`Store::sql`]. The schema is created by the embedded migrator in
 //! [`migrate`].
 //!
+//! Layering: the store owns the audit event row ([`event`]), its hashing
+//! ([`chain`], [`format`]) and the one chain append (`events.rs`); it never
+//! imports `crate::audit`. The recorder (secret masking), verify and export
+//! sit above it in `crate::audit`.
+//!
 //! Concurrency: write transactions are serialised inside one process by an
 //! async mutex, start with `BEGIN IMMEDIATE` on SQLite (no lock-upgrade
 //! deadlocks; `busy_timeout` 10 s) and are retried, bounded and with jittered
@@ -25,9 +30,12 @@
 //! database append in turn.
 
 mod bots;
+pub mod chain;
 mod dashboard;
 mod error;
+pub mod event;
 mod events;
+pub mod format;
 mod imap_journal;
 mod items;
 pub mod liveness;
@@ -50,8 +58,10 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions as _, Connection as _, Executor as _};
 
 pub use bots::BotState;
+pub use chain::GENESIS_HASH;
 pub use dashboard::{ItemEvent, RunSearch};
 pub use error::StoreError;
+pub use event::{AuditEvent, NewEvent, OptString};
 pub use events::{RawEvent, RawRow};
 pub use imap_journal::{ImapJournalEntry, TriggerMessage, TriggerState};
 pub use items::{ItemChange, ItemCounts, ItemFilter, ItemId, ItemRow, ItemState};

@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
+use super::NewEvent;
 use super::time::{format_ts, now_micros, parse_ts};
 use super::{Store, StoreError};
-use crate::audit::NewEvent;
 
 pub(super) const RUN_COLS: &str = "id, bot, playbook, status, inputs, scheduled_for, queued_at, started_at, \
      finished_at, actor, attempt, error, failed_step, vars, worker, lineage, playbook_sha256, \

@@ -12,10 +12,10 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use sqlx::Row as _;
 
+use super::NewEvent;
 use super::runs::RUN_COLS;
 use super::time::{format_ts, now_micros, parse_ts};
 use super::{Backend, RunRow, Store, StoreError};
-use crate::audit::{AuditEvent, NewEvent};
 
 /// Rows per multi-row INSERT: well under SQLite's and PostgreSQL's limits on
 /// bound parameters (16 columns × 200).
@@ -210,130 +210,6 @@ impl Store {
                 .collect())
         })
         .await
-    }
-
-    /// Appends events to the chain inside the caller's transaction with one
-    /// read of the chain head and multi-row INSERTs. Events of runs get seq
-    /// `MAX(seq) + 1` of their run (read once per distinct run, except for
-    /// the `fresh` runs created in this transaction, which have no events).
-    pub(crate) async fn append_many_in_tx(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        events: Vec<NewEvent>,
-        fresh: &HashSet<String>,
-    ) -> Result<(), StoreError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        if events.len() == 1 {
-            if let Some(e) = events.into_iter().next() {
-                self.append_in_tx(conn, e).await?;
-            }
-            return Ok(());
-        }
-        let (mut prev_id, mut prev_hash) = self.lock_chain_head(conn).await?;
-        let mut seqs: HashMap<String, i64> = HashMap::new();
-        let seq_q = self
-            .sql("SELECT MAX(seq) AS s FROM audit_events WHERE run_id = $1")
-            .into_owned();
-        let mut stored: Vec<(AuditEvent, String)> = Vec::with_capacity(events.len());
-        let at = now_micros();
-        for e in events {
-            let seq = match &e.run_id {
-                None => 0,
-                Some(run) => {
-                    let next = match seqs.get(run) {
-                        Some(s) => s + 1,
-                        None if fresh.contains(run) => 1,
-                        None => {
-                            let last: Option<i64> = sqlx::query(&seq_q)
-                                .bind(run.as_str())
-                                .fetch_one(&mut *conn)
-                                .await
-                                .and_then(|row| row.try_get("s"))
-                                .map_err(|err| {
-                                    self.err(err, format_args!("read the last seq of run {run}"))
-                                })?;
-                            last.unwrap_or(0) + 1
-                        }
-                    };
-                    seqs.insert(run.clone(), next);
-                    next
-                }
-            };
-            let mut ev = AuditEvent {
-                id: prev_id + 1,
-                run_id: e.run_id,
-                seq,
-                at,
-                actor: e.actor,
-                kind: e.kind,
-                step: e.step,
-                step_name: e.step_name,
-                action: e.action,
-                target: e.target,
-                detail: e.detail,
-                outcome: e.outcome,
-                duration_ms: e.duration_ms,
-                error: e.error,
-                item_key: e.item_key,
-                hash_format: crate::audit::format::CURRENT,
-                prev_hash: prev_hash.clone(),
-                hash: String::new(),
-            };
-            ev.hash = ev.compute_hash();
-            prev_id = ev.id;
-            prev_hash = ev.hash.clone();
-            let detail = serde_json::to_string(&ev.detail).map_err(|err| {
-                self.other(format_args!("serialise detail of audit event: {err}"))
-            })?;
-            stored.push((ev, detail));
-        }
-        for chunk in stored.chunks(CHUNK) {
-            let mut q = String::from(
-                "INSERT INTO audit_events (id, run_id, seq, at, actor, kind, step, step_name, \
-                 action, target, detail, outcome, duration_ms, error, hash_format, prev_hash, hash, item_key) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    q.push_str(", ");
-                }
-                let marks: Vec<String> = (1..=18).map(|c| format!("${}", i * 18 + c)).collect();
-                q.push('(');
-                q.push_str(&marks.join(", "));
-                q.push(')');
-            }
-            let q = self.sql(&q).into_owned();
-            let mut query = sqlx::query(&q);
-            for (ev, detail) in chunk {
-                query = query
-                    .bind(ev.id)
-                    .bind(ev.run_id.as_deref())
-                    .bind(ev.seq)
-                    .bind(format_ts(&ev.at))
-                    .bind(ev.actor.as_str())
-                    .bind(ev.kind.as_str())
-                    .bind(ev.step.as_deref())
-                    .bind(ev.step_name.as_deref())
-                    .bind(ev.action.as_deref())
-                    .bind(ev.target.as_deref())
-                    .bind(detail.as_str())
-                    .bind(ev.outcome.as_deref())
-                    .bind(ev.duration_ms)
-                    .bind(ev.error.as_deref())
-                    .bind(ev.hash_format)
-                    .bind(ev.prev_hash.as_str())
-                    .bind(ev.hash.as_str())
-                    .bind(ev.item_key.as_deref());
-            }
-            query.execute(&mut *conn).await.map_err(|e| {
-                self.err(
-                    e,
-                    format_args!("insert {} audit events from {}", chunk.len(), chunk[0].0.id),
-                )
-            })?;
-        }
-        Ok(())
     }
 
     /// True if some queued run is due at `now` (a cheap read before a claim).

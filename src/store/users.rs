@@ -7,9 +7,9 @@ use serde::Serialize;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
+use super::NewEvent;
 use super::time::{format_ts, now_micros, parse_ts};
 use super::{Store, StoreError};
-use crate::audit::NewEvent;
 
 /// A row of `web_users` (the hash stays in the store: [`Store::user_password_hash`]).
 #[derive(Serialize, Clone, Debug, PartialEq)]

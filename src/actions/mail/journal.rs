@@ -24,16 +24,10 @@ pub async fn lineage(ctx: &ActionContext<'_>) -> anyhow::Result<String> {
     if !ctx.run.lineage.is_empty() {
         return Ok(ctx.run.lineage.clone());
     }
-    let row = ctx
-        .recorder
-        .store()
-        .get_run(&ctx.run.id)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot read run {} for the mail journal: {e}", ctx.run.id))?;
-    Ok(match row {
-        Some(r) => r.lineage,
-        None => format!("run:{}", ctx.run.id),
-    })
+    let lineage = ctx.journal.run_lineage(&ctx.run.id).await.map_err(|e| {
+        anyhow::anyhow!("cannot read run {} for the mail journal: {e:#}", ctx.run.id)
+    })?;
+    Ok(lineage.unwrap_or_else(|| format!("run:{}", ctx.run.id)))
 }
 
 /// Which step and item a message belongs to, for [`key`]: the step id and

@@ -8,10 +8,10 @@ use super::args::SendArgs;
 use super::journal;
 use super::message::{self, Addresses, Parts, Prepared};
 use super::transport::{self, Delivery};
+use crate::actions::journal::SentMail;
 use crate::actions::{Action, ActionContext, ActionError, ActionResult, DefaultRetry};
 use crate::config::{MailTransport, SmtpTls};
 use crate::fsutil::sha256_hex;
-use crate::store::MailJournalEntry;
 
 /// Sends one mail.
 pub struct Send;
@@ -94,10 +94,9 @@ impl Action for Send {
             .map_err(ActionError::retryable)?;
         let scope = journal::step_scope(&ctx.step.id, ctx.step.item_key.as_deref(), &ctx.step.path);
         let key = journal::key(&lineage, &scope, &recipients);
-        let store = ctx.recorder.store().clone();
-        let previous = store.mail_journal_get(&key).await.map_err(|e| {
+        let previous = ctx.journal.sent_mail(&key).await.map_err(|e| {
             ActionError::retryable(anyhow::anyhow!(
-                "cannot read the mail journal (so not sending, to avoid a duplicate): {e}"
+                "cannot read the mail journal (so not sending, to avoid a duplicate): {e:#}"
             ))
         })?;
         if let Some(prev) = previous {
@@ -111,7 +110,8 @@ impl Action for Send {
             ctx.detail("first_sent_by_run", prev.run_id.clone());
             ctx.detail(
                 "first_sent_at",
-                crate::store::time::format_ts(&prev.sent_at),
+                prev.sent_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             );
             ctx.detail("reply", prev.reply.clone());
             ctx.detail("idempotency_key", key);
@@ -190,7 +190,7 @@ impl Action for Send {
         if let Some(f) = &file {
             ctx.detail("file", f.clone());
         }
-        let entry = MailJournalEntry {
+        let entry = SentMail {
             key,
             run_id: ctx.run.id.clone(),
             step: ctx.step.path.clone(),
@@ -200,9 +200,9 @@ impl Action for Send {
             subject: crate::secrets::redact(&prepared.subject),
             message_sha256,
             reply: crate::secrets::redact(&reply),
-            sent_at: crate::store::time::now_micros(),
+            sent_at: chrono::Utc::now(),
         };
-        if let Err(e) = store.mail_journal_record(&entry).await {
+        if let Err(e) = ctx.journal.record_sent_mail(&entry).await {
             // The message is out; failing the step now would only invite a
             // resend. Say loudly that resend protection is off for it.
             tracing::warn!(

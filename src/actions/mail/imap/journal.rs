@@ -9,8 +9,8 @@
 //! UIDs mean nothing across a UIDVALIDITY change, so a change is an error
 //! that names both values; clerk does not guess which messages were handled.
 
+use crate::actions::journal::ImapMessage as ImapJournalEntry;
 use crate::actions::{ActionContext, ActionError};
-use crate::store::ImapJournalEntry;
 
 /// The current run's lineage (the one [`super::super::journal::lineage`]
 /// gives; issue 10 makes that read `runs.lineage`).
@@ -30,13 +30,12 @@ pub async fn load(
     uidvalidity: u32,
 ) -> Result<Vec<ImapJournalEntry>, ActionError> {
     let entries = ctx
-        .recorder
-        .store()
-        .imap_journal(lineage, server, mailbox)
+        .journal
+        .imap_messages(lineage, server, mailbox)
         .await
         .map_err(|e| {
             ActionError::retryable(anyhow::anyhow!(
-                "cannot read the IMAP journal (so not touching the mailbox, to avoid handling a message twice): {e}"
+                "cannot read the IMAP journal (so not touching the mailbox, to avoid handling a message twice): {e:#}"
             ))
         })?;
     if let Some(old) = entries
@@ -62,11 +61,12 @@ pub async fn record(
     ctx: &ActionContext<'_>,
     entries: Vec<ImapJournalEntry>,
 ) -> Result<(), ActionError> {
-    ctx.recorder
-        .store()
-        .imap_journal_record(&entries)
+    ctx.journal
+        .record_imap_messages(&entries)
         .await
-        .map_err(|e| ActionError::retryable(anyhow::anyhow!("cannot write the IMAP journal: {e}")))
+        .map_err(|e| {
+            ActionError::retryable(anyhow::anyhow!("cannot write the IMAP journal: {e:#}"))
+        })
 }
 
 /// Where messages live, as the journal names them.
