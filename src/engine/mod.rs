@@ -13,6 +13,7 @@
 mod diskfull;
 mod exec;
 mod inputs;
+mod keep;
 mod ledger;
 mod resume;
 
@@ -265,6 +266,7 @@ impl Engine {
             item_key: None,
             items: ItemCounts::default(),
             last_value: None,
+            origins: Default::default(),
         };
         exec.refresh_run_var();
         let playbook = req.playbook.clone();
