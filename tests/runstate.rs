@@ -303,7 +303,7 @@ steps:
     );
     assert_eq!(
         vars["pairs"],
-        "id=3;name=Applicant 3;amount=2.5;active=false;postcode=1020;city=Ghent;qty=2;rate=0.02;note=note 2;code=C-000014;"
+        "id=3;name=Applicant 3;amount=2.5;active=False;postcode=1020;city=Ghent;qty=2;rate=0.02;note=note 2;code=C-000014;"
     );
     assert_eq!(
         serde_json::from_str::<Value>(vars["as_json"].as_str().unwrap()).unwrap(),

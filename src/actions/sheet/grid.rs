@@ -220,7 +220,7 @@ mod tests {
     fn rows_behave_like_json_maps_in_templates() {
         assert_eq!(text("{{ rows | length }}"), "2");
         assert_eq!(text("{{ rows[0].name }}|{{ rows[0]['amount'] }}"), "Alpha|12.5");
-        assert_eq!(text("{{ rows[1].name is none }}"), "true");
+        assert_eq!(text("{{ rows[1].name is none }}|{{ rows[0].name is none }}"), "True|False");
         assert_eq!(
             text("{% for r in rows %}{{ loop.index }}:{{ r.id }};{% endfor %}"),
             "1:1;2:2;"
