@@ -51,6 +51,11 @@ pub struct AuditNote {
     pub detail: serde_json::Map<String, serde_json::Value>,
     /// Files written under the artifacts folder (path relative to workspace, sha256).
     pub artifacts: Vec<(String, String)>,
+    /// The step's result as a template value, replacing the JSON result the
+    /// action returns (which then only summarises it): a big result (the
+    /// rows of `sheet.read`) stays in its compact form instead of becoming
+    /// a JSON tree. Set through [`ActionContext::set_result`].
+    pub result: Option<minijinja::value::Value>,
 }
 
 /// A resource that lives as long as the run (a browser session); closed at its end.
@@ -126,6 +131,11 @@ impl ActionContext<'_> {
 
     pub fn detail(&mut self, key: &str, value: impl Into<serde_json::Value>) {
         self.note.detail.insert(key.to_string(), value.into());
+    }
+
+    /// Gives the step's result as a template value (see [`AuditNote::result`]).
+    pub fn set_result(&mut self, value: minijinja::value::Value) {
+        self.note.result = Some(value);
     }
 
     /// Records a file written to the artifacts folder.

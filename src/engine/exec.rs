@@ -8,7 +8,7 @@
 //! transaction does in an RPA framework: one bad item does not end the loop
 //! unless `on_error: fail` says so.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,8 @@ use crate::config::Config;
 use crate::playbook::{OnError, RetryPolicy, Step, StepBody};
 use crate::secrets::{self, Secrets};
 use crate::template;
+
+use super::keep::{self, Origin};
 
 /// Why a step (and so maybe the run) failed.
 #[derive(Debug, Clone)]
@@ -75,7 +77,9 @@ pub(crate) struct Exec {
     pub items: crate::store::ItemCounts,
     /// The result of the last step that succeeded (a `verify` block's
     /// result when it has no `output`).
-    pub last_value: Option<Value>,
+    pub last_value: Option<MValue>,
+    /// The step each variable came from (named in omitted-value markers).
+    pub origins: HashMap<String, Origin>,
 }
 
 /// A rendered value, its audit-safe copy, and whether a secret went into it.
@@ -209,8 +213,62 @@ impl Exec {
         } else {
             self.tainted.remove(name);
         }
+        self.origins.remove(name);
         self.vars
             .insert(name.to_string(), template::to_value(value));
+    }
+
+    /// Sets a variable to a template value as is (a compact sheet result
+    /// stays compact), remembering the step it came from.
+    pub(crate) fn set_value(
+        &mut self,
+        name: &str,
+        value: MValue,
+        tainted: bool,
+        origin: Option<Origin>,
+    ) {
+        if tainted {
+            secrets::register_json(&template::to_json(&value));
+            self.tainted.insert(name.to_string());
+        } else {
+            self.tainted.remove(name);
+        }
+        match origin {
+            Some(o) => self.origins.insert(name.to_string(), o),
+            None => self.origins.remove(name),
+        };
+        self.vars.insert(name.to_string(), value);
+    }
+
+    /// Where a step's result comes from, for omitted-value markers.
+    pub(crate) fn origin(step: &Step) -> Origin {
+        Origin {
+            step: step.id.clone(),
+            action: step
+                .action_name()
+                .map(str::to_string)
+                .or_else(|| step.for_each.as_ref().map(|_| "for_each".to_string())),
+        }
+    }
+
+    /// Renders a value from the playbook to a template value; a string that
+    /// is one whole `{{ expression }}` keeps the expression's value as is
+    /// (no JSON copy of a big list). Returns it and whether it is secret.
+    pub(crate) fn render_value(&self, value: &Value, ctx: &MValue) -> Result<(MValue, bool), String> {
+        match value {
+            Value::String(s) if template::is_template(s) => {
+                let tainted = self.is_tainted_template(s);
+                let out = template::render(s, ctx).map_err(|e| e.message)?;
+                if tainted {
+                    self.register_secret_parts(s, ctx);
+                }
+                Ok((out, tainted))
+            }
+            other => {
+                let r = self.render_tree(other, ctx)?;
+                Ok((template::to_value(&r.value), r.tainted))
+            }
+        }
     }
 
     pub(crate) fn refresh_run_var(&mut self) {
@@ -225,8 +283,10 @@ impl Exec {
         self.vars.insert("run".into(), template::to_value(&run));
     }
 
-    /// The final variables for `clerk run --json`: tainted ones masked, every
-    /// string passed through the redactor.
+    /// The final variables as kept (`runs.vars`, `clerk run --json`):
+    /// tainted ones masked, every string passed through the redactor, big
+    /// values as omitted-value markers, all of them within the run budget
+    /// (see `keep`).
     pub(crate) fn masked_vars(&self) -> Value {
         let mut out = serde_json::Map::new();
         for (k, v) in &self.vars {
@@ -236,11 +296,15 @@ impl Exec {
             let mut json = if self.tainted.contains(k) {
                 Value::String(secrets::MASK.into())
             } else {
-                template::to_json(v)
+                keep::kept(v, self.origins.get(k))
             };
             secrets::redact_json(&mut json);
             out.insert(k.clone(), json);
         }
+        keep::within_budget(&mut out, |name| {
+            let v = self.vars.get(name)?;
+            Some((v, self.origins.get(name)))
+        });
         Value::Object(out)
     }
 
@@ -292,17 +356,34 @@ impl Exec {
                 return self.record_step(step, &path, ev).await;
             }
         }
-        if step.once && self.skip_once(step, &path).await? {
-            return Ok(());
-        }
+        let once = if step.once {
+            match self.skip_once(step, &path).await? {
+                super::ledger::Once::Skipped => return Ok(()),
+                other => other,
+            }
+        } else {
+            super::ledger::Once::Run
+        };
         match self.guarded(step, &path).await {
             Ok((value, tainted)) => {
                 if let Some(name) = &step.save_as {
-                    self.set_var(name, &value, tainted || step.sensitive);
+                    self.set_value(
+                        name,
+                        value.clone(),
+                        tainted || step.sensitive,
+                        Some(Self::origin(step)),
+                    );
                 }
-                if step.once {
-                    self.record_once(step, &path, &value, tainted || step.sensitive)
-                        .await?;
+                match once {
+                    super::ledger::Once::Rederive { by_run, kept } => {
+                        self.record_rederived(step, &path, &value, &by_run, &kept)
+                            .await?;
+                    }
+                    _ if step.once => {
+                        self.record_once(step, &path, &value, tainted || step.sensitive)
+                            .await?;
+                    }
+                    _ => {}
                 }
                 self.last_value = Some(value);
                 Ok(())
@@ -385,7 +466,7 @@ impl Exec {
         &mut self,
         step: &Step,
         path: &str,
-    ) -> Result<(Value, bool), StepFailure> {
+    ) -> Result<(MValue, bool), StepFailure> {
         let policy = Self::retry_policy(step);
         let mut attempt = 1;
         loop {
@@ -448,7 +529,7 @@ impl Exec {
         step: &'a Step,
         path: &'a str,
         attempt: u32,
-    ) -> BoxFuture<'a, Result<(Value, bool), StepFailure>> {
+    ) -> BoxFuture<'a, Result<(MValue, bool), StepFailure>> {
         Box::pin(async move {
             let (result, mut tainted) = match &step.body {
                 StepBody::Action { name, args } => {
@@ -473,16 +554,16 @@ impl Exec {
                     };
                     self.record_step(step, path, ev).await?;
                     r?;
-                    (Value::Null, false)
+                    (MValue::from(()), false)
                 }
             };
             match &step.output {
                 Some(out) => {
-                    let r = self.render_tree(out, &self.context()).map_err(|m| {
+                    let (value, t) = self.render_value(out, &self.context()).map_err(|m| {
                         StepFailure::new(step, path, format!("`output`: {m}"), ErrorKind::Usage)
                     })?;
-                    tainted = r.tainted;
-                    Ok((r.value, tainted))
+                    tainted = t;
+                    Ok((value, tainted))
                 }
                 None => Ok((result, tainted)),
             }
@@ -496,7 +577,7 @@ impl Exec {
         name: &str,
         args: &Value,
         attempt: u32,
-    ) -> Result<(Value, bool), StepFailure> {
+    ) -> Result<(MValue, bool), StepFailure> {
         let start = Instant::now();
         let Some(def) = actions::find(name) else {
             return Err(StepFailure::new(
@@ -556,7 +637,10 @@ impl Exec {
         } else {
             outcome
         };
-        let note = std::mem::take(&mut ctx.note);
+        let mut note = std::mem::take(&mut ctx.note);
+        // An action that gave its result as a template value (big results,
+        // kept compact) returned only a JSON summary.
+        let native = note.result.take();
         let elapsed = start.elapsed().as_millis() as i64;
 
         let mut detail = serde_json::Map::new();
@@ -623,10 +707,18 @@ impl Exec {
                 let tainted = step.sensitive
                     || rendered_args.get(k).and_then(Value::as_str) == Some(secrets::MASK);
                 self.set_var(k, v, tainted);
+                self.origins.insert(
+                    k.clone(),
+                    Origin {
+                        step: step.id.clone(),
+                        action: Some("set".into()),
+                    },
+                );
             }
         }
+        let value = native.unwrap_or_else(|| template::to_value(&result));
         // A result computed from a secret is as secret as its arguments.
-        Ok((result, step.sensitive || rendered.tainted))
+        Ok((value, step.sensitive || rendered.tainted))
     }
 
     async fn run_loop(&mut self, step: &Step, path: &str) -> Result<(), StepFailure> {
@@ -634,18 +726,29 @@ impl Exec {
             return Ok(());
         };
         let start = Instant::now();
-        let items_value = self
-            .render_tree(&each.items, &self.context())
+        // Items stay template values: the rows of a sheet are iterated in
+        // their compact form, one row object at a time, never as JSON.
+        let (items_value, _) = self
+            .render_value(&each.items, &self.context())
             .map_err(|m| {
                 StepFailure::new(step, path, format!("`for_each`: {m}"), ErrorKind::Usage)
             })?;
-        let items = match items_value.value {
-            Value::Array(items) => items,
-            Value::Null => Vec::new(),
-            Value::Object(map) => map
-                .into_iter()
-                .map(|(k, v)| json!({ "key": k, "value": v }))
-                .collect(),
+        use minijinja::value::ValueKind;
+        let items: Vec<MValue> = match items_value.kind() {
+            ValueKind::Seq | ValueKind::Iterable => {
+                items_value.try_iter().map(|it| it.collect()).unwrap_or_default()
+            }
+            ValueKind::None | ValueKind::Undefined => Vec::new(),
+            ValueKind::Map => items_value
+                .try_iter()
+                .map(|keys| {
+                    keys.map(|k| {
+                        let v = items_value.get_item(&k).unwrap_or_default();
+                        MValue::from_iter([("key", k), ("value", v)])
+                    })
+                    .collect()
+                })
+                .unwrap_or_default(),
             other => {
                 return Err(StepFailure::new(
                     step,
@@ -653,9 +756,9 @@ impl Exec {
                     format!(
                         "`for_each` must give a list, got {}",
                         match other {
-                            Value::String(_) => "a string",
-                            Value::Number(_) => "a number",
-                            Value::Bool(_) => "a boolean",
+                            ValueKind::String => "a string",
+                            ValueKind::Number => "a number",
+                            ValueKind::Bool => "a boolean",
                             _ => "something else",
                         }
                     ),
@@ -690,7 +793,7 @@ impl Exec {
                 break;
             }
             let item_path = format!("{path}/item[{}]", i + 1);
-            self.set_var(&each.var, &item, false);
+            self.set_value(&each.var, item, false, None);
             let loop_info = json!({
                 "index": i + 1, "index0": i, "first": i == 0, "last": i + 1 == total, "length": total
             });
@@ -753,7 +856,23 @@ impl Exec {
                     }
                     Ok(super::ledger::Decision::Skip(restored)) => {
                         if let Some(v) = restored {
-                            outputs.push(v);
+                            if step.save_as.is_some()
+                                && let Some(m) = keep::omitted(&v)
+                            {
+                                result = Err(StepFailure::new(
+                                    step,
+                                    &item_path,
+                                    format!(
+                                        "work item {} was done by an earlier run, but its output ({} bytes) was over the {} bytes kept per value and was not stored, so the loop's `save_as` cannot be restored; give the loop an `output:` that keeps what later steps need (a reference, a status)",
+                                        key.as_deref().unwrap_or_default(),
+                                        m.bytes,
+                                        keep::MAX_KEPT_VALUE
+                                    ),
+                                    ErrorKind::Usage,
+                                ));
+                                break;
+                            }
+                            outputs.push(template::to_value(&v));
                         }
                         skipped += 1;
                         if let Some(b) = &bar {
@@ -795,7 +914,11 @@ impl Exec {
                     // The item's `output` goes in its event so the run report can
                     // say what each item produced (a case reference, say).
                     let masked = tainted || step.sensitive;
-                    let shown = if masked { json!("***") } else { value.clone() };
+                    let shown = if masked {
+                        json!("***")
+                    } else {
+                        keep::kept(&value, Some(&Self::origin(step)))
+                    };
                     let ev = finished.outcome("ok").detail(
                         json!({ "index": i + 1, "checkpoint": checkpoint, "output": shown }),
                     );
@@ -880,10 +1003,11 @@ impl Exec {
         self.record_step(step, path, ev).await?;
         result?;
         if let Some(name) = &step.save_as {
-            self.set_var(
+            self.set_value(
                 name,
-                &Value::Array(outputs),
+                MValue::from(outputs),
                 outputs_tainted || step.sensitive,
+                Some(Self::origin(step)),
             );
         }
         Ok(())

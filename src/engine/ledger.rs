@@ -17,9 +17,11 @@
 
 use std::collections::BTreeMap;
 
+use minijinja::value::Value as MValue;
 use serde_json::{Value, json};
 
 use super::exec::{Exec, StepFailure};
+use super::keep::{self, Origin};
 use crate::actions::ErrorKind;
 use crate::audit::NewEvent;
 use crate::playbook::Step;
@@ -49,16 +51,29 @@ pub(crate) fn item_key_text(v: &Value) -> String {
     }
 }
 
-/// The output as stored in the ledger: `***` when secret-derived, and any
+/// What `skip_once` found for a `once: true` step.
+pub(crate) enum Once {
+    /// Never succeeded in this lineage: run it (and record it).
+    Run,
+    /// Succeeded before; skipped, its value restored.
+    Skipped,
+    /// Succeeded before, but its value was too big to keep and the step is a
+    /// read: run it again to re-derive the value (not recorded again).
+    Rederive { by_run: String, kept: keep::Measure },
+}
+
+/// The output as stored in the ledger: `***` when secret-derived, an
+/// omitted-value marker when over the kept size (see `keep`), and any
 /// registered secret value inside it masked as well (defence in depth for
 /// values whose taint was lost); returns it and whether it is masked.
-fn stored_output(value: &Value, tainted: bool) -> (Value, bool) {
+fn stored_output(value: &MValue, tainted: bool, origin: &Origin) -> (Value, bool) {
     if tainted {
         return (Value::String(secrets::MASK.into()), true);
     }
-    let mut v = value.clone();
+    let kept = keep::kept(value, Some(origin));
+    let mut v = kept.clone();
     secrets::redact_json(&mut v);
-    let masked = &v != value;
+    let masked = v != kept;
     (v, masked)
 }
 
@@ -263,7 +278,12 @@ impl Exec {
                     .render_tree(out, &self.context())
                     .map(|r| (r.value, r.tainted))
                     .map_err(|m| format!("`verify` `output`: {m}")),
-                None => Ok((self.last_value.take().unwrap_or(Value::Null), false)),
+                None => Ok((
+                    self.last_value
+                        .take()
+                        .map_or(Value::Null, |v| crate::template::to_json(&v)),
+                    false,
+                )),
             },
         };
         match result {
@@ -289,7 +309,11 @@ impl Exec {
                 Ok(Decision::Skip(None))
             }
             Ok((value, tainted)) if found(&value) => {
-                let (stored, masked) = stored_output(&value, tainted || step.sensitive);
+                let (stored, masked) = stored_output(
+                    &crate::template::to_value(&value),
+                    tainted || step.sensitive,
+                    &Exec::origin(step),
+                );
                 let ev = self
                     .event("item.verified")
                     .step(path, step.name.as_deref())
@@ -355,13 +379,13 @@ impl Exec {
         step: &Step,
         path: &str,
         key: &str,
-        result: Result<(&Value, bool), &StepFailure>,
+        result: Result<(&MValue, bool), &StepFailure>,
         event: NewEvent,
         known: &mut BTreeMap<String, ItemRow>,
     ) -> Result<(), StepFailure> {
         let change = match result {
             Ok((value, tainted)) => {
-                let (stored, masked) = stored_output(value, tainted);
+                let (stored, masked) = stored_output(value, tainted, &Exec::origin(step));
                 let mut c = ItemChange::to(ItemState::Done, &self.run.id);
                 c.output = Some(stored);
                 c.output_masked = masked;
@@ -396,8 +420,11 @@ impl Exec {
     }
 
     /// A `once: true` step that already succeeded in this lineage is skipped
-    /// (`step.skipped`) and its saved value restored. Returns whether it was.
-    pub(crate) async fn skip_once(&mut self, step: &Step, path: &str) -> Result<bool, StepFailure> {
+    /// (`step.skipped`) and its saved value restored. A value that was too
+    /// big to keep (an omitted-value marker) is re-derived by running the
+    /// step again when it is a read ([`keep::REDERIVABLE`]); for any other
+    /// step the resume fails here, saying why.
+    pub(crate) async fn skip_once(&mut self, step: &Step, path: &str) -> Result<Once, StepFailure> {
         let id = self.item_id(step, "");
         let row = self.recorder.store().get_item(&id).await.map_err(|e| {
             StepFailure::new(
@@ -408,14 +435,35 @@ impl Exec {
             )
         })?;
         let Some(row) = row.filter(|r| r.state == ItemState::Done) else {
-            return Ok(false);
+            return Ok(Once::Run);
         };
         let value = row.output.clone().unwrap_or(Value::Null);
+        if let Some(m) = keep::omitted(&value) {
+            let action = step.action_name().unwrap_or("a block");
+            if keep::REDERIVABLE.contains(&action) {
+                return Ok(Once::Rederive {
+                    by_run: row.run_id.clone(),
+                    kept: m,
+                });
+            }
+            return Err(StepFailure::new(
+                step,
+                path,
+                format!(
+                    "this `once: true` step already succeeded in run {}, but its result ({} bytes) was over the {} bytes kept per value and was not stored, so it cannot be restored; {action} is not a read that clerk may run again. Make the step's result smaller with `output:` (keep what later steps need)",
+                    row.run_id,
+                    m.bytes,
+                    keep::MAX_KEPT_VALUE
+                ),
+                ErrorKind::Usage,
+            ));
+        }
         if let Some(name) = &step.save_as {
             if row.output_masked {
                 tracing::warn!(step = %path, "`once` step: its saved value `{name}` was secret-derived and is stored masked; restored as ***");
             }
             self.set_var(name, &value, false);
+            self.origins.insert(name.clone(), Exec::origin(step));
         }
         let ev = self
             .event("step.skipped")
@@ -433,8 +481,45 @@ impl Exec {
             None => ev,
         };
         self.record_step(step, path, ev).await?;
-        self.last_value = Some(value);
-        Ok(true)
+        self.last_value = Some(crate::template::to_value(&value));
+        Ok(Once::Skipped)
+    }
+
+    /// A `once` read run again to re-derive a value that was too big to
+    /// keep: `step.rederived` says whether it is the same value (same SHA-256
+    /// of its JSON text) as the run that first did it; the ledger row stays.
+    pub(crate) async fn record_rederived(
+        &mut self,
+        step: &Step,
+        path: &str,
+        value: &MValue,
+        by_run: &str,
+        kept: &keep::Measure,
+    ) -> Result<(), StepFailure> {
+        let now = keep::measure(value);
+        let same = &now == kept;
+        if !same {
+            tracing::warn!(step = %path, "`once` read re-derived for the resume, and its data changed since run {by_run} ({} → {} bytes)", kept.bytes, now.bytes);
+        }
+        let ev = self
+            .event("step.rederived")
+            .step(path, step.name.as_deref())
+            .outcome(if same { "ok" } else { "changed" })
+            .detail(json!({
+                "reason": format!("`once: true` step done in run {by_run}; its result was too big to keep, so the read ran again"),
+                "step_id": step.id,
+                "by_run": by_run,
+                "same": same,
+                "sha256": now.sha256,
+                "bytes": now.bytes,
+                "kept_sha256": kept.sha256,
+                "kept_bytes": kept.bytes,
+            }));
+        let ev = match step.action_name() {
+            Some(a) => ev.action(a),
+            None => ev,
+        };
+        self.record_step(step, path, ev).await
     }
 
     /// Records that a `once: true` step succeeded (ledger row with item key
@@ -443,10 +528,10 @@ impl Exec {
         &mut self,
         step: &Step,
         path: &str,
-        value: &Value,
+        value: &MValue,
         masked: bool,
     ) -> Result<(), StepFailure> {
-        let (stored, masked) = stored_output(value, masked);
+        let (stored, masked) = stored_output(value, masked, &Exec::origin(step));
         let ev = self
             .event("step.once_done")
             .step(path, step.name.as_deref())

@@ -14,6 +14,7 @@ mod diskfull;
 mod exec;
 mod inputs;
 pub mod journal;
+mod keep;
 mod ledger;
 mod notice;
 mod resume;
@@ -288,6 +289,7 @@ impl Engine {
             item_key: None,
             items: ItemCounts::default(),
             last_value: None,
+            origins: Default::default(),
         };
         exec.refresh_run_var();
         let playbook = req.playbook.clone();

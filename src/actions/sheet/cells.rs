@@ -8,7 +8,9 @@
 
 use calamine::{Data, DataRef, ExcelDateTime};
 use chrono::{Datelike, Timelike};
-use serde_json::{Number, Value};
+// Cells are template values (24 bytes, short text inline) rather than JSON:
+// they go into a compact grid (see `grid`) without another conversion.
+use minijinja::value::Value;
 
 /// One decoded cell.
 pub enum Cell {
@@ -31,10 +33,10 @@ const ERROR_LITERALS: &[&str] = &[
 pub fn float(f: f64) -> Value {
     if f.fract() == 0.0 && f.abs() < EXACT_INT {
         Value::from(f as i64)
+    } else if f.is_finite() {
+        Value::from(f)
     } else {
-        Number::from_f64(f)
-            .map(Value::Number)
-            .unwrap_or(Value::Null)
+        Value::from(())
     }
 }
 
@@ -44,7 +46,7 @@ fn text(s: &str, ods: bool) -> Cell {
     } else if ods && ERROR_LITERALS.contains(&s) {
         Cell::Error(s.to_string())
     } else {
-        Cell::Value(Value::String(s.to_string()))
+        Cell::Value(Value::from(s))
     }
 }
 
@@ -53,12 +55,12 @@ fn text(s: &str, ods: bool) -> Cell {
 fn excel_datetime(dt: &ExcelDateTime) -> Cell {
     let serial = dt.as_f64();
     if dt.is_duration() {
-        return Cell::Value(Value::String(iso_duration(serial)));
+        return Cell::Value(Value::from(iso_duration(serial)));
     }
     // A serial below one day is a time of day (a cell formatted `hh:mm`).
     if (0.0..1.0).contains(&serial) && serial != 0.0 {
         let secs = (serial * 86_400.0).round() as u64;
-        return Cell::Value(Value::String(format!(
+        return Cell::Value(Value::from(format!(
             "{:02}:{:02}:{:02}",
             secs / 3600,
             secs / 60 % 60,
@@ -89,7 +91,7 @@ fn excel_datetime(dt: &ExcelDateTime) -> Cell {
                     time.nanosecond() / 1_000_000
                 )
             };
-            Cell::Value(Value::String(text))
+            Cell::Value(Value::from(text))
         }
         None => Cell::Value(float(serial)),
     }
@@ -109,7 +111,7 @@ pub fn from_ref(d: &DataRef<'_>) -> Cell {
         DataRef::Empty => Cell::Empty,
         DataRef::Int(i) => Cell::Value(Value::from(*i)),
         DataRef::Float(f) => Cell::Value(float(*f)),
-        DataRef::Bool(b) => Cell::Value(Value::Bool(*b)),
+        DataRef::Bool(b) => Cell::Value(Value::from(*b)),
         DataRef::SharedString(s) => text(s, false),
         DataRef::String(s) => text(s, false),
         DataRef::DateTime(dt) => excel_datetime(dt),
@@ -124,7 +126,7 @@ pub fn from_data(d: &Data, ods: bool) -> Cell {
         Data::Empty => Cell::Empty,
         Data::Int(i) => Cell::Value(Value::from(*i)),
         Data::Float(f) => Cell::Value(float(*f)),
-        Data::Bool(b) => Cell::Value(Value::Bool(*b)),
+        Data::Bool(b) => Cell::Value(Value::from(*b)),
         Data::String(s) => text(s, ods),
         Data::DateTime(dt) => excel_datetime(dt),
         Data::DateTimeIso(s) | Data::DurationIso(s) => text(s, false),
@@ -137,13 +139,13 @@ pub fn from_data(d: &Data, ods: bool) -> Cell {
 /// leading zero (`0042`, postcodes, account numbers) stay text.
 pub fn infer(field: &str) -> Value {
     if field.is_empty() {
-        return Value::Null;
+        return Value::from(());
     }
     if field.eq_ignore_ascii_case("true") {
-        return Value::Bool(true);
+        return Value::from(true);
     }
     if field.eq_ignore_ascii_case("false") {
-        return Value::Bool(false);
+        return Value::from(false);
     }
     let digits = field.strip_prefix('-').unwrap_or(field);
     let (int_part, frac) = match digits.split_once('.') {
@@ -160,14 +162,14 @@ pub fn infer(field: &str) -> Value {
                 }
             }
             Some(f) if plain(f) => {
-                if let Some(n) = field.parse::<f64>().ok().and_then(Number::from_f64) {
-                    return Value::Number(n);
+                if let Some(n) = field.parse::<f64>().ok().filter(|f| f.is_finite()) {
+                    return Value::from(n);
                 }
             }
             Some(_) => {}
         }
     }
-    Value::String(field.to_string())
+    Value::from(field)
 }
 
 /// `0` → `A`, `25` → `Z`, `26` → `AA`.
@@ -306,14 +308,18 @@ mod tests {
         );
     }
 
+    fn json(v: Value) -> serde_json::Value {
+        crate::template::to_json(&v)
+    }
+
     #[test]
     fn csv_inference() {
-        assert_eq!(infer("1001"), Value::from(1001));
-        assert_eq!(infer("-3"), Value::from(-3));
-        assert_eq!(infer("40.0"), serde_json::json!(40.0));
-        assert_eq!(infer("0.25"), serde_json::json!(0.25));
-        assert_eq!(infer("TRUE"), Value::Bool(true));
-        assert_eq!(infer(""), Value::Null);
+        assert_eq!(json(infer("1001")), serde_json::json!(1001));
+        assert_eq!(json(infer("-3")), serde_json::json!(-3));
+        assert_eq!(json(infer("40.0")), serde_json::json!(40.0));
+        assert_eq!(json(infer("0.25")), serde_json::json!(0.25));
+        assert_eq!(json(infer("TRUE")), serde_json::Value::Bool(true));
+        assert_eq!(json(infer("")), serde_json::Value::Null);
         for text in [
             "0042",
             "2026-03-01",
@@ -324,14 +330,14 @@ mod tests {
             "-",
             "99999999999999999999",
         ] {
-            assert_eq!(infer(text), Value::from(text), "{text}");
+            assert_eq!(json(infer(text)), serde_json::json!(text), "{text}");
         }
     }
 
     #[test]
     fn floats_that_hold_integers_become_integers() {
-        assert_eq!(float(1001.0), Value::from(1001));
-        assert_eq!(float(12.5), serde_json::json!(12.5));
-        assert_eq!(float(f64::NAN), Value::Null);
+        assert_eq!(json(float(1001.0)), serde_json::json!(1001));
+        assert_eq!(json(float(12.5)), serde_json::json!(12.5));
+        assert_eq!(json(float(f64::NAN)), serde_json::Value::Null);
     }
 }

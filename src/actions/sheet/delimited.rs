@@ -137,11 +137,11 @@ pub fn read_into(
             let value = if infer_types {
                 infer(field)
             } else if field.is_empty() {
-                Value::Null
+                minijinja::value::Value::from(())
             } else {
-                Value::String(field.to_string())
+                minijinja::value::Value::from(field)
             };
-            let cell = if value.is_null() {
+            let cell = if value.is_none() {
                 Cell::Empty
             } else {
                 Cell::Value(value)

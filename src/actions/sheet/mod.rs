@@ -1,17 +1,20 @@
 //! Spreadsheet actions: `sheet.read` (xlsx, xlsm, xlsb, xls, ods, CSV/TSV),
 //! `sheet.write` (xlsx, CSV) and `sheet.append` (CSV).
 //!
-//! `cells` turns calamine's cell types into JSON values, `rows` turns a stream
-//! of cells into rows with named columns, `delimited` handles CSV, `read` and
-//! `write` are the actions.
+//! `cells` turns calamine's cell types into template values, `rows` turns a
+//! stream of cells into rows with named columns, `grid` holds them compactly
+//! (one shared header, a flat vector of cells), `delimited` handles CSV,
+//! `read` and `write` are the actions.
 
 mod cells;
 mod delimited;
+mod grid;
 mod read;
 mod rows;
 mod write;
 mod zipcheck;
 
+pub use grid::Grid;
 pub use read::{Read, ReadArgs, ReadOutcome, read_path};
 pub use rows::{Table, Warnings};
 pub use write::{Append, Write};

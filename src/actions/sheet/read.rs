@@ -9,6 +9,7 @@ use std::path::Path;
 
 use anyhow::{Context, anyhow, bail};
 use calamine::{Data, DataRef, Ods, Range, Reader, SheetType, Xls, Xlsb, Xlsx, XlsxError};
+use minijinja::value::Value as MValue;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
@@ -143,12 +144,16 @@ impl Action for Read {
             tracing::warn!(file = %shown, "{w}");
         }
         let count = table.rows.len();
-        Ok(json!({
-            "rows": table.rows,
-            "columns": table.columns,
-            "count": count,
-            "sheet": sheet,
-        }))
+        // The rows stay a compact grid (see `grid`); the JSON result only
+        // summarises them, for callers that look at JSON.
+        let summary = json!({ "columns": table.columns, "count": count, "sheet": sheet });
+        ctx.set_result(MValue::from_iter([
+            ("rows", table.rows.into_value()),
+            ("columns", MValue::from(table.columns)),
+            ("count", MValue::from(count)),
+            ("sheet", MValue::from(sheet)),
+        ]));
+        Ok(summary)
     }
 }
 
