@@ -890,7 +890,7 @@ fn healthz(url: &str) -> (u16, Value) {
 #[test]
 fn healthz_follows_the_triggers_last_contact() {
     let mut imap = Imap::start();
-    let ws = setup(&imap, ", keepalive: 2s");
+    let ws = setup(&imap, ", keepalive: 2s, poll: 2s");
     let mut add = ws.cmd();
     add.args(["users", "add", "ada", "--role", "admin", "--password-stdin"])
         .stdin(Stdio::piped())
@@ -939,7 +939,7 @@ fn healthz_follows_the_triggers_last_contact() {
             None => false,
         }
     });
-    // Limit: keepalive 2 s + 3 × 2 s.
+    // Limit: max(keepalive, poll) 2 s + 3 × imap.timeout 2 s.
     let mut last = (0, Value::Null);
     wait_for("healthy with the trigger", Duration::from_secs(30), Some(&serve), || {
         last = healthz(&url);
