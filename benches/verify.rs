@@ -8,7 +8,9 @@
 //! chained exactly as clerk chains them, inserted in bulk.
 //!
 //! Run: `cargo bench --bench verify` (release). Options: `--events N`
-//! (default 100000), `--runs N` measurements (default 3). Wall time AND the
+//! (default 100000), `--runs N` measurements (default 3), `--mode
+//! pipelined|sequential` (default both, interleaved; sequential = verify
+//! before it was pipelined). Wall time AND the
 //! process's CPU time (user + system, getrusage) are printed: on a shared,
 //! loaded machine the CPU time is the figure that does not depend on the
 //! neighbours.
@@ -52,38 +54,68 @@ async fn bench(n: usize, measurements: usize) {
         ARTIFACT_BYTES / 1024,
         t.elapsed().as_secs_f64()
     );
-    for (label, with_artifacts) in [("with artifacts", true), ("without artifacts", false)] {
-        let opts = VerifyOptions {
-            artifacts: with_artifacts.then(|| ws.to_path_buf()),
-            ..Default::default()
-        };
-        let mut times = Vec::new();
-        let mut cpu = Vec::new();
-        for _ in 0..measurements {
+    // Interleaved, so both modes see the same neighbours: `sequential` is
+    // how verify worked before it was pipelined (read, hash, walk on one
+    // thread; artifacts after the walk).
+    let cases = [
+        ("with artifacts, pipelined", true, false),
+        ("with artifacts, sequential (before)", true, true),
+        ("without artifacts, pipelined", false, false),
+        ("without artifacts, sequential (before)", false, true),
+    ];
+    let only = args_value("--mode");
+    let cases: Vec<_> = cases
+        .into_iter()
+        .filter(|(_, _, sequential)| {
+            only.as_deref()
+                .is_none_or(|m| (m == "sequential") == *sequential)
+        })
+        .collect();
+    let mut times = vec![Vec::new(); cases.len()];
+    let mut cpu = vec![Vec::new(); cases.len()];
+    for _ in 0..measurements {
+        for (i, (_, with_artifacts, sequential)) in cases.iter().enumerate() {
+            let opts = VerifyOptions {
+                artifacts: with_artifacts.then(|| ws.to_path_buf()),
+                sequential: *sequential,
+                ..Default::default()
+            };
             let t = Instant::now();
             let c = cpu_seconds();
             let r = audit::verify_with(&store, &opts).await.expect("verify");
-            times.push(t.elapsed().as_secs_f64());
-            cpu.push(cpu_seconds() - c);
+            times[i].push(t.elapsed().as_secs_f64());
+            cpu[i].push(cpu_seconds() - c);
             assert!(r.is_ok(), "{:?}", r.problems());
             assert_eq!(r.events as usize, n);
             assert_eq!(r.runs_checked as usize, n / PER_RUN);
-            if with_artifacts {
+            if *with_artifacts {
                 assert_eq!(r.artifacts_checked as usize, artifacts);
             }
         }
-        times.sort_by(f64::total_cmp);
-        cpu.sort_by(f64::total_cmp);
+    }
+    for (i, (label, _, _)) in cases.iter().enumerate() {
+        let (t, c) = (&mut times[i], &mut cpu[i]);
+        t.sort_by(f64::total_cmp);
+        c.sort_by(f64::total_cmp);
         println!(
             "verify {n} events {label}: wall median {:.3} s (min {:.3} s, max {:.3} s); CPU median {:.3} s (min {:.3} s); {} runs",
-            times[times.len() / 2],
-            times[0],
-            times[times.len() - 1],
-            cpu[cpu.len() / 2],
-            cpu[0],
+            t[t.len() / 2],
+            t[0],
+            t[t.len() - 1],
+            c[c.len() / 2],
+            c[0],
             measurements
         );
     }
+}
+
+/// `--mode pipelined|sequential`: measure only one mode (e.g. under callgrind).
+fn args_value(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 /// User + system CPU seconds of this process so far.

@@ -852,3 +852,269 @@ fn a_resumed_run_refuses_a_changed_uidvalidity() {
         1
     );
 }
+
+/// A plain HTTP/1.1 GET of the dashboard: (status, JSON body).
+fn healthz(url: &str) -> (u16, Value) {
+    use std::io::{Read as _, Write as _};
+    let addr = url.trim_start_matches("http://");
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return (0, Value::Null);
+    };
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    // The JSON object is the body (axum sends it with a length, not chunked).
+    let body = text
+        .find("\r\n\r\n")
+        .map(|i| &text[i + 4..])
+        .unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// `/healthz` lists the trigger with its last contact, turns unhealthy when
+/// the IMAP server is gone (dovecot killed: the connection is cut and cannot
+/// be made again) for longer than the documented limit (keepalive + 3 ×
+/// imap.timeout), and healthy again once the server is back; `clerk bots
+/// list` shows the last contact too.
+#[test]
+fn healthz_follows_the_triggers_last_contact() {
+    let mut imap = Imap::start();
+    let ws = setup(&imap, ", keepalive: 2s, poll: 2s");
+    let mut add = ws.cmd();
+    add.args(["users", "add", "ada", "--role", "admin", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = add.spawn().expect("clerk users add");
+    {
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"ad-pass-3c7e1f\n")
+            .unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    let log = ws.path().join("serve-http.log");
+    let mut c = ws.cmd();
+    c.args(["serve", "--http", "127.0.0.1:0"])
+        .env("RUST_LOG", "clerk=debug")
+        .env("CLERK_SECRET_IMAP_PASSWORD", PASSWORD)
+        .env("CLERK_IMAP_TIMEOUT", "2s")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let serve = Serve {
+        child: Some(c.spawn().expect("start clerk serve")),
+        log: log.clone(),
+    };
+    let mut url = String::new();
+    wait_for("the dashboard", Duration::from_secs(30), Some(&serve), || {
+        let text = serve.log();
+        match text
+            .lines()
+            .find(|l| l.contains("dashboard listening"))
+            .and_then(|l| l.find("http://").map(|i| l[i..].to_string()))
+        {
+            Some(u) => {
+                url = u
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && *c != '"')
+                    .collect::<String>()
+                    .trim_end_matches('/')
+                    .to_string();
+                true
+            }
+            None => false,
+        }
+    });
+    // Limit: max(keepalive, poll) 2 s + 3 × imap.timeout 2 s.
+    let mut last = (0, Value::Null);
+    wait_for("healthy with the trigger", Duration::from_secs(30), Some(&serve), || {
+        last = healthz(&url);
+        last.0 == 200 && last.1["triggers"][0]["healthy"] == true
+    });
+    let t = &last.1["triggers"][0];
+    assert_eq!(t["bot"], "on-mail");
+    assert_eq!(t["mailbox"], "INBOX");
+    assert_eq!(t["limit_s"], 8);
+    assert!(t["last_contact"].is_string(), "{t}");
+    // Contact is renewed at every keepalive: still healthy well past the limit.
+    let first = t["last_contact"].clone();
+    wait_for("a renewed contact", Duration::from_secs(30), Some(&serve), || {
+        last = healthz(&url);
+        last.1["triggers"][0]["last_contact"] != first
+    });
+    assert_eq!(last.0, 200, "{}", last.1);
+
+    // The server dies and stays down: the connection is cut, reconnects fail.
+    imap.stop();
+    let down = Instant::now();
+    wait_for("unhealthy without the server", Duration::from_secs(60), Some(&serve), || {
+        last = healthz(&url);
+        last.0 == 503
+    });
+    let problems = last.1["problems"].to_string();
+    assert!(
+        problems.contains("mailbox trigger of bot on-mail (INBOX) last reached its server"),
+        "{}",
+        last.1
+    );
+    assert_eq!(last.1["triggers"][0]["healthy"], false);
+    // Not before the limit (it is no flapping alarm): contact was at most a
+    // keepalive before the stop, and the limit is 8 s after that contact.
+    assert!(
+        down.elapsed() >= Duration::from_secs(8 - 2 - 1),
+        "unhealthy after only {:?}",
+        down.elapsed()
+    );
+    let list = ws.clerk(&["bots", "list"]);
+    assert!(
+        list.stdout().contains("trigger: on-mail watches INBOX")
+            && list.stdout().contains("last contact 20"),
+        "{}",
+        list.stdout()
+    );
+
+    // Back: healthy again, and mail that arrived meanwhile is handled.
+    imap.launch();
+    imap.append("INBOX", &message("permit h", "ph"));
+    wait_for("healthy again", Duration::from_secs(90), Some(&serve), || {
+        last = healthz(&url);
+        last.0 == 200
+    });
+    wait_for("the message handled", Duration::from_secs(60), Some(&serve), || {
+        imap.message_ids("Processed").len() == 1
+    });
+    serve.stop();
+}
+
+/// The message as a work item of the job: keyed by (mailbox, UIDVALIDITY,
+/// UID) through mail.fetch's `item_key`, with a `verify:` that looks whether
+/// an in-doubt message was already filed.
+const WORK_ITEM_PLAYBOOK: &str = r#"name: on-mail
+inputs:
+  message: { type: map }
+  pause: { type: string, default: "0s" }
+steps:
+  - name: Fetch the message
+    mail.fetch: { uid: "{{ inputs.message.uid }}", unseen: false, save_attachments: in/mail }
+    save_as: got
+  - id: handle
+    for_each: "{{ got }}"
+    as: m
+    checkpoint: "{{ m.item_key }}"
+    verify:
+      steps:
+        - mail.fetch: { uid: "{{ m.uid }}", unseen: false, save_attachments: in/mail }
+          save_as: still
+      output: "{{ {'filed': true} if still | length == 0 else none }}"
+    steps:
+      - wait: "{{ inputs.pause }}"
+      - name: Answer
+        mail.send:
+          to: "{{ m.from_address }}"
+          subject: "Re: {{ m.subject }}"
+          text: "Handled."
+      - name: File it
+        mail.move: { uid: "{{ m.uid }}", to: Processed }
+    output: { filed: true }
+"#;
+
+/// `kill -9` of serve while the message's work item is in progress; after
+/// the restart the continuation finds the item in doubt, verifies it (still
+/// in the mailbox: not filed), handles it, and the ledger holds exactly one
+/// item for the message, `done`, keyed by mailbox, UIDVALIDITY and UID. A
+/// second delivery attempt of the same lineage (the resumed run's own fetch)
+/// does not make a second item.
+#[test]
+fn a_message_is_one_work_item_done_once_across_kill_9() {
+    let imap = Imap::start();
+    let ws = setup(&imap, "");
+    ws.write("playbooks/on-mail.yaml", WORK_ITEM_PLAYBOOK);
+    ws.write(
+        "bots/on-mail.yaml",
+        "name: on-mail\nplaybook: ../playbooks/on-mail.yaml\ntrigger: { mailbox: INBOX, subject: permit }\ninputs: { pause: 3s }\n",
+    );
+    let serve = Serve::start(&ws);
+    imap.append("INBOX", &message("permit item", "item"));
+    wait_for(
+        "the message's work item started",
+        Duration::from_secs(60),
+        Some(&serve),
+        || {
+            count(
+                &ws,
+                "SELECT COUNT(*) FROM work_items WHERE state = 'in_progress'",
+            ) == 1
+        },
+    );
+    serve.kill9();
+    assert_eq!(outbox(&ws), 0, "killed before the answer");
+    let key = rows(&ws, "SELECT item_key FROM work_items");
+    let uv = imap.session().command("SELECT INBOX").text;
+    assert_eq!(key.len(), 1);
+    assert!(key[0].starts_with("INBOX/") && key[0].ends_with("/1"), "{key:?}");
+    let uidvalidity = key[0].split('/').nth(1).unwrap().to_string();
+    assert!(uv.contains(&format!("UIDVALIDITY {uidvalidity}")), "{uv}");
+
+    let serve = Serve::start(&ws);
+    wait_for(
+        "the message handled after the restart",
+        Duration::from_secs(60),
+        Some(&serve),
+        || {
+            imap.message_ids("Processed").len() == 1
+                && count(&ws, "SELECT COUNT(*) FROM runs WHERE status = 'succeeded'") == 1
+        },
+    );
+    wait_for(
+        "the queue to drain",
+        Duration::from_secs(20),
+        Some(&serve),
+        || {
+            count(
+                &ws,
+                "SELECT COUNT(*) FROM runs WHERE status IN ('queued','running')",
+            ) == 0
+        },
+    );
+    serve.stop();
+    assert_eq!(outbox(&ws), 1, "answered exactly once");
+    assert_eq!(
+        rows(&ws, "SELECT item_key || ' ' || state FROM work_items"),
+        vec![format!("{} done", key[0])],
+        "one work item for the message, done"
+    );
+    // In doubt after the kill, looked up (still in the mailbox), then handled.
+    assert_eq!(
+        count(
+            &ws,
+            "SELECT COUNT(*) FROM audit_events WHERE kind = 'item.verified'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &ws,
+            &format!(
+                "SELECT COUNT(*) FROM audit_events WHERE kind = 'item.finished' AND item_key = '{}'",
+                key[0]
+            )
+        ),
+        1,
+        "finished once"
+    );
+    assert_eq!(count(&ws, "SELECT COUNT(DISTINCT lineage) FROM runs"), 1);
+}

@@ -192,6 +192,7 @@ impl Fixture {
             artifacts: Some(self.ws().to_path_buf()),
             checkpoints: Some(self.checkpoints()),
             pubkey: keys::load_public(&self.config.key_path(self.ws())).unwrap(),
+            ..Default::default()
         }
     }
 

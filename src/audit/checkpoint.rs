@@ -13,7 +13,8 @@
 //! verify says that they are unsigned.
 //!
 //! clerk writes one at the end of every run and every
-//! `audit.checkpoint_every` in `clerk serve`.
+//! `audit.checkpoint_every` in `clerk serve`, and then hands the new lines
+//! of the file to the configured sinks (HTTP, mail: [`super::sink`]).
 
 use std::io::Write as _;
 use std::path::Path;
@@ -159,7 +160,8 @@ pub fn read_file(path: &Path) -> anyhow::Result<Vec<(usize, Checkpoint)>> {
     Ok(out)
 }
 
-/// The end-of-run checkpoint: never fails the run (a problem is logged).
+/// The end-of-run checkpoint: never fails the run (a problem is logged),
+/// then delivered to the configured sinks (bounded: see [`super::sink`]).
 pub async fn after_run(store: &Store, config: &crate::config::Config, workspace: &Path) {
     if !config.audit.checkpoint_after_run {
         return;
@@ -168,6 +170,7 @@ pub async fn after_run(store: &Store, config: &crate::config::Config, workspace:
     if let Err(e) = write(store, &config.audit, workspace, &actor, "run.finished").await {
         tracing::warn!(error = %format!("{e:#}"), "cannot write the end-of-run audit checkpoint");
     }
+    super::sink::deliver_all(store, config, workspace).await;
 }
 
 /// `clerk serve`: a checkpoint every `audit.checkpoint_every` and one when
@@ -191,6 +194,7 @@ pub async fn periodic(
         if let Err(e) = write(&store, &config.audit, &workspace, &actor, "serve").await {
             tracing::warn!(error = %format!("{e:#}"), "cannot write the periodic audit checkpoint");
         }
+        super::sink::deliver_all(&store, &config, &workspace).await;
         if stopping {
             return;
         }

@@ -27,6 +27,66 @@ pub struct AuditConfig {
     pub checkpoint_every: Duration,
     /// Write a checkpoint at the end of every run (default true).
     pub checkpoint_after_run: bool,
+    /// Also POST every checkpoint to an HTTP(S) endpoint (docs/audit.md).
+    pub http: Option<HttpSinkConfig>,
+    /// Also mail the checkpoints to the auditors, as a digest (docs/audit.md).
+    pub smtp: Option<SmtpSinkConfig>,
+}
+
+/// `audit.http`: where each checkpoint is POSTed as JSON.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSinkConfig {
+    /// `https://audit.example/clerk/checkpoints`.
+    pub url: String,
+    /// Per attempt (connect, send, answer). Default 5s.
+    #[serde(
+        default = "default_http_timeout",
+        serialize_with = "ser_duration",
+        deserialize_with = "de_duration"
+    )]
+    #[schemars(with = "DurationArg")]
+    pub timeout: Duration,
+    /// Attempts per checkpoint before the delivery is given up until the
+    /// next one (default 3; 0.5 s, 1 s... between them).
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// Name of a secret sent as `Authorization: Bearer <secret>`.
+    #[serde(default)]
+    pub token_secret: Option<String>,
+}
+
+/// `audit.smtp`: the checkpoints mailed to the auditors (server: `mail.smtp`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSinkConfig {
+    /// The auditors' addresses.
+    pub to: Vec<String>,
+    /// At most one mail per this (default 24h: a daily digest); `0s` mails
+    /// every checkpoint as it is taken.
+    #[serde(
+        default = "default_every",
+        serialize_with = "ser_duration",
+        deserialize_with = "de_duration"
+    )]
+    #[schemars(with = "DurationArg")]
+    pub every: Duration,
+    /// Subject prefix (the checkpoint range follows).
+    #[serde(default = "default_subject")]
+    pub subject: String,
+}
+
+fn default_http_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_attempts() -> u32 {
+    3
+}
+fn default_every() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_subject() -> String {
+    "clerk audit checkpoints".into()
 }
 
 impl Default for AuditConfig {
@@ -36,6 +96,8 @@ impl Default for AuditConfig {
             checkpoints: ".clerk/checkpoints.jsonl".into(),
             checkpoint_every: Duration::from_secs(600),
             checkpoint_after_run: true,
+            http: None,
+            smtp: None,
         }
     }
 }

@@ -10,6 +10,8 @@
 //! - [`export`]: JSONL / CSV export for auditors.
 //! - [`keys`], [`checkpoint`]: the installation's Ed25519 key and signed
 //!   checkpoints, in the chain and in an append-only file outside it.
+//! - [`sink`]: copies of the checkpoints sent elsewhere (HTTP POST, a mail
+//!   digest to the auditors).
 //! - [`archive`]: retention that keeps the proof (`clerk audit archive`).
 //! - [`config`]: the `audit:` section of clerk.yaml.
 
@@ -22,6 +24,7 @@ pub mod export;
 pub mod format;
 pub mod keys;
 pub mod recorder;
+pub mod sink;
 pub mod verify;
 
 pub use chain::{GENESIS_HASH, canonical_json, event_hash};

@@ -64,6 +64,10 @@ pub struct VerifyOptions {
     /// signatures are checked against the key each record names (and the
     /// report says so).
     pub pubkey: Option<VerifyingKey>,
+    /// Read, hash and walk one after the other on one thread, artifacts
+    /// last — how verify worked before it was pipelined; kept so that the
+    /// benchmark can compare both in one binary (`benches/verify.rs`).
+    pub sequential: bool,
 }
 
 /// The result of [`verify`].
@@ -236,6 +240,9 @@ pub struct ChainRow {
     pub hash_format: i64,
     pub prev_hash: String,
     pub hash: String,
+    /// The hash recomputed from the content, when already done (on the
+    /// hashing thread, see [`verify_with`]); `None`: computed when walked.
+    pub computed: Option<Result<String, String>>,
 }
 
 impl From<crate::store::RawEvent> for ChainRow {
@@ -260,6 +267,7 @@ impl From<crate::store::RawEvent> for ChainRow {
             hash_format: r.hash_format,
             prev_hash: r.prev_hash,
             hash: r.hash,
+            computed: None,
         }
     }
 }
@@ -306,7 +314,19 @@ impl ChainRow {
             hash_format: int("hash_format")?.unwrap_or(1),
             prev_hash: req("prev_hash")?,
             hash: req("hash")?,
+            computed: None,
         })
+    }
+
+    /// Recomputes the hash from the content (by the row's own format) and
+    /// keeps it in `computed`: the costly part of verifying, independent of
+    /// every other row, so it can be done off the walking thread.
+    pub fn precompute(&mut self) {
+        if self.computed.is_none()
+            && let Ok(d) = &self.detail
+        {
+            self.computed = Some(format::hash(&self.fields(d)));
+        }
     }
 
     fn fields<'a>(&'a self, detail: &'a Value) -> Fields<'a> {
@@ -341,6 +361,9 @@ struct Walker<'o> {
     runs: HashMap<String, RunExpect>,
     /// (event id, path, recorded sha256) of every artifact named.
     artifacts: Vec<(i64, String, String)>,
+    /// Re-hashes each artifact path once, on its own thread, while the
+    /// chain is still being walked (see [`ArtifactHasher`]).
+    hasher: Option<ArtifactHasher>,
     /// Head ids the checkpoint file names → the hash the chain has there.
     wanted: HashMap<i64, Option<String>>,
     /// Newest head covered by a chained checkpoint.
@@ -364,6 +387,11 @@ impl<'o> Walker<'o> {
             prev_hash: start.through_hash,
             runs: start.runs,
             artifacts: Vec::new(),
+            hasher: if opts.sequential {
+                None // started in check_artifacts, after the walk
+            } else {
+                opts.artifacts.clone().map(ArtifactHasher::start)
+            },
             wanted: HashMap::new(),
             covered: 0,
             unpinned_signatures: false,
@@ -436,9 +464,17 @@ impl<'o> Walker<'o> {
             Ok(d) => d,
             Err(e) => return Some(e.clone()),
         };
-        match format::hash(&row.fields(detail)) {
-            Err(e) => return Some(e),
-            Ok(h) if h != row.hash => {
+        let fresh;
+        let computed = match &row.computed {
+            Some(c) => c,
+            None => {
+                fresh = format::hash(&row.fields(detail));
+                &fresh
+            }
+        };
+        match computed {
+            Err(e) => return Some(e.clone()),
+            Ok(h) if *h != row.hash => {
                 return Some("hash does not match its content (edited?)".to_string());
             }
             Ok(_) => {}
@@ -544,31 +580,34 @@ impl<'o> Walker<'o> {
                     a.get("path").and_then(Value::as_str),
                     a.get("sha256").and_then(Value::as_str),
                 ) {
+                    if let Some(h) = &mut self.hasher {
+                        h.want(p);
+                    }
                     self.artifacts.push((id, p.to_string(), s.to_string()));
                 }
             }
         }
     }
 
-    /// Re-hashes every artifact named (each file once).
+    /// Compares every artifact named with its file's hash (each file hashed
+    /// once, by the hasher thread).
     fn check_artifacts(&mut self) {
-        let Some(root) = self.opts.artifacts.clone() else {
-            return;
-        };
-        let mut cache: HashMap<String, Result<String, String>> = HashMap::new();
-        for (event, path, sha) in std::mem::take(&mut self.artifacts) {
-            let got = cache.entry(path.clone()).or_insert_with(|| {
-                let full = if Path::new(&path).is_absolute() {
-                    PathBuf::from(&path)
-                } else {
-                    root.join(&path)
-                };
-                match crate::fsutil::sha256_file(&full) {
-                    Ok((h, _)) => Ok(h),
-                    Err(_) if !full.exists() => Err("is missing".to_string()),
-                    Err(e) => Err(format!("cannot be read ({e:#})")),
+        let hasher = match (self.hasher.take(), &self.opts.artifacts) {
+            (Some(h), _) => h,
+            (None, Some(root)) => {
+                let mut h = ArtifactHasher::start(root.clone());
+                for (_, path, _) in &self.artifacts {
+                    h.want(path);
                 }
-            });
+                h
+            }
+            (None, None) => return,
+        };
+        let mut cache = hasher.finish();
+        for (event, path, sha) in std::mem::take(&mut self.artifacts) {
+            let got = cache
+                .entry(path.clone())
+                .or_insert_with(|| Err("was not hashed (internal error)".to_string()));
             self.report.artifacts_checked += 1;
             let reason = match got {
                 Ok(h) if *h == sha => continue,
@@ -781,6 +820,58 @@ impl ArchiveMarker {
     }
 }
 
+/// Hashes artifact files on a thread of its own: verify's chain walk is
+/// CPU work on one core, re-hashing files is I/O and CPU on another.
+struct ArtifactHasher {
+    tx: Option<std::sync::mpsc::Sender<String>>,
+    asked: std::collections::HashSet<String>,
+    thread: std::thread::JoinHandle<HashMap<String, Result<String, String>>>,
+}
+
+impl ArtifactHasher {
+    fn start(root: PathBuf) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let thread = std::thread::spawn(move || {
+            let mut done = HashMap::new();
+            for path in rx {
+                let full = if Path::new(&path).is_absolute() {
+                    PathBuf::from(&path)
+                } else {
+                    root.join(&path)
+                };
+                let got = match crate::fsutil::sha256_file(&full) {
+                    Ok((h, _)) => Ok(h),
+                    Err(_) if !full.exists() => Err("is missing".to_string()),
+                    Err(e) => Err(format!("cannot be read ({e:#})")),
+                };
+                done.insert(path, got);
+            }
+            done
+        });
+        ArtifactHasher {
+            tx: Some(tx),
+            asked: std::collections::HashSet::new(),
+            thread,
+        }
+    }
+
+    /// Asks for a path's hash (each path once).
+    fn want(&mut self, path: &str) {
+        if self.asked.insert(path.to_string())
+            && let Some(tx) = &self.tx
+        {
+            // A send fails only if the thread is gone; `finish` says so.
+            let _ = tx.send(path.to_string());
+        }
+    }
+
+    /// Every hash asked for, by path.
+    fn finish(mut self) -> HashMap<String, Result<String, String>> {
+        self.tx = None; // ends the thread's loop
+        self.thread.join().unwrap_or_default()
+    }
+}
+
 fn short(h: &str) -> &str {
     h.get(..12).unwrap_or(h)
 }
@@ -806,20 +897,81 @@ pub async fn verify_with(store: &Store, opts: &VerifyOptions) -> anyhow::Result<
     for (_, cp) in &cps {
         w.wanted.insert(cp.head_id, None);
     }
-    let mut after = i64::MIN;
-    loop {
-        let page = store.raw_events(after, PAGE).await?;
-        let Some((last, _)) = page.last() else { break };
-        after = *last;
-        for (id, row) in page {
-            w.step(id, row.map(ChainRow::from));
+    if opts.sequential {
+        let mut after = i64::MIN;
+        loop {
+            let page = store.raw_events(after, PAGE).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = *last;
+            for (id, row) in page {
+                w.step(id, row.map(ChainRow::from));
+            }
         }
+        return finish_store(store, opts, w, &cps).await;
     }
+    // Three stages, so the two cores work at once: this task's reader
+    // fetches page N+1 while a blocking thread parses and hashes page N
+    // (rows are independent), and the walk (cheap, in id order) follows.
+    let (raw_tx, mut raw_rx) = tokio::sync::mpsc::channel::<Vec<crate::store::RawRow>>(2);
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<Vec<(i64, Result<ChainRow, String>)>>(2);
+    let hashing = tokio::task::spawn_blocking(move || {
+        while let Some(page) = raw_rx.blocking_recv() {
+            let rows = page
+                .into_iter()
+                .map(|(id, row)| {
+                    let row = row.map(|r| {
+                        let mut c = ChainRow::from(r);
+                        c.precompute();
+                        c
+                    });
+                    (id, row)
+                })
+                .collect();
+            if ready_tx.blocking_send(rows).is_err() {
+                return;
+            }
+        }
+    });
+    let reading = async move {
+        let mut after = i64::MIN;
+        loop {
+            let page = store.raw_events(after, PAGE).await?;
+            let Some((last, _)) = page.last() else {
+                return Ok::<(), anyhow::Error>(());
+            };
+            after = *last;
+            if raw_tx.send(page).await.is_err() {
+                return Ok(()); // the walk stopped
+            }
+        }
+    };
+    let walking = async {
+        while let Some(rows) = ready_rx.recv().await {
+            for (id, row) in rows {
+                w.step(id, row);
+            }
+        }
+    };
+    let (read, ()) = tokio::join!(reading, walking);
+    read?;
+    hashing
+        .await
+        .context("the hashing thread of audit verify failed")?;
+    finish_store(store, opts, w, &cps).await
+}
+
+/// Artifacts, the runs table and the checkpoint file, once the chain is walked.
+async fn finish_store(
+    store: &Store,
+    opts: &VerifyOptions,
+    mut w: Walker<'_>,
+    cps: &[(usize, Checkpoint)],
+) -> anyhow::Result<VerifyReport> {
     w.check_artifacts();
     let table = store.run_states().await?;
     w.check_runs(table);
     if opts.checkpoints.is_some() {
-        w.check_checkpoints(&cps);
+        w.check_checkpoints(cps);
     }
     Ok(w.finish())
 }

@@ -145,6 +145,16 @@ pub async fn audit(ws: &Workspace, cmd: AuditCommand) -> anyhow::Result<u8> {
                 "manual",
             )
             .await?;
+            // Then the sinks (audit.http / audit.smtp) get what is pending.
+            for d in audit::sink::deliver_all(&store, &ws.config, &ws.root).await {
+                match &d.error {
+                    None => eprintln!(
+                        "{}: {} checkpoint(s) sent, {} pending",
+                        d.sink, d.sent, d.pending
+                    ),
+                    Some(e) => eprintln!("{}: not delivered ({} pending): {e}", d.sink, d.pending),
+                }
+            }
             match (cp, json) {
                 (Some(cp), true) => output::out_json(&serde_json::to_value(&cp)?),
                 (Some(cp), false) => output::out(&format!(
@@ -225,6 +235,7 @@ async fn verify(ws: &Workspace, a: VerifyArgs) -> anyhow::Result<u8> {
         artifacts: None,
         checkpoints,
         pubkey,
+        ..Default::default()
     };
     let report = match &a.export {
         Some(file) => {

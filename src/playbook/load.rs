@@ -110,7 +110,7 @@ pub fn load_str(
         explicit_ids: BTreeMap::new(),
         loop_depth: 0,
     };
-    let root = match yaml::parse(text) {
+    let mut root = match yaml::parse(text) {
         Ok(r) => r,
         Err(e) => {
             loader
@@ -119,6 +119,11 @@ pub fn load_str(
             return Err(loader.diags);
         }
     };
+    // `include:` steps are spliced in before anything is checked.
+    {
+        let _loading = super::include::Loading::enter(path);
+        super::include::expand(&mut root, path, catalog, &mut loader.diags);
+    }
     let mut playbook = loader.playbook(&root);
     if let Some(p) = &mut playbook {
         p.sha256 = crate::fsutil::sha256_hex(text.as_bytes());

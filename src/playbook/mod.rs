@@ -7,6 +7,7 @@
 pub mod checks;
 mod diag;
 mod duration;
+mod include;
 mod load;
 mod model;
 pub mod yaml;

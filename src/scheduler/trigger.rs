@@ -27,7 +27,8 @@
 //!   bot's `on_interrupt` policy (default: resumed in a new run of the same
 //!   lineage, see docs/work-items.md), so `mail.send` does not mail twice
 //!   and the IMAP journal hands the continuation its message again.
-//! - `clerk bots list` shows each trigger's last contact with the server.
+//! - `clerk bots list` shows each trigger's last contact with the server,
+//!   and `/healthz` turns unhealthy when it is older than [`contact_limit`].
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -696,6 +697,72 @@ pub async fn describe(store: &Store, bots: &[Bot]) -> Vec<(String, Value)> {
             ))
         })
         .collect()
+}
+
+/// How long a trigger may go without contact with its server before
+/// `/healthz` calls it dead: its renewal interval (`keepalive` for IDLE,
+/// `poll` when polling — the larger of the two, as either may be in use)
+/// plus three `imap.timeout`s (the NOOP, the end of IDLE and the scan that
+/// follow a renewal are each bounded by one). Defaults: 5 min + 90 s.
+pub fn contact_limit(t: &MailTrigger, imap_timeout: Duration) -> Duration {
+    t.keepalive.max(t.poll) + imap_timeout.saturating_mul(3)
+}
+
+/// `/healthz`'s view of the mailbox triggers: one object per trigger (bot,
+/// mailbox, status, last contact, its age and the limit), and a problem
+/// sentence for each whose last contact is older than [`contact_limit`] (or
+/// that never reached its server).
+pub async fn health(
+    store: &Store,
+    bots: &[Bot],
+    imap_timeout: Duration,
+) -> anyhow::Result<(Vec<Value>, Vec<String>)> {
+    let states = store.trigger_states().await?;
+    let now = Utc::now();
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for b in bots {
+        let Some(t) = &b.trigger else { continue };
+        let limit = contact_limit(t, imap_timeout);
+        let st = states
+            .iter()
+            .find(|s| s.bot == b.name && s.mailbox == t.mailbox);
+        let last = st
+            .and_then(|s| s.last_contact.as_deref())
+            .and_then(crate::store::time::parse_ts);
+        let age = last.map(|l| (now - l).num_milliseconds().max(0) as f64 / 1000.0);
+        let healthy = age.is_some_and(|a| a <= limit.as_secs_f64());
+        if !healthy {
+            let status = st.map_or("never connected", |s| s.status.as_str());
+            let why = st
+                .and_then(|s| s.error.as_deref())
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            problems.push(match age {
+                Some(a) => format!(
+                    "the mailbox trigger of bot {} ({}) last reached its server {a:.0} s ago, more than its limit of {} s ({status}{why})",
+                    b.name,
+                    t.mailbox,
+                    limit.as_secs()
+                ),
+                None => format!(
+                    "the mailbox trigger of bot {} ({}) has never reached its server ({status}{why})",
+                    b.name, t.mailbox
+                ),
+            });
+        }
+        out.push(json!({
+            "bot": b.name,
+            "mailbox": t.mailbox,
+            "server": st.map(|s| s.server.clone()),
+            "status": st.map_or("never connected".to_string(), |s| s.status.clone()),
+            "last_contact": st.and_then(|s| s.last_contact.clone()),
+            "last_contact_age_s": age.map(|a| (a * 10.0).round() / 10.0),
+            "limit_s": limit.as_secs(),
+            "healthy": healthy,
+        }));
+    }
+    Ok((out, problems))
 }
 
 /// The SCHEDULE cell of `clerk bots list`: the crons, and `mail: MAILBOX`

@@ -90,8 +90,25 @@ pub(crate) async fn healthz(State(app): State<Arc<App>>) -> Response {
             Err(e) => problems.push(format!("cannot read the scheduler lease: {e}")),
         }
     }
+    // Mailbox triggers (evidence-mail): each one's last contact with its
+    // IMAP server, unhealthy past its limit (docs/mail.md).
+    let mut triggers = Vec::new();
+    if store_ok {
+        let (bots, _) = crate::scheduler::load_bots_dir(&app.opts.bots_dir);
+        let imap_timeout = crate::config::Config::load(&app.opts.workspace)
+            .map(|c| c.imap.timeout)
+            .unwrap_or(crate::config::ImapConfig::default().timeout);
+        match timed(crate::scheduler::trigger::health(&app.store, &bots, imap_timeout)).await {
+            Ok((list, mut p)) => {
+                triggers = list;
+                problems.append(&mut p);
+            }
+            Err(e) => problems.push(format!("cannot read the mailbox triggers' state: {e}")),
+        }
+    }
     let healthy = problems.is_empty();
     let body = json!({
+        "triggers": triggers,
         "status": if healthy { "ok" } else { "unhealthy" },
         "store": { "ok": store_ok, "url": app.store.url() },
         "scheduler": scheduler,

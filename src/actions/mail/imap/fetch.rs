@@ -72,7 +72,7 @@ impl Action for Fetch {
         delay_ms: 2000,
         backoff: 2.0,
     });
-    const RESULT: &'static str = "list of { uid, uidvalidity, mailbox, message_id, from, from_address, to, cc, subject, date, text, html, size, attachments: [{ name, original_name, path, size, sha256, content_type }], redelivered }";
+    const RESULT: &'static str = "list of { uid, uidvalidity, mailbox, item_key, message_id, from, from_address, to, cc, subject, date, text, html, size, attachments: [{ name, original_name, path, size, sha256, content_type }], redelivered }";
 
     async fn run(ctx: &mut ActionContext<'_>, args: Self::Args) -> ActionResult {
         let cfg = ctx.config.imap.clone();
@@ -281,6 +281,12 @@ async fn fetch(
             obj.insert("uid".into(), json!(uid));
             obj.insert("uidvalidity".into(), json!(uidvalidity));
             obj.insert("mailbox".into(), json!(args.mailbox));
+            // The message as a work item of the lineage (a loop's
+            // `checkpoint:`): the same message, and only it, has this key.
+            obj.insert(
+                "item_key".into(),
+                json!(format!("{}/{uidvalidity}/{uid}", args.mailbox)),
+            );
             obj.insert("text".into(), json!(text));
             obj.insert("html".into(), json!(html));
             obj.insert("size".into(), json!(raw.len()));
