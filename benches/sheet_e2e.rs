@@ -78,7 +78,11 @@ fn main() {
                 name,
                 vec![
                     py.display().to_string(),
-                    manifest.join("benches/peers").join(script).display().to_string(),
+                    manifest
+                        .join("benches/peers")
+                        .join(script)
+                        .display()
+                        .to_string(),
                     file.display().to_string(),
                 ],
             ));
@@ -121,10 +125,7 @@ fn main() {
     );
     let mut medians = Vec::new();
     for ((name, _), samples) in readers.iter().zip(&results) {
-        let mut ms: Vec<f64> = samples
-            .iter()
-            .map(|s| s.wall.as_secs_f64() * 1e3)
-            .collect();
+        let mut ms: Vec<f64> = samples.iter().map(|s| s.wall.as_secs_f64() * 1e3).collect();
         ms.sort_by(|a, b| a.total_cmp(b));
         let median = ms[ms.len() / 2];
         medians.push(median);
@@ -146,7 +147,11 @@ fn main() {
     let clerk_peak = results[0].iter().map(|s| s.peak_kb).max().unwrap_or(0) as f64 / 1024.0;
     println!(
         "clerk peak RSS {clerk_peak:.1} MB (target <= 250 MB) {}",
-        if clerk_peak <= 250.0 { "OK" } else { "OVER TARGET" }
+        if clerk_peak <= 250.0 {
+            "OK"
+        } else {
+            "OVER TARGET"
+        }
     );
     if medians.len() > 1 {
         let ratio = medians[0] / medians[1];
@@ -156,10 +161,7 @@ fn main() {
         );
     }
     if medians.len() > 2 {
-        println!(
-            "clerk / openpyxl wall: {:.2}x",
-            medians[0] / medians[2]
-        );
+        println!("clerk / openpyxl wall: {:.2}x", medians[0] / medians[2]);
     }
     println!(
         "load average (1 min) during the rounds: {}",
