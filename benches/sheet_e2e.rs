@@ -14,7 +14,7 @@
 //! beside the figures.
 //!
 //! Run: `cargo bench --bench sheet_e2e` (release). Options: `--rows N`
-//! (default 100000), `--rounds N` (default 5), `--no-peers`.
+//! (default 100000), `--rounds N` (default 5), `--no-peers`, `--no-openpyxl`.
 //! Targets (issue 13 §5): clerk ≤ 1.0× python-calamine wall, ≤ 250 MB peak
 //! RSS, `runs` row < 64 KB.
 
@@ -39,6 +39,8 @@ fn main() {
     let rows = opt("--rows", 100_000);
     let rounds = opt("--rounds", 5).max(1);
     let peers = !args.iter().any(|a| a == "--no-peers");
+    // openpyxl takes ~15 s a round on a quiet machine, minutes on a loaded one.
+    let openpyxl = !args.iter().any(|a| a == "--no-openpyxl");
 
     let dir = tempfile::tempdir().expect("temp dir");
     let ws = dir.path();
@@ -73,7 +75,10 @@ fn main() {
         for (name, script) in [
             ("python-calamine", "sheet_calamine.py"),
             ("openpyxl (read-only)", "sheet_openpyxl.py"),
-        ] {
+        ]
+        .into_iter()
+        .take(if openpyxl { 2 } else { 1 })
+        {
             readers.push((
                 name,
                 vec![
