@@ -14,7 +14,7 @@
 //! beside the figures.
 //!
 //! Run: `cargo bench --bench sheet_e2e` (release). Options: `--rows N`
-//! (default 100000), `--rounds N` (default 5), `--no-peers`.
+//! (default 100000), `--rounds N` (default 5), `--no-peers`, `--no-openpyxl`.
 //! Targets (issue 13 §5): clerk ≤ 1.0× python-calamine wall, ≤ 250 MB peak
 //! RSS, `runs` row < 64 KB.
 
@@ -39,6 +39,8 @@ fn main() {
     let rows = opt("--rows", 100_000);
     let rounds = opt("--rounds", 5).max(1);
     let peers = !args.iter().any(|a| a == "--no-peers");
+    // openpyxl takes ~15 s a round on a quiet machine, minutes on a loaded one.
+    let openpyxl = !args.iter().any(|a| a == "--no-openpyxl");
 
     let dir = tempfile::tempdir().expect("temp dir");
     let ws = dir.path();
@@ -73,12 +75,19 @@ fn main() {
         for (name, script) in [
             ("python-calamine", "sheet_calamine.py"),
             ("openpyxl (read-only)", "sheet_openpyxl.py"),
-        ] {
+        ]
+        .into_iter()
+        .take(if openpyxl { 2 } else { 1 })
+        {
             readers.push((
                 name,
                 vec![
                     py.display().to_string(),
-                    manifest.join("benches/peers").join(script).display().to_string(),
+                    manifest
+                        .join("benches/peers")
+                        .join(script)
+                        .display()
+                        .to_string(),
                     file.display().to_string(),
                 ],
             ));
@@ -121,10 +130,7 @@ fn main() {
     );
     let mut medians = Vec::new();
     for ((name, _), samples) in readers.iter().zip(&results) {
-        let mut ms: Vec<f64> = samples
-            .iter()
-            .map(|s| s.wall.as_secs_f64() * 1e3)
-            .collect();
+        let mut ms: Vec<f64> = samples.iter().map(|s| s.wall.as_secs_f64() * 1e3).collect();
         ms.sort_by(|a, b| a.total_cmp(b));
         let median = ms[ms.len() / 2];
         medians.push(median);
@@ -146,7 +152,11 @@ fn main() {
     let clerk_peak = results[0].iter().map(|s| s.peak_kb).max().unwrap_or(0) as f64 / 1024.0;
     println!(
         "clerk peak RSS {clerk_peak:.1} MB (target <= 250 MB) {}",
-        if clerk_peak <= 250.0 { "OK" } else { "OVER TARGET" }
+        if clerk_peak <= 250.0 {
+            "OK"
+        } else {
+            "OVER TARGET"
+        }
     );
     if medians.len() > 1 {
         let ratio = medians[0] / medians[1];
@@ -156,10 +166,7 @@ fn main() {
         );
     }
     if medians.len() > 2 {
-        println!(
-            "clerk / openpyxl wall: {:.2}x",
-            medians[0] / medians[2]
-        );
+        println!("clerk / openpyxl wall: {:.2}x", medians[0] / medians[2]);
     }
     println!(
         "load average (1 min) during the rounds: {}",

@@ -109,10 +109,9 @@ fn a_big_read_leaves_a_small_runs_row() {
     assert!(vars < 16 * 1024, "runs.vars is {vars} bytes");
     assert!(row < 64 * 1024, "the runs row is {row} bytes");
     // The stored marker is the one `--json` printed.
-    let stored: Value = serde_json::from_str(
-        &query(&ws, &format!("SELECT vars FROM runs WHERE id = '{id}'"))[0],
-    )
-    .unwrap();
+    let stored: Value =
+        serde_json::from_str(&query(&ws, &format!("SELECT vars FROM runs WHERE id = '{id}'"))[0])
+            .unwrap();
     assert_eq!(stored["data"], v["vars"]["data"]);
 }
 
@@ -127,7 +126,10 @@ fn the_marker_hashes_the_value_and_changes_with_the_data() {
     let a = run_json(&ws, &["run", "read.yaml", "--json"]);
     let b = run_json(&ws, &["run", "read.yaml", "--json"]);
     assert_marker(&a["vars"]["data"], "load", "sheet.read");
-    assert_eq!(a["vars"]["data"], b["vars"]["data"], "same file, same marker");
+    assert_eq!(
+        a["vars"]["data"], b["vars"]["data"],
+        "same file, same marker"
+    );
     write_sheet(&ws.path().join("big.xlsx"), 2_001);
     let c = run_json(&ws, &["run", "read.yaml", "--json"]);
     assert_ne!(c["vars"]["data"]["sha256"], a["vars"]["data"]["sha256"]);

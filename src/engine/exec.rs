@@ -254,7 +254,11 @@ impl Exec {
     /// Renders a value from the playbook to a template value; a string that
     /// is one whole `{{ expression }}` keeps the expression's value as is
     /// (no JSON copy of a big list). Returns it and whether it is secret.
-    pub(crate) fn render_value(&self, value: &Value, ctx: &MValue) -> Result<(MValue, bool), String> {
+    pub(crate) fn render_value(
+        &self,
+        value: &Value,
+        ctx: &MValue,
+    ) -> Result<(MValue, bool), String> {
         match value {
             Value::String(s) if template::is_template(s) => {
                 let tainted = self.is_tainted_template(s);
@@ -735,9 +739,10 @@ impl Exec {
             })?;
         use minijinja::value::ValueKind;
         let items: Vec<MValue> = match items_value.kind() {
-            ValueKind::Seq | ValueKind::Iterable => {
-                items_value.try_iter().map(|it| it.collect()).unwrap_or_default()
-            }
+            ValueKind::Seq | ValueKind::Iterable => items_value
+                .try_iter()
+                .map(|it| it.collect())
+                .unwrap_or_default(),
             ValueKind::None | ValueKind::Undefined => Vec::new(),
             ValueKind::Map => items_value
                 .try_iter()

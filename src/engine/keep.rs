@@ -222,7 +222,9 @@ mod tests {
             .map(|(k, v)| (k.to_string(), kept(v, None)))
             .collect();
         within_budget(&mut vars, |name| {
-            all.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v, None))
+            all.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v, None))
         });
         assert!(omitted(&vars["a"]).is_some());
         assert!(omitted(&vars["b"]).is_none());

@@ -31,12 +31,7 @@ pub struct Grid {
 impl fmt::Debug for Grid {
     // Never the cells: a debug print of 1,000,000 values helps no one.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "<{} sheet rows x {} columns>",
-            self.len(),
-            self.width
-        )
+        write!(f, "<{} sheet rows x {} columns>", self.len(), self.width)
     }
 }
 
@@ -219,8 +214,14 @@ mod tests {
     #[test]
     fn rows_behave_like_json_maps_in_templates() {
         assert_eq!(text("{{ rows | length }}"), "2");
-        assert_eq!(text("{{ rows[0].name }}|{{ rows[0]['amount'] }}"), "Alpha|12.5");
-        assert_eq!(text("{{ rows[1].name is none }}|{{ rows[0].name is none }}"), "True|False");
+        assert_eq!(
+            text("{{ rows[0].name }}|{{ rows[0]['amount'] }}"),
+            "Alpha|12.5"
+        );
+        assert_eq!(
+            text("{{ rows[1].name is none }}|{{ rows[0].name is none }}"),
+            "True|False"
+        );
         assert_eq!(
             text("{% for r in rows %}{{ loop.index }}:{{ r.id }};{% endfor %}"),
             "1:1;2:2;"
@@ -229,7 +230,10 @@ mod tests {
             text("{% for k, v in rows[0] | items %}{{ k }}={{ v }},{% endfor %}"),
             "id=1,name=Alpha,amount=12.5,"
         );
-        assert_eq!(text("{% for k in rows[0] %}{{ k }} {% endfor %}"), "id name amount ");
+        assert_eq!(
+            text("{% for k in rows[0] %}{{ k }} {% endfor %}"),
+            "id name amount "
+        );
         assert_eq!(
             text("{{ rows[0] | tojson }}"),
             r#"{"id":1,"name":"Alpha","amount":12.5}"#
