@@ -10,8 +10,10 @@
 //! What makes this safe is the caller's durability rule (docs/audit.md): the
 //! engine defers the events of a step and flushes before every action with
 //! an outside effect starts and when the run ends. Pending events are also
-//! flushed when there are [`MAX_PENDING`] of them and, by a background task,
-//! [`FLUSH_AFTER`] after they were deferred; run-state events (`run.*`) are
+//! flushed by a background task at the latest [`FLUSH_AFTER`] after they
+//! were deferred, and at once (by that task, off the action's path) when
+//! [`MAX_PENDING`] wait; a recorder that gets [`BLOCK_PENDING`] ahead of the
+//! database waits for a flush itself; run-state events (`run.*`) are
 //! never deferred. A crash loses at most what is pending — events of the
 //! action in flight and of actions without outside effects since the last
 //! flush — and the chain stays intact: nothing half-written is ever visible.
@@ -32,8 +34,12 @@ use sqlx::Row as _;
 use super::time::now_micros;
 use super::{NewEvent, Store, StoreError};
 
-/// Pending events that make a flush happen at once.
+/// Pending events that wake the background flusher at once.
 pub const MAX_PENDING: usize = 1024;
+
+/// Pending events at which the recorder itself waits for a flush
+/// (backpressure: memory stays bounded if the database is slow).
+pub const BLOCK_PENDING: usize = 8 * MAX_PENDING;
 
 /// How long an event may wait for its batch before the background task
 /// commits it anyway (so a long `wait` step does not keep its predecessors
@@ -73,8 +79,10 @@ impl Store {
         if start_flusher {
             self.start_flusher();
         }
-        if len >= MAX_PENDING {
+        if len >= BLOCK_PENDING {
             self.flush_events().await?;
+        } else if len >= MAX_PENDING {
+            self.inner.flush_now.notify_one();
         }
         Ok(())
     }
@@ -94,6 +102,15 @@ impl Store {
                 .map_err(|e| self.err(e, "commit deferred audit events"))
         })
         .await
+    }
+
+    /// Changes how long an event may wait for its batch (default
+    /// [`FLUSH_AFTER`]); tests that look at pending events set it long.
+    pub fn set_flush_after(&self, after: Duration) {
+        let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.inner
+            .flush_after_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// How many events wait for their batch.
@@ -194,8 +211,14 @@ impl Store {
         };
         let weak = Arc::downgrade(&self.inner);
         rt.spawn(async move {
-            loop {
-                tokio::time::sleep(FLUSH_AFTER).await;
+            while let Some((notify, after)) = weak.upgrade().map(|i| {
+                let ms = i.flush_after_ms.load(std::sync::atomic::Ordering::Relaxed);
+                (i.flush_now.clone(), Duration::from_millis(ms))
+            }) {
+                tokio::select! {
+                    _ = tokio::time::sleep(after) => {}
+                    _ = notify.notified() => {}
+                }
                 let Some(inner) = weak.upgrade() else {
                     break;
                 };

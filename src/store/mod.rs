@@ -96,6 +96,10 @@ struct Inner {
     write_lock: tokio::sync::Mutex<()>,
     /// Audit events waiting for their group commit (see [`group`]).
     pending: std::sync::Mutex<group::Pending>,
+    /// Wakes the background flusher when a batch is full.
+    flush_now: Arc<tokio::sync::Notify>,
+    /// The longest an event waits for its batch, in ms (see [`group`]).
+    flush_after_ms: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -178,6 +182,10 @@ impl Store {
                 url: shown.clone(),
                 write_lock: tokio::sync::Mutex::new(()),
                 pending: std::sync::Mutex::new(group::Pending::default()),
+                flush_now: Arc::new(tokio::sync::Notify::new()),
+                flush_after_ms: std::sync::atomic::AtomicU64::new(
+                    group::FLUSH_AFTER.as_millis() as u64
+                ),
             }),
         };
         migrate::run(&store)
