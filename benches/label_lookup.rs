@@ -66,6 +66,7 @@ struct Harness {
     secrets: Arc<Secrets>,
     resources: RunResources,
     recorder: Recorder,
+    journal: clerk::engine::journal::StoreJournal,
     cancel: CancellationToken,
 }
 
@@ -78,7 +79,7 @@ impl Harness {
             secrets: &self.secrets,
             resources: &self.resources,
             recorder: &self.recorder,
-            journal: &clerk::engine::journal::StoreJournal::new(self.recorder.store().clone()),
+            journal: &self.journal,
             cancel: &self.cancel,
             timeout: None,
             note: AuditNote::default(),
@@ -125,6 +126,7 @@ async fn main() -> anyhow::Result<()> {
         config,
         secrets: Arc::new(Secrets::load(root)?),
         resources: RunResources::default(),
+        journal: clerk::engine::journal::StoreJournal::new(recorder.store().clone()),
         recorder,
         cancel: CancellationToken::new(),
     };

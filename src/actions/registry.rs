@@ -85,6 +85,47 @@ pub static REGISTRY: &[ActionDef] = &[
     def::<report::Write>(),
 ];
 
+/// Actions without an outside effect: they read, compute, wait, or only
+/// type into a form that is not yet submitted. Every other action — a
+/// click, a key press, a page load, a mail sent, a file or sheet written,
+/// any action added later until it is listed here — has one, and the engine
+/// makes every audit event before it durable before it starts (the
+/// durability rule of the audit trail, docs/audit.md).
+pub const WITHOUT_OUTSIDE_EFFECT: &[&str] = &[
+    "set",
+    "log",
+    "assert",
+    "fail",
+    "wait",
+    "file.read",
+    "file.list",
+    "file.exists",
+    "sheet.read",
+    "mail.fetch",
+    "browser.fill",
+    "browser.type",
+    "browser.select",
+    "browser.check",
+    "browser.uncheck",
+    "browser.read_text",
+    "browser.read_value",
+    "browser.read_attribute",
+    "browser.read_table",
+    "browser.read_texts",
+    "browser.wait_for",
+    "browser.screenshot",
+    "browser.frame",
+    "browser.settings",
+];
+
+impl ActionDef {
+    /// Whether running this action can change something outside clerk (see
+    /// [`WITHOUT_OUTSIDE_EFFECT`]).
+    pub fn has_outside_effect(&self) -> bool {
+        !WITHOUT_OUTSIDE_EFFECT.contains(&self.name)
+    }
+}
+
 pub fn find(name: &str) -> Option<&'static ActionDef> {
     REGISTRY.iter().find(|d| d.name == name)
 }

@@ -35,7 +35,8 @@ impl Recorder {
         Recorder { store, redact }
     }
 
-    /// Redacts `e` and appends it; returns the stored event.
+    /// Redacts `e` and appends it now, after any deferred events (one
+    /// transaction); returns the stored event, durable.
     pub async fn record(&self, e: NewEvent) -> anyhow::Result<AuditEvent> {
         let e = self.redact_event(e);
         let (kind, run) = (e.kind.clone(), e.run_id.clone());
@@ -43,6 +44,28 @@ impl Recorder {
             Some(run) => format!("cannot record audit event {kind} of run {run}"),
             None => format!("cannot record audit event {kind}"),
         })
+    }
+
+    /// Redacts `e` and hands it to the store's group commit: it reaches the
+    /// chain with the next batch (see [`crate::store::group`]). Cheap (no
+    /// database round trip); the caller owns the durability rule and calls
+    /// [`Recorder::sync`] before anything with an outside effect.
+    pub async fn record_deferred(&self, e: NewEvent) -> anyhow::Result<()> {
+        let e = self.redact_event(e);
+        let (kind, run) = (e.kind.clone(), e.run_id.clone());
+        self.store.defer_event(e).await.with_context(|| match run {
+            Some(run) => format!("cannot record audit event {kind} of run {run}"),
+            None => format!("cannot record audit event {kind}"),
+        })
+    }
+
+    /// Commits every deferred event now (one transaction); after `Ok`, all
+    /// events recorded before the call are durable.
+    pub async fn sync(&self) -> anyhow::Result<()> {
+        self.store
+            .flush_events()
+            .await
+            .context("cannot commit the audit trail")
     }
 
     /// `e` with the hook applied to target, error, step_name and all strings

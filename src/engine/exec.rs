@@ -102,11 +102,13 @@ impl Exec {
         }
     }
 
+    /// Records a step's event by group commit: durable at the next
+    /// durability point (before an action with an outside effect, at the
+    /// run's end; see docs/audit.md).
     pub(crate) async fn record(&self, event: NewEvent) -> Result<(), String> {
         self.recorder
-            .record(event)
+            .record_deferred(event)
             .await
-            .map(|_| ())
             .map_err(|e| format!("the audit trail could not be written: {e:#}"))
     }
 
@@ -605,6 +607,18 @@ impl Exec {
                 return Err(StepFailure::new(step, path, message, ErrorKind::Usage));
             }
         };
+        // The durability rule: everything recorded so far is on disk before
+        // an action that changes the world outside starts.
+        if def.has_outside_effect() {
+            self.recorder.sync().await.map_err(|e| {
+                StepFailure::new(
+                    step,
+                    path,
+                    format!("the audit trail could not be written: {e:#}"),
+                    ErrorKind::Internal,
+                )
+            })?;
+        }
         let info = StepInfo {
             path: path.to_string(),
             name: step.name.clone(),

@@ -281,6 +281,16 @@ impl Store {
         events: Vec<(DateTime<Utc>, NewEvent)>,
         fresh: &HashSet<String>,
     ) -> Result<Vec<AuditEvent>, StoreError> {
+        // Deferred events first: they happened before this transaction's own.
+        let drained = self.take_pending();
+        let n_drained = drained.len();
+        let events: Vec<(DateTime<Utc>, NewEvent)> = if drained.is_empty() {
+            events
+        } else {
+            let mut all = drained;
+            all.extend(events);
+            all
+        };
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -349,6 +359,10 @@ impl Store {
             stored.push(ev);
             details.push(detail);
         }
+        if n_drained > 0 {
+            let last = &stored[n_drained - 1];
+            self.note_taken((last.id, last.hash.clone()));
+        }
         for (chunk, chunk_details) in stored
             .chunks(INSERT_CHUNK)
             .zip(details.chunks(INSERT_CHUNK))
@@ -392,7 +406,7 @@ impl Store {
                 }
             })?;
         }
-        Ok(stored)
+        Ok(stored.split_off(n_drained))
     }
 
     /// Puts the run's row as it is now in this transaction (status, times,
@@ -442,6 +456,8 @@ impl Store {
         let build = &build;
         self.write(|| async move {
             let mut tx = self.begin_write().await?;
+            // Deferred events first, so the head `build` sees is the real one.
+            self.drain_pending_in_tx(&mut tx).await?;
             let (id, hash) = self.lock_chain_head(&mut tx).await?;
             let kind: Option<String> = if id > 0 {
                 let q = self.sql("SELECT kind FROM audit_events WHERE id = $1");

@@ -36,6 +36,7 @@ mod error;
 pub mod event;
 mod events;
 pub mod format;
+pub mod group;
 mod imap_journal;
 mod items;
 pub mod liveness;
@@ -93,6 +94,12 @@ struct Inner {
     /// Serialises this process's write transactions (avoids self-contention
     /// on SQLite and on the audit chain head).
     write_lock: tokio::sync::Mutex<()>,
+    /// Audit events waiting for their group commit (see [`group`]).
+    pending: std::sync::Mutex<group::Pending>,
+    /// Wakes the background flusher when a batch is full.
+    flush_now: Arc<tokio::sync::Notify>,
+    /// The longest an event waits for its batch, in ms (see [`group`]).
+    flush_after_ms: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -174,6 +181,11 @@ impl Store {
                 backend,
                 url: shown.clone(),
                 write_lock: tokio::sync::Mutex::new(()),
+                pending: std::sync::Mutex::new(group::Pending::default()),
+                flush_now: Arc::new(tokio::sync::Notify::new()),
+                flush_after_ms: std::sync::atomic::AtomicU64::new(
+                    group::FLUSH_AFTER.as_millis() as u64
+                ),
             }),
         };
         migrate::run(&store)
@@ -207,8 +219,12 @@ impl Store {
         }
     }
 
-    /// Closes the pool (waits for connections to be returned).
+    /// Commits the deferred audit events, then closes the pool (waits for
+    /// connections to be returned).
     pub async fn close(&self) {
+        if let Err(e) = self.flush_events().await {
+            tracing::warn!("cannot commit deferred audit events before closing the store: {e}");
+        }
         self.inner.pool.close().await;
     }
 
@@ -270,7 +286,12 @@ impl Store {
             n += 1;
             let result = {
                 let _guard = self.inner.write_lock.lock().await;
-                attempt().await
+                self.begin_attempt();
+                let result = attempt().await;
+                // Deferred events this attempt drained stay drained only if
+                // they were committed (see `group`).
+                self.end_attempt(result.is_ok()).await;
+                result
             };
             match result {
                 Err(e) if e.is_transient() && n < MAX_WRITE_ATTEMPTS => {
