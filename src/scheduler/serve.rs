@@ -66,6 +66,8 @@ pub struct ServeOptions {
     pub bots_dir: PathBuf,
     /// How long running runs may finish after SIGTERM/SIGINT.
     pub grace: Duration,
+    /// Where the bots come from: the store's deployed version or the folder.
+    pub deployed: Arc<super::deployed::Source>,
 }
 
 type BotMap = Arc<HashMap<String, Arc<Bot>>>;
@@ -158,6 +160,10 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
         let s = shared.clone();
         move || s.bots()
     };
+    let follow_deploys = tokio::spawn(shared.opts.deployed.clone().follow(shared.stopping.clone(), {
+        let s = shared.clone();
+        move |bots| install_bots(&s, bots, "new deployed version")
+    }));
     let triggers = super::trigger::start(
         &shared.engine,
         &shared.opts.workspace,
@@ -185,6 +191,7 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
     }
     let _ = scheduler.await;
     let _ = checkpoints.await;
+    let _ = follow_deploys.await;
     futures::future::join_all(triggers).await;
     heartbeat.abort();
     let _ = shared
@@ -253,6 +260,9 @@ async fn second_signal() {
 }
 
 fn reload(shared: &Arc<Shared>) {
+    if shared.opts.deployed.on_reload() {
+        return;
+    }
     let (bots, diags) = load_bots_dir(&shared.opts.bots_dir);
     if !diags.is_empty() {
         for d in &diags.0 {
@@ -264,6 +274,11 @@ fn reload(shared: &Arc<Shared>) {
         );
         return;
     }
+    install_bots(shared, bots, "SIGHUP");
+}
+
+/// Replaces the bots in effect; the scheduler rebuilds its clocks.
+fn install_bots(shared: &Arc<Shared>, bots: Vec<Bot>, why: &str) {
     let now = Utc::now();
     for b in &bots {
         log_next(b, now);
@@ -272,7 +287,7 @@ fn reload(shared: &Arc<Shared>) {
         .into_iter()
         .map(|b| (b.name.clone(), Arc::new(b)))
         .collect();
-    tracing::info!(bots = map.len(), "SIGHUP: bots reloaded");
+    tracing::info!(bots = map.len(), "{why}: bots reloaded");
     match shared.bots.write() {
         Ok(mut g) => *g = Arc::new(map),
         Err(p) => *p.into_inner() = Arc::new(map),
@@ -867,6 +882,11 @@ async fn worker_loop(shared: Arc<Shared>, n: usize) {
 }
 
 async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
+    // The newest deployed version's bot (recorded on the run), never a stale one.
+    let Some(bot) = shared.opts.deployed.for_run(bot.clone(), &run).await else {
+        return;
+    };
+    let bot = &bot;
     let lateness = run
         .scheduled_for
         .zip(run.started_at)

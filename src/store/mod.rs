@@ -26,6 +26,7 @@
 
 mod bots;
 mod dashboard;
+mod deploy;
 mod error;
 mod events;
 mod imap_journal;
@@ -51,6 +52,7 @@ use sqlx::{AnyPool, ConnectOptions as _, Connection as _, Executor as _};
 
 pub use bots::BotState;
 pub use dashboard::{ItemEvent, RunSearch};
+pub use deploy::{DeployedBot, Deployment, NewDeployment};
 pub use error::StoreError;
 pub use events::{RawEvent, RawRow};
 pub use imap_journal::{ImapJournalEntry, TriggerMessage, TriggerState};
