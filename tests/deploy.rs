@@ -207,6 +207,18 @@ fn a_deploy_reaches_every_worker_and_a_stale_folder_never_runs() {
     let out = ok_in(&dirs[0], &db, &["deploy"]);
     assert!(out.contains("deployed version 2") && out.contains("changed: stamp"), "{out}");
     let t2 = deployed_at(&a, 2);
+    // Figure for docs/several-machines.md: deploy → every serve installed it.
+    let deployed = Instant::now();
+    wait_for(
+        "every serve to install version 2",
+        Duration::from_secs(30),
+        || serves.iter().all(|s| s.log().contains("running deployed version 2")),
+        &logs,
+    );
+    eprintln!(
+        "figure: version 2 installed on all 3 serves {} ms after `clerk deploy` returned",
+        deployed.elapsed().as_millis()
+    );
     wait_for(
         "every worker to finish a run of version 2",
         Duration::from_secs(90),
@@ -277,6 +289,12 @@ fn a_deploy_reaches_every_worker_and_a_stale_folder_never_runs() {
         }
     }
     assert!(by_version[1] >= 3 && by_version[2] >= 3, "{by_version:?}");
+    eprintln!(
+        "figure: {} runs ({} of version 1, {} of version 2) on 3 workers, none stale",
+        all.len(),
+        by_version[1],
+        by_version[2]
+    );
     // The removed bot: no firing after version 3 ran.
     let late: Vec<_> = query(
         &a,
@@ -335,9 +353,9 @@ fn history_diff_rollback_and_validation_through_the_cli() {
     assert_eq!(query(&ws, "SELECT COUNT(*) FROM deployments"), ["2"]);
 
     // Rollback = deploying version 1's set again.
-    let out = ok_in(d, &db, &["deploy", "--version", "1"]);
+    let out = ok_in(d, &db, &["deploy", "--from-version", "1"]);
     assert!(out.contains("deployed version 3 = the bots of version 1 (rollback)"), "{out}");
-    let (code, _, err) = run_in(d, &db, &["deploy", "--version", "9"]);
+    let (code, _, err) = run_in(d, &db, &["deploy", "--from-version", "9"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no deployed version 9"), "{err}");
 

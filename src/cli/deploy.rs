@@ -16,9 +16,10 @@ pub struct DeployArgs {
     /// The folder of bot files to deploy (relative to the workspace).
     #[arg(long, env = "CLERK_BOTS", default_value = "bots")]
     pub bots: PathBuf,
-    /// Deploy an earlier version's bots again (a rollback) instead of the folder.
+    /// Deploy the bots of version N again (a rollback) instead of the folder.
+    /// (`--version` is taken: it prints clerk's version.)
     #[arg(long, value_name = "N", conflicts_with = "bots")]
-    pub version: Option<i64>,
+    pub from_version: Option<i64>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -41,7 +42,7 @@ fn print_problems(d: &Diagnostics) {
 pub async fn deploy(ws: &Workspace, a: DeployArgs) -> anyhow::Result<u8> {
     let engine = ws.engine().await?;
     let actor = os_user();
-    let result = match a.version {
+    let result = match a.from_version {
         Some(v) => deployed::redeploy(&engine.recorder, &ws.root, v, &actor).await,
         None => {
             let dir = folder(ws, &a.bots);
@@ -284,4 +285,45 @@ pub async fn diff(ws: &Workspace, name: &str, v1: i64, v2: i64) -> anyhow::Resul
         output::write_stdout(&crate::secrets::redact(&text));
     }
     Ok(code::OK)
+}
+
+/// For `clerk runs resume`: the playbook of the run's bot in the newest
+/// deployed version (never a local file that may differ), or `None` (no
+/// deployment, or not a bot's run) to use the recorded path as before.
+pub async fn deployed_playbook_for_run(
+    ws: &Workspace,
+    store: &Store,
+    run: &str,
+) -> anyhow::Result<Option<std::sync::Arc<crate::playbook::Playbook>>> {
+    let Some(bot) = store.get_run(run).await?.and_then(|r| r.bot) else {
+        return Ok(None);
+    };
+    let Some(v) = store.latest_deploy_version().await? else {
+        return Ok(None);
+    };
+    let Some(entry) = store
+        .deployment(v)
+        .await?
+        .and_then(|d| d.bots.into_iter().find(|b| b.bot == bot))
+    else {
+        return Err(UsageError(format!(
+            "cannot resume: bot `{bot}` is not in deployed version {v} (deploy it again to resume its runs)"
+        ))
+        .into());
+    };
+    let text = store
+        .deployed_content(&entry.playbook_sha256)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the deployed playbook of bot {bot} is missing from the store"))?;
+    let path = crate::fsutil::normalize(&ws.root.join(&entry.playbook_path));
+    match crate::playbook::load_str(&text, &path, &crate::actions::Registry) {
+        Ok(p) => Ok(Some(std::sync::Arc::new(p))),
+        Err(d) => {
+            print_problems(&d);
+            Err(UsageError(format!(
+                "the playbook of bot {bot} in deployed version {v} no longer validates"
+            ))
+            .into())
+        }
+    }
 }

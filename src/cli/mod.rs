@@ -84,7 +84,7 @@ pub enum Command {
     #[command(subcommand)]
     Bots(bots::BotsCommand),
     /// Validate the bots folder and store it as a new deployed version (or
-    /// deploy an earlier version again with --version N).
+    /// deploy an earlier version again with --from-version N).
     Deploy(deploy::DeployArgs),
     /// Work items (loop items with a checkpoint): list them, retry them.
     Items(items::ItemsArgs),

@@ -294,7 +294,7 @@ pub async fn deploy(
     Ok(store_version(recorder, set, actor, &source, None).await?)
 }
 
-/// `clerk deploy --version N`: deploys version N's set again as a new
+/// `clerk deploy --from-version N`: deploys version N's set again as a new
 /// version (a rollback), after checking it still validates.
 pub async fn redeploy(
     recorder: &Recorder,
