@@ -159,6 +159,9 @@ mod tests {
         let d = unified(&old, &new, "a", "b");
         assert!(d.contains("@@ -1,4 +1,4 @@\n-1\n+one\n 2\n 3\n 4\n"), "{d}");
         assert!(d.contains("@@ -18,3 +18,4 @@\n 18\n 19\n 20\n+21\n"), "{d}");
-        assert_eq!(unified("", "x\n", "a", "b"), "--- a\n+++ b\n@@ -0,0 +1 @@\n+x\n");
+        assert_eq!(
+            unified("", "x\n", "a", "b"),
+            "--- a\n+++ b\n@@ -0,0 +1 @@\n+x\n"
+        );
     }
 }

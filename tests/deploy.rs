@@ -88,7 +88,11 @@ impl Serve {
             if let Some(s) = child.try_wait().unwrap() {
                 return (s.code().unwrap_or(-1), self.log());
             }
-            assert!(Instant::now() < deadline, "clerk serve did not exit:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "clerk serve did not exit:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -106,7 +110,11 @@ impl Drop for Serve {
 fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool, logs: impl Fn() -> String) {
     let deadline = Instant::now() + limit;
     while !ok() {
-        assert!(Instant::now() < deadline, "gave up waiting for {what}\n{}", logs());
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting for {what}\n{}",
+            logs()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -162,7 +170,11 @@ fn a_deploy_reaches_every_worker_and_a_stale_folder_never_runs() {
     let db = a.db_url.clone().unwrap();
     let b = tempfile::tempdir().unwrap();
     let c = tempfile::tempdir().unwrap();
-    let dirs = [a.path().to_path_buf(), b.path().to_path_buf(), c.path().to_path_buf()];
+    let dirs = [
+        a.path().to_path_buf(),
+        b.path().to_path_buf(),
+        c.path().to_path_buf(),
+    ];
     for d in &dirs {
         // One run at a time per worker: the three workers share the load.
         write(d, "clerk.yaml", "max_concurrent_runs: 1\n");
@@ -205,14 +217,21 @@ fn a_deploy_reaches_every_worker_and_a_stale_folder_never_runs() {
     // Edit and deploy while the three workers run.
     write(&dirs[0], "playbooks/stamp.yaml", &v2);
     let out = ok_in(&dirs[0], &db, &["deploy"]);
-    assert!(out.contains("deployed version 2") && out.contains("changed: stamp"), "{out}");
+    assert!(
+        out.contains("deployed version 2") && out.contains("changed: stamp"),
+        "{out}"
+    );
     let t2 = deployed_at(&a, 2);
     // Figure for docs/several-machines.md: deploy → every serve installed it.
     let deployed = Instant::now();
     wait_for(
         "every serve to install version 2",
         Duration::from_secs(30),
-        || serves.iter().all(|s| s.log().contains("running deployed version 2")),
+        || {
+            serves
+                .iter()
+                .all(|s| s.log().contains("running deployed version 2"))
+        },
         &logs,
     );
     eprintln!(
@@ -234,13 +253,20 @@ fn a_deploy_reaches_every_worker_and_a_stale_folder_never_runs() {
         "name: other\nplaybook: ../playbooks/stamp.yaml\nschedule: [\"0 0 1 1 *\"]\n",
     );
     let out = ok_in(&dirs[0], &db, &["deploy"]);
-    assert!(out.contains("deployed version 3") && out.contains("removed: stamp"), "{out}");
+    assert!(
+        out.contains("deployed version 3") && out.contains("removed: stamp"),
+        "{out}"
+    );
     let t3 = deployed_at(&a, 3);
     // Every serve installs version 3 (its log says so).
     wait_for(
         "every serve to run version 3",
         Duration::from_secs(30),
-        || serves.iter().all(|s| s.log().contains("running deployed version 3")),
+        || {
+            serves
+                .iter()
+                .all(|s| s.log().contains("running deployed version 3"))
+        },
         &logs,
     );
     // Firings of the removed bot queued ahead of their time are skipped.
@@ -268,11 +294,17 @@ fn a_deploy_reaches_every_worker_and_a_stale_folder_never_runs() {
         }
         // Every run that started after a deploy runs that deploy's version.
         if started.as_str() > t3.as_str() {
-            assert_eq!(status, "skipped", "run {id} of the removed bot started after version 3: {status}");
+            assert_eq!(
+                status, "skipped",
+                "run {id} of the removed bot started after version 3: {status}"
+            );
             continue;
         }
         if started.as_str() > t2.as_str() {
-            assert_eq!(version, "2", "run {id} on {worker} started {started} after version 2 ({t2})");
+            assert_eq!(
+                version, "2",
+                "run {id} on {worker} started {started} after version 2 ({t2})"
+            );
             assert_eq!(sha, &sha2, "run {id}");
         } else if version == "1" {
             assert_eq!(sha, &sha1, "run {id}");
@@ -284,7 +316,11 @@ fn a_deploy_reaches_every_worker_and_a_stale_folder_never_runs() {
                 .iter()
                 .filter_map(|d| std::fs::read_to_string(d.join(format!("out/{id}.txt"))).ok())
                 .collect();
-            assert_eq!(found, [format!("v{version}")], "run {id} (version {version})");
+            assert_eq!(
+                found,
+                [format!("v{version}")],
+                "run {id} (version {version})"
+            );
             by_version[version.parse::<usize>().unwrap()] += 1;
         }
     }
@@ -302,23 +338,34 @@ fn a_deploy_reaches_every_worker_and_a_stale_folder_never_runs() {
             "SELECT id, status FROM runs WHERE bot = 'stamp' AND scheduled_for > '{t3}' AND status <> 'skipped'"
         ),
     );
-    assert!(late.is_empty(), "firings of the removed bot after its removal: {late:?}");
+    assert!(
+        late.is_empty(),
+        "firings of the removed bot after its removal: {late:?}"
+    );
     // The rogue bot of the stale folder never ran anywhere.
     assert!(query(&a, "SELECT id FROM runs WHERE bot = 'rogue'").is_empty());
     // Every deployed run says so in the audit trail; B's difference too.
     let with_version = all.iter().filter(|r| !r[4].is_empty()).count();
-    let events = query(&a, "SELECT COUNT(*) FROM audit_events WHERE kind = 'run.deployment'");
+    let events = query(
+        &a,
+        "SELECT COUNT(*) FROM audit_events WHERE kind = 'run.deployment'",
+    );
     assert_eq!(events, [with_version.to_string()]);
     let differs = query(
         &a,
         "SELECT detail FROM audit_events WHERE kind = 'deploy.local_differs'",
     );
     assert!(
-        differs.iter().any(|d| d.contains("playbook_differs") && d.contains("rogue")),
+        differs
+            .iter()
+            .any(|d| d.contains("playbook_differs") && d.contains("rogue")),
         "{differs:?}"
     );
     assert_eq!(
-        query(&a, "SELECT COUNT(*) FROM audit_events WHERE kind = 'deploy.created'"),
+        query(
+            &a,
+            "SELECT COUNT(*) FROM audit_events WHERE kind = 'deploy.created'"
+        ),
         ["3"]
     );
     ok_in(&dirs[0], &db, &["audit", "verify"]);
@@ -344,7 +391,11 @@ fn history_diff_rollback_and_validation_through_the_cli() {
         "playbooks/stamp.yaml",
         "name: stamp\nsteps:\n  - name: Work\n    wiat: 1s\n",
     );
-    write(d, "bots/bad.yaml", "name: bad\nplaybook: ../playbooks/stamp.yaml\nschedule: [\"0 25 * * *\"]\n");
+    write(
+        d,
+        "bots/bad.yaml",
+        "name: bad\nplaybook: ../playbooks/stamp.yaml\nschedule: [\"0 25 * * *\"]\n",
+    );
     let (code, out, err) = run_in(d, &db, &["deploy"]);
     assert_eq!(code, 2, "{out}\n{err}");
     assert!(out.contains("playbooks/stamp.yaml:4:5: "), "{out}");
@@ -354,7 +405,10 @@ fn history_diff_rollback_and_validation_through_the_cli() {
 
     // Rollback = deploying version 1's set again.
     let out = ok_in(d, &db, &["deploy", "--from-version", "1"]);
-    assert!(out.contains("deployed version 3 = the bots of version 1 (rollback)"), "{out}");
+    assert!(
+        out.contains("deployed version 3 = the bots of version 1 (rollback)"),
+        "{out}"
+    );
     let (code, _, err) = run_in(d, &db, &["deploy", "--from-version", "9"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no deployed version 9"), "{err}");
@@ -362,8 +416,14 @@ fn history_diff_rollback_and_validation_through_the_cli() {
     let hist = ok_in(d, &db, &["bots", "history", "stamp"]);
     let lines: Vec<&str> = hist.lines().collect();
     assert_eq!(lines.len(), 4, "{hist}");
-    assert!(lines[1].starts_with('1') && lines[1].contains("added"), "{hist}");
-    assert!(lines[2].starts_with('2') && lines[2].contains("playbook changed"), "{hist}");
+    assert!(
+        lines[1].starts_with('1') && lines[1].contains("added"),
+        "{hist}"
+    );
+    assert!(
+        lines[2].starts_with('2') && lines[2].contains("playbook changed"),
+        "{hist}"
+    );
     assert!(lines[3].contains("(rollback to 1)"), "{hist}");
     let json: serde_json::Value =
         serde_json::from_str(&ok_in(d, &db, &["bots", "history", "stamp", "--json"])).unwrap();
@@ -382,8 +442,16 @@ fn history_diff_rollback_and_validation_through_the_cli() {
     // Removing a bot = deploying a set without it; history says so.
     std::fs::remove_file(d.join("bots/bad.yaml")).unwrap();
     std::fs::remove_file(d.join("bots/stamp.yaml")).unwrap();
-    write(d, "bots/other.yaml", "name: other\nplaybook: ../playbooks/other.yaml\nschedule: [\"0 0 1 1 *\"]\n");
-    write(d, "playbooks/other.yaml", "name: other\nsteps:\n  - log: hi\n");
+    write(
+        d,
+        "bots/other.yaml",
+        "name: other\nplaybook: ../playbooks/other.yaml\nschedule: [\"0 0 1 1 *\"]\n",
+    );
+    write(
+        d,
+        "playbooks/other.yaml",
+        "name: other\nsteps:\n  - log: hi\n",
+    );
     assert!(ok_in(d, &db, &["deploy"]).contains("removed: stamp"));
     let hist = ok_in(d, &db, &["bots", "history", "stamp"]);
     assert!(hist.lines().last().unwrap().contains("removed"), "{hist}");

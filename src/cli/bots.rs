@@ -7,9 +7,9 @@ use clap::{Args, Subcommand};
 
 use super::{UsageError, Workspace, code, os_user, output};
 use crate::engine::GivenInput;
-use crate::scheduler::serve::{ServeOptions, serve as run_serve};
 use crate::scheduler::admin;
 use crate::scheduler::deployed::{Source, StartError};
+use crate::scheduler::serve::{ServeOptions, serve as run_serve};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {

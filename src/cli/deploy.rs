@@ -147,7 +147,10 @@ pub async fn history(ws: &Workspace, name: &str, json: bool) -> anyhow::Result<u
     let mut rows = Vec::new();
     let mut prev: Option<&crate::store::DeployedBot> = None;
     for d in &all {
-        let here = entries.iter().find(|(v, _)| *v == d.version).map(|(_, b)| b);
+        let here = entries
+            .iter()
+            .find(|(v, _)| *v == d.version)
+            .map(|(_, b)| b);
         let change = match (prev, here) {
             (None, None) => continue,
             (None, Some(_)) => "added",
@@ -237,7 +240,10 @@ pub async fn diff(ws: &Workspace, name: &str, v1: i64, v2: i64) -> anyhow::Resul
         let entry = d.bots.into_iter().find(|b| b.bot == name);
         let (bot_text, pb_text, pb_path) = match &entry {
             Some(b) => (
-                store.deployed_content(&b.bot_sha256).await?.unwrap_or_default(),
+                store
+                    .deployed_content(&b.bot_sha256)
+                    .await?
+                    .unwrap_or_default(),
                 store
                     .deployed_content(&b.playbook_sha256)
                     .await?
@@ -262,9 +268,13 @@ pub async fn diff(ws: &Workspace, name: &str, v1: i64, v2: i64) -> anyhow::Resul
         }
     };
     let (a, b) = (&sides[0], &sides[1]);
-    let bot_path = |s: &(i64, Option<crate::store::DeployedBot>, String, String, String)| {
-        s.1.as_ref().map(|e| e.bot_path.clone()).unwrap_or_default()
-    };
+    let bot_path = |s: &(
+        i64,
+        Option<crate::store::DeployedBot>,
+        String,
+        String,
+        String,
+    )| { s.1.as_ref().map(|e| e.bot_path.clone()).unwrap_or_default() };
     let mut text = crate::textdiff::unified(
         &a.2,
         &b.2,
@@ -314,7 +324,9 @@ pub async fn deployed_playbook_for_run(
     let text = store
         .deployed_content(&entry.playbook_sha256)
         .await?
-        .ok_or_else(|| anyhow::anyhow!("the deployed playbook of bot {bot} is missing from the store"))?;
+        .ok_or_else(|| {
+            anyhow::anyhow!("the deployed playbook of bot {bot} is missing from the store")
+        })?;
     let path = crate::fsutil::normalize(&ws.root.join(&entry.playbook_path));
     match crate::playbook::load_str(&text, &path, &crate::actions::Registry) {
         Ok(p) => Ok(Some(std::sync::Arc::new(p))),

@@ -410,7 +410,8 @@ pub fn local_differences(workspace: &Path, dir: &Path, d: &Deployment) -> Vec<Lo
             what: format!("invalid_locally ({} problem(s))", diags.len()),
         });
     }
-    let deployed: BTreeMap<&str, &DeployedBot> = d.bots.iter().map(|b| (b.bot.as_str(), b)).collect();
+    let deployed: BTreeMap<&str, &DeployedBot> =
+        d.bots.iter().map(|b| (b.bot.as_str(), b)).collect();
     for b in &local {
         let Some(dep) = deployed.get(b.name.as_str()) else {
             out.push(LocalDifference {
@@ -573,15 +574,15 @@ impl Source {
                 "deploy.local_differs",
                 &format!("serve@{}", crate::process::hostname()),
             )
-                .target(format!("version {v}"))
-                .outcome("deployed_version_used")
-                .detail(json!({
-                    "version": v,
-                    "host": crate::process::hostname(),
-                    "worker": crate::process::instance_id(),
-                    "folder": self.bots_dir.display().to_string(),
-                    "differences": diffs,
-                }));
+            .target(format!("version {v}"))
+            .outcome("deployed_version_used")
+            .detail(json!({
+                "version": v,
+                "host": crate::process::hostname(),
+                "worker": crate::process::instance_id(),
+                "folder": self.bots_dir.display().to_string(),
+                "differences": diffs,
+            }));
             if let Err(e) = self.recorder.record(event).await {
                 tracing::warn!(error = %format!("{e:#}"), "cannot record that the local bots folder differs");
             }
@@ -602,7 +603,10 @@ impl Source {
                     match &e {
                         DeployError::Invalid(d) => format!(
                             "\n{}",
-                            d.0.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("\n")
+                            d.0.iter()
+                                .map(|x| x.to_string())
+                                .collect::<Vec<_>>()
+                                .join("\n")
                         ),
                         _ => String::new(),
                     }
@@ -680,7 +684,10 @@ impl Source {
                 error: Some(format!("skipped: {reason}")),
                 ..Default::default()
             };
-            match store.transition_run(&run.id, &["queued"], change, event).await {
+            match store
+                .transition_run(&run.id, &["queued"], change, event)
+                .await
+            {
                 Ok(_) => tracing::info!(run = %run.id, %bot, "queued firing skipped: {reason}"),
                 Err(crate::store::StoreError::StateConflict { .. }) => {}
                 Err(e) => tracing::warn!(run = %run.id, error = %e, "cannot skip the queued run"),
@@ -816,9 +823,17 @@ mod tests {
         )
         .unwrap();
         let d = collect(ws, &ws.join("bots")).unwrap_err();
-        let text = d.0.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("\n");
+        let text =
+            d.0.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join("\n");
         assert!(text.contains("p.yaml:4:5:"), "{text}");
-        std::fs::write(ws.join("playbooks/p.yaml"), "name: p\nsteps:\n  - log: hi\n").unwrap();
+        std::fs::write(
+            ws.join("playbooks/p.yaml"),
+            "name: p\nsteps:\n  - log: hi\n",
+        )
+        .unwrap();
         let ok = collect(ws, &ws.join("bots")).unwrap();
         assert_eq!(ok.bots.len(), 1);
         assert_eq!(ok.bots[0].bot_path, "bots/b.yaml");

@@ -160,10 +160,13 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
         let s = shared.clone();
         move || s.bots()
     };
-    let follow_deploys = tokio::spawn(shared.opts.deployed.clone().follow(shared.stopping.clone(), {
-        let s = shared.clone();
-        move |bots| install_bots(&s, bots, "new deployed version")
-    }));
+    let follow_deploys = tokio::spawn(shared.opts.deployed.clone().follow(
+        shared.stopping.clone(),
+        {
+            let s = shared.clone();
+            move |bots| install_bots(&s, bots, "new deployed version")
+        },
+    ));
     let triggers = super::trigger::start(
         &shared.engine,
         &shared.opts.workspace,

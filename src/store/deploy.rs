@@ -137,10 +137,7 @@ impl Store {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| {
-                        self.err(
-                            e,
-                            format_args!("record bot {} of version {version}", b.bot),
-                        )
+                        self.err(e, format_args!("record bot {} of version {version}", b.bot))
                     })?;
             }
             self.append_in_tx(&mut tx, event(version)).await?;
