@@ -27,6 +27,11 @@ pub struct ServeArgs {
     /// Log lines as text or as one JSON object per line (for log shipping).
     #[arg(long, env = "CLERK_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// The host name shown for this process (logs, `clerk workers`) instead
+    /// of the machine's; e.g. several serves on one machine. Identity in the
+    /// store is a random instance id per process, never the host name.
+    #[arg(long, env = "CLERK_HOSTNAME", value_name = "NAME")]
+    pub hostname: Option<String>,
 }
 
 /// How `clerk serve` writes its log.
@@ -114,6 +119,9 @@ fn print_problems(dir: &std::path::Path, diags: &crate::playbook::Diagnostics) {
 }
 
 pub async fn serve(ws: &Workspace, a: ServeArgs) -> anyhow::Result<u8> {
+    if let Some(h) = &a.hostname {
+        crate::process::set_hostname(h);
+    }
     let engine = ws.engine().await?;
     // The store's deployed version if there is one, else the folder.
     let folder = bots_dir(ws, &a.bots);

@@ -328,7 +328,7 @@ pub async fn deployed_playbook_for_run(
             anyhow::anyhow!("the deployed playbook of bot {bot} is missing from the store")
         })?;
     let path = crate::fsutil::normalize(&ws.root.join(&entry.playbook_path));
-    match crate::playbook::load_str(&text, &path, &crate::actions::Registry) {
+    match crate::engine::load_playbook_str(&text, &path) {
         Ok(p) => Ok(Some(std::sync::Arc::new(p))),
         Err(d) => {
             print_problems(&d);

@@ -32,10 +32,9 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::bot::{Bot, load_bot_with, load_bots_dir};
-use crate::actions::Registry;
 use crate::audit::{NewEvent, Recorder};
 use crate::fsutil::{normalize, sha256_hex};
-use crate::playbook::{self, Diagnostics, Playbook};
+use crate::playbook::{Diagnostics, Playbook};
 use crate::store::{DeployedBot, Deployment, NewDeployment, RunChange, RunRow, Store};
 
 /// How often a running serve looks for a new deployment (runs also check
@@ -136,7 +135,7 @@ pub fn collect(workspace: &Path, dir: &Path) -> Result<Collected, Diagnostics> {
                 continue;
             }
         };
-        let pb = match playbook::load_str(&pb_text, &b.playbook_path, &Registry) {
+        let pb = match crate::engine::load_playbook_str(&pb_text, &b.playbook_path) {
             Ok(p) => Arc::new(p),
             Err(d) => {
                 problems.0.extend(d.0);
@@ -350,7 +349,7 @@ pub async fn load_deployment(
     for b in &d.bots {
         let pb_path = full(workspace, &b.playbook_path);
         if !playbooks.contains_key(&pb_path) {
-            match playbook::load_str(&texts[&b.playbook_sha256], &pb_path, &Registry) {
+            match crate::engine::load_playbook_str(&texts[&b.playbook_sha256], &pb_path) {
                 Ok(p) => {
                     playbooks.insert(pb_path.clone(), Arc::new(p));
                 }
