@@ -61,11 +61,11 @@ struct Serve {
 }
 
 impl Serve {
-    fn start(dir: &Path, db: &str) -> Serve {
+    fn start(dir: &Path, db: &str, host: &str) -> Serve {
         let log = dir.join("serve.log");
         let file = std::fs::File::create(&log).unwrap();
         let mut c = clerk_in(dir, db);
-        c.args(["serve", "--grace", "20s"]);
+        c.args(["serve", "--grace", "20s", "--hostname", host]);
         c.stdout(Stdio::null()).stderr(file);
         Serve {
             child: Some(c.spawn().expect("start clerk serve")),
@@ -194,7 +194,12 @@ fn a_deploy_reaches_every_worker_and_a_stale_folder_never_runs() {
     let out = ok_in(&dirs[0], &db, &["deploy"]);
     assert!(out.contains("deployed version 1"), "{out}");
 
-    let serves: Vec<Serve> = dirs.iter().map(|d| Serve::start(d, &db)).collect();
+    // Three "machines": own workspace folder and host name each.
+    let serves: Vec<Serve> = dirs
+        .iter()
+        .zip(["machine-a", "machine-b", "machine-c"])
+        .map(|(d, host)| Serve::start(d, &db, host))
+        .collect();
     let logs = || {
         serves
             .iter()
@@ -206,7 +211,7 @@ fn a_deploy_reaches_every_worker_and_a_stale_folder_never_runs() {
         "every worker to finish a run of version 1",
         Duration::from_secs(90),
         || workers_done(&a, "1") == 3,
-        &logs,
+        logs,
     );
     let b_log = serves[1].log();
     assert!(
@@ -232,7 +237,7 @@ fn a_deploy_reaches_every_worker_and_a_stale_folder_never_runs() {
                 .iter()
                 .all(|s| s.log().contains("running deployed version 2"))
         },
-        &logs,
+        logs,
     );
     eprintln!(
         "figure: version 2 installed on all 3 serves {} ms after `clerk deploy` returned",
@@ -242,7 +247,7 @@ fn a_deploy_reaches_every_worker_and_a_stale_folder_never_runs() {
         "every worker to finish a run of version 2",
         Duration::from_secs(90),
         || workers_done(&a, "2") == 3,
-        &logs,
+        logs,
     );
 
     // Removing the bot = deploying a set without it.
@@ -267,14 +272,14 @@ fn a_deploy_reaches_every_worker_and_a_stale_folder_never_runs() {
                 .iter()
                 .all(|s| s.log().contains("running deployed version 3"))
         },
-        &logs,
+        logs,
     );
     // Firings of the removed bot queued ahead of their time are skipped.
     wait_for(
         "no queued run of the removed bot",
         Duration::from_secs(30),
         || !runs(&a, "stamp").iter().any(|r| r[2] == "queued"),
-        &logs,
+        logs,
     );
     let mut stopped = Vec::new();
     for s in serves {
@@ -351,14 +356,24 @@ fn a_deploy_reaches_every_worker_and_a_stale_folder_never_runs() {
         "SELECT COUNT(*) FROM audit_events WHERE kind = 'run.deployment'",
     );
     assert_eq!(events, [with_version.to_string()]);
+    let hosts = query(
+        &a,
+        "SELECT DISTINCT detail FROM audit_events WHERE kind = 'run.deployment'",
+    );
+    for m in ["machine-a", "machine-b", "machine-c"] {
+        assert!(
+            hosts.iter().any(|d| d.contains(m)),
+            "no run.deployment from {m}"
+        );
+    }
     let differs = query(
         &a,
         "SELECT detail FROM audit_events WHERE kind = 'deploy.local_differs'",
     );
     assert!(
-        differs
-            .iter()
-            .any(|d| d.contains("playbook_differs") && d.contains("rogue")),
+        differs.iter().any(|d| d.contains("playbook_differs")
+            && d.contains("rogue")
+            && d.contains("machine-b")),
         "{differs:?}"
     );
     assert_eq!(

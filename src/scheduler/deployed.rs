@@ -225,7 +225,7 @@ async fn store_version(
             rollback_of,
         });
     }
-    let host = crate::process::hostname();
+    let host = crate::process::display_hostname();
     let new = NewDeployment {
         deployed_by: actor.to_string(),
         host: host.clone(),
@@ -571,14 +571,13 @@ impl Source {
             );
             let event = NewEvent::new(
                 "deploy.local_differs",
-                &format!("serve@{}", crate::process::hostname()),
+                &format!("serve@{}", crate::process::display_hostname()),
             )
             .target(format!("version {v}"))
             .outcome("deployed_version_used")
             .detail(json!({
                 "version": v,
-                "host": crate::process::hostname(),
-                "worker": crate::process::instance_id(),
+                "host": crate::process::display_hostname(),
                 "folder": self.bots_dir.display().to_string(),
                 "differences": diffs,
             }));
@@ -746,8 +745,7 @@ impl Source {
                     "bot_sha256": entry.bot_sha256,
                     "playbook": entry.playbook_path,
                     "playbook_sha256": entry.playbook_sha256,
-                    "worker": crate::process::instance_id(),
-                    "host": crate::process::hostname(),
+                    "host": crate::process::display_hostname(),
                 })),
         );
         if let Err(e) = store.set_run_deploy_version(&run.id, version, event).await {
