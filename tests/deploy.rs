@@ -454,6 +454,9 @@ fn history_diff_rollback_and_validation_through_the_cli() {
     let same = ok_in(d, &db, &["bots", "diff", "stamp", "1", "3"]);
     assert!(same.contains("versions 1 and 3 are the same"), "{same}");
 
+    // A run queued while no serve runs (bots run uses the deployed bot)...
+    let out = ok_in(d, &db, &["bots", "run", "stamp"]);
+    let queued = out.split_whitespace().nth(1).unwrap().to_string();
     // Removing a bot = deploying a set without it; history says so.
     std::fs::remove_file(d.join("bots/bad.yaml")).unwrap();
     std::fs::remove_file(d.join("bots/stamp.yaml")).unwrap();
@@ -472,6 +475,21 @@ fn history_diff_rollback_and_validation_through_the_cli() {
     assert!(hist.lines().last().unwrap().contains("removed"), "{hist}");
     let diff = ok_in(d, &db, &["bots", "diff", "stamp", "3", "4"]);
     assert!(diff.contains("+++ v4 (bot stamp not deployed)"), "{diff}");
+    // ...is skipped by the next serve, which never runs the removed bot.
+    let serve = Serve::start(d, &db, "machine-a");
+    wait_for(
+        "the queued run of the removed bot to be skipped",
+        Duration::from_secs(60),
+        || {
+            query(
+                &ws,
+                &format!("SELECT status FROM runs WHERE id = '{queued}'"),
+            ) == ["skipped"]
+        },
+        || serve.log(),
+    );
+    let (code, log) = serve.stop();
+    assert_eq!(code, 0, "{log}");
     // `bots list` shows the deployed set, not a folder.
     let list = ok_in(d, &db, &["bots", "list"]);
     assert!(list.contains("other") && !list.contains("stamp"), "{list}");

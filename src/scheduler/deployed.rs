@@ -519,6 +519,21 @@ impl Source {
             Err(DeployError::Invalid(d)) => return Err(StartError::Invalid(d)),
             Err(e) => return Err(StartError::Other(anyhow::anyhow!("{e:#}"))),
         };
+        // Firings of bots removed while no serve was running are never
+        // claimed (their bot is not in the set): skip them now.
+        match source.recorder.store().runs_with_status("queued").await {
+            Ok(queued) => {
+                let gone: BTreeSet<String> = queued
+                    .into_iter()
+                    .filter_map(|r| r.bot)
+                    .filter(|b| !bots.iter().any(|x| &x.name == b))
+                    .collect();
+                if !gone.is_empty() {
+                    source.skip_queued(&gone, Some(v)).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot look for queued runs of removed bots"),
+        }
         Ok((source, bots))
     }
 
