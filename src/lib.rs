@@ -22,4 +22,5 @@ pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod template;
+pub mod textdiff;
 mod tmplcheck;

@@ -7,8 +7,9 @@ use clap::{Args, Subcommand};
 
 use super::{UsageError, Workspace, code, os_user, output};
 use crate::engine::GivenInput;
+use crate::scheduler::admin;
+use crate::scheduler::deployed::{Source, StartError};
 use crate::scheduler::serve::{ServeOptions, serve as run_serve};
-use crate::scheduler::{Bot, admin, load_bots_dir};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -82,6 +83,15 @@ pub enum BotsCommand {
         #[command(flatten)]
         dir: BotsDir,
     },
+    /// The deployed versions of a bot: when, by whom, its SHA-256s, what changed.
+    History {
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A unified diff of a bot file and its playbook between two deployed versions.
+    Diff { name: String, v1: i64, v2: i64 },
 }
 
 fn parse_grace(s: &str) -> Result<Duration, String> {
@@ -96,13 +106,8 @@ fn bots_dir(ws: &Workspace, dir: &std::path::Path) -> PathBuf {
     }
 }
 
-/// Loads the bots, printing every problem; `None` if there were any.
-fn load_all(ws: &Workspace, dir: &std::path::Path) -> Option<Vec<Bot>> {
-    let dir = bots_dir(ws, dir);
-    let (bots, diags) = load_bots_dir(&dir);
-    if diags.is_empty() {
-        return Some(bots);
-    }
+/// Prints every problem of the bots serve would run.
+fn print_problems(dir: &std::path::Path, diags: &crate::playbook::Diagnostics) {
     for d in &diags.0 {
         output::out(&d.to_string());
     }
@@ -111,35 +116,24 @@ fn load_all(ws: &Workspace, dir: &std::path::Path) -> Option<Vec<Bot>> {
         diags.len(),
         dir.display()
     );
-    None
-}
-
-fn find_bot(ws: &Workspace, dir: &std::path::Path, name: &str) -> anyhow::Result<Bot> {
-    let folder = bots_dir(ws, dir);
-    let (bots, diags) = load_bots_dir(&folder);
-    if let Some(b) = bots.into_iter().find(|b| b.name == name) {
-        return Ok(b);
-    }
-    let mut msg = format!("no valid bot named `{name}` in {}", folder.display());
-    if !diags.is_empty() {
-        msg.push_str(&format!(
-            " ({} problem(s) there; run `clerk validate {}`)",
-            diags.len(),
-            folder.display()
-        ));
-    }
-    Err(UsageError(msg).into())
 }
 
 pub async fn serve(ws: &Workspace, a: ServeArgs) -> anyhow::Result<u8> {
     if let Some(h) = &a.hostname {
         crate::process::set_hostname(h);
     }
-    let Some(bots) = load_all(ws, &a.bots) else {
-        eprintln!("clerk serve not started: fix the problems above first");
-        return Ok(code::INVALID);
-    };
     let engine = ws.engine().await?;
+    // The store's deployed version if there is one, else the folder.
+    let folder = bots_dir(ws, &a.bots);
+    let (deployed, bots) = match Source::open(engine.recorder.clone(), &ws.root, &folder).await {
+        Ok(x) => x,
+        Err(StartError::Invalid(diags)) => {
+            print_problems(&folder, &diags);
+            eprintln!("clerk serve not started: fix the problems above first");
+            return Ok(code::INVALID);
+        }
+        Err(StartError::Other(e)) => return Err(e),
+    };
     let dashboard = match &a.http {
         Some(addr) => Some(
             crate::server::start(
@@ -163,6 +157,7 @@ pub async fn serve(ws: &Workspace, a: ServeArgs) -> anyhow::Result<u8> {
             workspace: ws.root.clone(),
             bots_dir: bots_dir(ws, &a.bots),
             grace: a.grace,
+            deployed,
         },
         bots,
     )
@@ -178,8 +173,8 @@ pub async fn bots(ws: &Workspace, c: BotsCommand) -> anyhow::Result<u8> {
     match c {
         BotsCommand::List { dir, json } => {
             let folder = bots_dir(ws, &dir.bots);
-            let (bots, diags) = load_bots_dir(&folder);
             let store = ws.store().await?;
+            let (bots, diags, _) = super::deploy::bots_in_effect(ws, &store, &dir.bots).await?;
             let list = admin::list(&store, &bots, &ws.root).await?;
             let triggers = crate::scheduler::trigger::describe(&store, &bots).await;
             if json {
@@ -245,7 +240,7 @@ pub async fn bots(ws: &Workspace, c: BotsCommand) -> anyhow::Result<u8> {
             wait,
             dir,
         } => {
-            let bot = find_bot(ws, &dir.bots, &name)?;
+            let bot = super::deploy::find_bot(ws, &dir.bots, &name).await?;
             let mut given = Vec::new();
             for raw in &inputs {
                 let Some((k, v)) = raw.split_once('=') else {
@@ -309,12 +304,10 @@ pub async fn bots(ws: &Workspace, c: BotsCommand) -> anyhow::Result<u8> {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         }
-        BotsCommand::Pause { name, dir } | BotsCommand::Resume { name, dir }
-            if find_bot(ws, &dir.bots, &name).is_err() =>
-        {
-            find_bot(ws, &dir.bots, &name).map(|_| code::OK)
-        }
-        BotsCommand::Pause { name, .. } => {
+        BotsCommand::History { name, json } => super::deploy::history(ws, &name, json).await,
+        BotsCommand::Diff { name, v1, v2 } => super::deploy::diff(ws, &name, v1, v2).await,
+        BotsCommand::Pause { name, dir } => {
+            super::deploy::find_bot(ws, &dir.bots, &name).await?;
             let store = ws.store().await?;
             if admin::set_paused(&store, &name, true, &os_user()).await? {
                 output::out(&format!("bot {name} paused"));
@@ -323,7 +316,8 @@ pub async fn bots(ws: &Workspace, c: BotsCommand) -> anyhow::Result<u8> {
             }
             Ok(code::OK)
         }
-        BotsCommand::Resume { name, .. } => {
+        BotsCommand::Resume { name, dir } => {
+            super::deploy::find_bot(ws, &dir.bots, &name).await?;
             let store = ws.store().await?;
             if admin::set_paused(&store, &name, false, &os_user()).await? {
                 output::out(&format!("bot {name} resumed"));

@@ -4,6 +4,7 @@
 mod actions;
 mod audit;
 mod bots;
+mod deploy;
 mod history;
 mod items;
 mod output;
@@ -82,6 +83,9 @@ pub enum Command {
     /// Manage bots.
     #[command(subcommand)]
     Bots(bots::BotsCommand),
+    /// Validate the bots folder and store it as a new deployed version (or
+    /// deploy an earlier version again with --from-version N).
+    Deploy(deploy::DeployArgs),
     /// Work items (loop items with a checkpoint): list them, retry them.
     Items(items::ItemsArgs),
     /// Write a self-contained HTML report of a run.
@@ -149,6 +153,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Schema => actions::schema(),
         Command::Serve(a) => bots::serve(&ws, a).await,
         Command::Bots(c) => bots::bots(&ws, c).await,
+        Command::Deploy(a) => deploy::deploy(&ws, a).await,
         Command::Items(a) => items::items(&ws, a).await,
         Command::Report(a) => report::report(&ws, a).await,
         Command::Users(c) => users::users(&ws, c).await,

@@ -61,7 +61,9 @@ pub async fn resume(ws: &Workspace, args: ResumeArgs) -> anyhow::Result<u8> {
         cancel,
         max_runtime: None,
         progress: !args.json,
-        playbook: None,
+        // A deployed bot's run resumes with the deployed playbook.
+        playbook: super::deploy::deployed_playbook_for_run(ws, engine.recorder.store(), &args.run)
+            .await?,
     };
     match engine.resume(&args.run, opts).await {
         Ok(outcome) => Ok(super::run::report(&outcome, args.json)),

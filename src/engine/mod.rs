@@ -44,6 +44,15 @@ pub fn load_playbook(
     crate::playbook::load_file(path, &crate::actions::Registry)
 }
 
+/// Loads and checks a playbook given as text (a deployed version kept in
+/// the store); `path` is its label in messages and on runs.
+pub fn load_playbook_str(
+    text: &str,
+    path: &std::path::Path,
+) -> Result<crate::playbook::Playbook, crate::playbook::Diagnostics> {
+    crate::playbook::load_str(text, path, &crate::actions::Registry)
+}
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;

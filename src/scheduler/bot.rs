@@ -236,6 +236,21 @@ pub fn load_bot_str(text: &str, path: &Path) -> Result<Bot, Diagnostics> {
     load_bot_cached(text, path, &mut PlaybookCache::new())
 }
 
+/// Checks a bot given as text whose playbook is given too, by its full path
+/// (a deployed version, `scheduler::deployed`): a playbook in `playbooks` is
+/// never read from disk.
+pub fn load_bot_with(
+    text: &str,
+    path: &Path,
+    playbooks: &BTreeMap<PathBuf, Arc<Playbook>>,
+) -> Result<Bot, Diagnostics> {
+    let mut cache: PlaybookCache = playbooks
+        .iter()
+        .map(|(k, v)| (k.clone(), Ok(v.clone())))
+        .collect();
+    load_bot_cached(text, path, &mut cache)
+}
+
 /// Playbooks already loaded, by path: bots sharing a playbook share one copy.
 type PlaybookCache = BTreeMap<PathBuf, Result<Arc<Playbook>, Diagnostics>>;
 
@@ -513,7 +528,7 @@ impl BotLoader<'_> {
             Some(p) => self.string(p, "playbook").and_then(|rel| {
                 let base = self.path.parent().unwrap_or(Path::new("."));
                 let full = fsutil::normalize(&base.join(&rel));
-                if !full.is_file() {
+                if !self.cache.contains_key(&full) && !full.is_file() {
                     self.err(
                         p.pos,
                         format!(

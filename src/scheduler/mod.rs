@@ -7,11 +7,13 @@
 //! - [`serve`]: the scheduler loop (one leader per store), workers, signals.
 //! - [`notify`]: the failure mail.
 //! - `continuation`: a bot's `on_interrupt` and `retry:` (same lineage).
+//! - [`deployed`]: `clerk deploy` and which bot set serve runs (store or folder).
 //! - [`admin`]: what `clerk bots ...` does (list, run now, pause, resume).
 
 pub mod admin;
 pub mod bot;
 mod continuation;
+pub mod deployed;
 pub mod notify;
 pub mod schedule;
 pub mod serve;

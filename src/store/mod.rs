@@ -32,6 +32,7 @@
 mod bots;
 pub mod chain;
 mod dashboard;
+mod deploy;
 mod error;
 pub mod event;
 mod events;
@@ -61,6 +62,7 @@ use sqlx::{AnyPool, ConnectOptions as _, Connection as _, Executor as _};
 pub use bots::BotState;
 pub use chain::GENESIS_HASH;
 pub use dashboard::{ItemEvent, RunSearch};
+pub use deploy::{DeployedBot, Deployment, NewDeployment};
 pub use error::StoreError;
 pub use event::{AuditEvent, NewEvent, OptString};
 pub use events::{RawEvent, RawRow};

@@ -58,6 +58,8 @@ pub struct ServeOptions {
     pub bots_dir: PathBuf,
     /// How long running runs may finish after SIGTERM/SIGINT.
     pub grace: Duration,
+    /// Where the bots come from: the store's deployed version or the folder.
+    pub deployed: Arc<super::deployed::Source>,
 }
 
 type BotMap = Arc<HashMap<String, Arc<Bot>>>;
@@ -150,6 +152,13 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
         let s = shared.clone();
         move || s.bots()
     };
+    let follow_deploys = tokio::spawn(shared.opts.deployed.clone().follow(
+        shared.stopping.clone(),
+        {
+            let s = shared.clone();
+            move |bots| install_bots(&s, bots, "new deployed version")
+        },
+    ));
     let triggers = super::trigger::start(
         &shared.engine,
         &shared.opts.workspace,
@@ -177,6 +186,7 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
     }
     let _ = scheduler.await;
     let _ = checkpoints.await;
+    let _ = follow_deploys.await;
     futures::future::join_all(triggers).await;
     heartbeat.abort();
     let _ = shared
@@ -245,6 +255,9 @@ async fn second_signal() {
 }
 
 fn reload(shared: &Arc<Shared>) {
+    if shared.opts.deployed.on_reload() {
+        return;
+    }
     let (bots, diags) = load_bots_dir(&shared.opts.bots_dir);
     if !diags.is_empty() {
         for d in &diags.0 {
@@ -256,6 +269,11 @@ fn reload(shared: &Arc<Shared>) {
         );
         return;
     }
+    install_bots(shared, bots, "SIGHUP");
+}
+
+/// Replaces the bots in effect; the scheduler rebuilds its clocks.
+fn install_bots(shared: &Arc<Shared>, bots: Vec<Bot>, why: &str) {
     let now = Utc::now();
     for b in &bots {
         log_next(b, now);
@@ -264,16 +282,13 @@ fn reload(shared: &Arc<Shared>) {
         .into_iter()
         .map(|b| (b.name.clone(), Arc::new(b)))
         .collect();
-    tracing::info!(bots = map.len(), "SIGHUP: bots reloaded");
+    tracing::info!(bots = map.len(), "{why}: bots reloaded");
     match shared.bots.write() {
         Ok(mut g) => *g = Arc::new(map),
         Err(p) => *p.into_inner() = Arc::new(map),
     }
     shared.reloaded.store(true, Ordering::SeqCst);
 }
-
-/// `host:pid:random`: unique per process, and tells a same-host successor
-/// whether the holder is still alive.
 
 /// Exponential backoff for store outages: 0.5 s doubling to 30 s.
 fn outage_backoff(failures: u32) -> Duration {

@@ -70,6 +70,11 @@ pub(super) async fn run(shared: Arc<Shared>, n: usize) {
 }
 
 async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
+    // The newest deployed version's bot (recorded on the run), never a stale one.
+    let Some(bot) = shared.opts.deployed.for_run(bot.clone(), &run).await else {
+        return;
+    };
+    let bot = &bot;
     let lateness = run
         .scheduled_for
         .zip(run.started_at)
