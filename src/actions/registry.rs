@@ -64,6 +64,7 @@ pub static REGISTRY: &[ActionDef] = &[
     def::<browser::page::Open>(),
     def::<browser::actions::Click>(),
     def::<browser::actions::Fill>(),
+    def::<browser::form::FillForm>(),
     def::<browser::actions::Type>(),
     def::<browser::actions::Select>(),
     def::<browser::actions::Check>(),
