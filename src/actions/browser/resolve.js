@@ -694,7 +694,7 @@ function pick(l, need, skipMarked) {
 // Adds the page's captions, a did-you-mean and the frames to a label miss.
 function explainMiss(found) {
   // Only for the final answer: listing a big form's captions on every poll would be waste.
-  if (!op.explain || loc.kind !== 'label' || found.reason !== 'none' || loc.within) return found.message;
+  if (!op.explain || loc.kind !== 'label' || found.reason !== 'none' || (loc.within && !op.inForm)) return found.message;
   var caps = pageCaptions(document);
   var docs = [document];
   eachFrame(window, [], [], function (w, doc) {
@@ -1030,8 +1030,9 @@ function formField(form, within, f) {
   var fl = { kind: 'label', value: f.label, nth: null, within: within || null, right_of: null, near: null };
   loc = fl;
   if (f.kind === 'choose') return chooseIn(form, fl, f);
+  // inForm: a label miss is explained (captions, did-you-mean) also with `within`.
   op = { op: f.kind === 'text' ? 'fill' : f.kind, need: 'interact', errorPatterns: form.errorPatterns,
-         explain: form.explain };
+         explain: form.explain, inForm: true };
   if (f.kind === 'text') op.value = f.value;
   if (f.kind === 'select') op.option = f.value;
   if (f.kind === 'check') op.checked = !!f.value;
