@@ -161,7 +161,11 @@ fn enter_on(style: &str) {
     );
     assert_eq!(v["status"], "succeeded", "{style}: {v:#}");
     let vars = &v["vars"];
-    assert_eq!(vars["landed"]["matched"], "form", "{style}: {}", vars["landed"]);
+    assert_eq!(
+        vars["landed"]["matched"], "form",
+        "{style}: {}",
+        vars["landed"]
+    );
 
     // The values took: the portal stored them, field by field.
     let cases = portal.cases();
@@ -348,7 +352,10 @@ steps:
 
     let many = event(&events, "many problems");
     let error = many["error"].as_str().expect("error");
-    assert!(error.starts_with("5 of 5 fields could not be filled: "), "{error}");
+    assert!(
+        error.starts_with("5 of 5 fields could not be filled: "),
+        "{error}"
+    );
     for part in [
         "no element matches label 'Nmae'",
         "(did you mean 'Name'?)",
@@ -443,6 +450,12 @@ steps:
     assert_eq!(sensitive["detail"]["fields"][0]["value"], "***");
     let all = serde_json::to_string(&events).unwrap_or_default();
     assert!(!all.contains(secret), "the secret leaked");
-    assert!(!all.contains(&secret.to_lowercase()), "the derived secret leaked");
-    assert!(!all.contains("Public Name"), "a sensitive step's value leaked");
+    assert!(
+        !all.contains(&secret.to_lowercase()),
+        "the derived secret leaked"
+    );
+    assert!(
+        !all.contains("Public Name"),
+        "a sensitive step's value leaked"
+    );
 }

@@ -435,7 +435,9 @@ fn check_first_run(
         .expect("the sign-in password fill is audited");
     assert!(password_fill["detail"].to_string().contains("***"));
     if password_fill["action"] == "browser.fill_form" {
-        let fields = password_fill["detail"]["fields"].as_array().expect("fields");
+        let fields = password_fill["detail"]["fields"]
+            .as_array()
+            .expect("fields");
         let pw = fields
             .iter()
             .find(|f| f["label"] == "Password")

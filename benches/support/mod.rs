@@ -23,9 +23,7 @@ pub fn clerk_bin() -> PathBuf {
 pub fn portal_bin() -> PathBuf {
     let bin = clerk_bin().with_file_name("legacy-portal");
     if !bin.exists() {
-        let release = clerk_bin()
-            .parent()
-            .is_some_and(|d| d.ends_with("release"));
+        let release = clerk_bin().parent().is_some_and(|d| d.ends_with("release"));
         let mut c = Command::new(env!("CARGO"));
         c.args(["build", "-p", "legacy-portal"]).current_dir(repo());
         if release {

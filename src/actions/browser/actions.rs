@@ -191,8 +191,7 @@ impl Action for Click {
     const NAME: &'static str = "browser.click";
     const SUMMARY: &'static str =
         "Click a button, link or other element (waits until it is visible and enabled).";
-    const EXAMPLE: &'static str =
-        "- browser.open: \"data:text/html,<form onsubmit='return false'><button>Sign in</button></form>\"\n- browser.click: { text: \"Sign in\" }\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<form onsubmit='return false'><button>Sign in</button></form>\"\n- browser.click: { text: \"Sign in\" }\n";
     const SHORTHAND: Option<&'static str> = Some("text");
     const RESULT: &'static str =
         "null; with `wait_for`: { matched, text, texts } of the first outcome that showed";
@@ -237,7 +236,8 @@ async fn click_and_wait(
         before,
         dialog: args.dialog.map(|d| d == Answer::Accept),
     };
-    let r = super::outcome::wait_outcome(ctx, &h, args.wait_for.as_ref(), Some(expect), limit).await;
+    let r =
+        super::outcome::wait_outcome(ctx, &h, args.wait_for.as_ref(), Some(expect), limit).await;
     resolve::leave_auto(&h).await;
     if r.is_ok() && args.wait_for.is_none() {
         note_current_url(ctx, &h.client).await;
@@ -369,8 +369,7 @@ impl Action for Fill {
     const NAME: &'static str = "browser.fill";
     const SUMMARY: &'static str =
         "Clear a field and enter a value (one round trip; fires input/change).";
-    const EXAMPLE: &'static str =
-        "- browser.open: \"data:text/html,<label>Postcode <input></label>\"\n- browser.fill: { label: \"Postcode\", value: \"1000\" }\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<label>Postcode <input></label>\"\n- browser.fill: { label: \"Postcode\", value: \"1000\" }\n";
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
         let started = Instant::now();
@@ -411,8 +410,7 @@ impl Action for Type {
     const NAME: &'static str = "browser.type";
     const SUMMARY: &'static str =
         "Type text with real key events (for pages that react to keystrokes).";
-    const EXAMPLE: &'static str =
-        "- browser.open: \"data:text/html,<label>Search <input value=old></label>\"\n- browser.type: { label: \"Search\", value: \"Visitor\", clear: true }\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<label>Search <input value=old></label>\"\n- browser.type: { label: \"Search\", value: \"Visitor\", clear: true }\n";
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
         let started = Instant::now();
@@ -477,8 +475,7 @@ impl Action for Select {
     type Args = Checked<SelectArgs>;
     const NAME: &'static str = "browser.select";
     const SUMMARY: &'static str = "Choose an option of a drop-down by its visible text or value.";
-    const EXAMPLE: &'static str =
-        "- browser.open: \"data:text/html,<label>Permit type <select><option>Resident</option><option>Visitor</option></select></label>\"\n- browser.select: { label: \"Permit type\", option: \"Visitor\" }\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<label>Permit type <select><option>Resident</option><option>Visitor</option></select></label>\"\n- browser.select: { label: \"Permit type\", option: \"Visitor\" }\n";
     const RESULT: &'static str = "{ value, option }";
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
@@ -550,8 +547,7 @@ impl Action for Check {
     type Args = Checked<CheckArgs>;
     const NAME: &'static str = "browser.check";
     const SUMMARY: &'static str = "Tick a checkbox or choose a radio button (no-op if already so).";
-    const EXAMPLE: &'static str =
-        "- browser.open: \"data:text/html,<label><input type=checkbox> Details confirmed</label>\"\n- browser.check: { label: \"Details confirmed\" }\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<label><input type=checkbox> Details confirmed</label>\"\n- browser.check: { label: \"Details confirmed\" }\n";
     const SHORTHAND: Option<&'static str> = Some("label");
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
@@ -566,8 +562,7 @@ impl Action for Uncheck {
     type Args = Checked<CheckArgs>;
     const NAME: &'static str = "browser.uncheck";
     const SUMMARY: &'static str = "Untick a checkbox (no-op if already unticked).";
-    const EXAMPLE: &'static str =
-        "- browser.open: \"data:text/html,<label><input type=checkbox checked> Newsletter</label>\"\n- browser.uncheck: { label: \"Newsletter\" }\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<label><input type=checkbox checked> Newsletter</label>\"\n- browser.uncheck: { label: \"Newsletter\" }\n";
     const SHORTHAND: Option<&'static str> = Some("label");
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
@@ -590,8 +585,7 @@ impl Action for ReadText {
     type Args = Checked<ReadArgs>;
     const NAME: &'static str = "browser.read_text";
     const SUMMARY: &'static str = "Read an element's visible text (waits until it is visible).";
-    const EXAMPLE: &'static str =
-        "- browser.open: \"data:text/html,<p>Case reference: <span class=case-ref>CASE-000001</span></p>\"\n- browser.read_text: { css: \".case-ref\" }\n  save_as: case_ref\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<p>Case reference: <span class=case-ref>CASE-000001</span></p>\"\n- browser.read_text: { css: \".case-ref\" }\n  save_as: case_ref\n";
     const SHORTHAND: Option<&'static str> = Some("css");
     const RESULT: &'static str = "string";
 
@@ -609,8 +603,7 @@ impl Action for ReadValue {
     type Args = Checked<ReadArgs>;
     const NAME: &'static str = "browser.read_value";
     const SUMMARY: &'static str = "Read a form field's current value (checkboxes: true/false).";
-    const EXAMPLE: &'static str =
-        "- browser.open: \"data:text/html,<label>Postcode <input value=1000></label>\"\n- browser.read_value: { label: \"Postcode\" }\n  save_as: postcode\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<label>Postcode <input value=1000></label>\"\n- browser.read_value: { label: \"Postcode\" }\n  save_as: postcode\n";
     const RESULT: &'static str = "string (bool for checkboxes)";
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
@@ -651,8 +644,7 @@ impl Action for ReadAttribute {
     type Args = Checked<ReadAttributeArgs>;
     const NAME: &'static str = "browser.read_attribute";
     const SUMMARY: &'static str = "Read an element's attribute (null when absent).";
-    const EXAMPLE: &'static str =
-        "- browser.open: \"data:text/html,<a href=/cases/export.csv>Export CSV</a>\"\n- browser.read_attribute: { text: \"Export CSV\", attribute: href }\n  save_as: link\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<a href=/cases/export.csv>Export CSV</a>\"\n- browser.read_attribute: { text: \"Export CSV\", attribute: href }\n  save_as: link\n";
     const RESULT: &'static str = "string or null";
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
@@ -692,8 +684,7 @@ impl Action for Upload {
     type Args = Checked<UploadArgs>;
     const NAME: &'static str = "browser.upload";
     const SUMMARY: &'static str = "Attach a workspace file to a file input.";
-    const EXAMPLE: &'static str =
-        "- browser.open: \"data:text/html,<label>Supporting document <input type=file></label>\"\n- browser.upload: { label: \"Supporting document\", path: fixtures/hello.txt }\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<label>Supporting document <input type=file></label>\"\n- browser.upload: { label: \"Supporting document\", path: fixtures/hello.txt }\n";
     const RESULT: &'static str = "{ path, sha256, size }";
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {

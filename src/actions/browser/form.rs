@@ -226,10 +226,7 @@ async fn fill_form(ctx: &mut ActionContext<'_>, args: &FillFormArgs) -> Result<(
         target.push_str(&format!(" within {w}"));
     }
     ctx.target(target);
-    let mut lines: Vec<Value> = fields
-        .iter()
-        .map(|(l, v)| audit_line(ctx, l, v))
-        .collect();
+    let mut lines: Vec<Value> = fields.iter().map(|(l, v)| audit_line(ctx, l, v)).collect();
     ctx.detail("fields", Value::Array(lines.clone()));
     let h = session::handle(ctx).await?;
     resolve::leave_auto(&h).await;
@@ -250,7 +247,8 @@ async fn fill_form(ctx: &mut ActionContext<'_>, args: &FillFormArgs) -> Result<(
                 json!({ "i": i, "label": label, "kind": value.kind(), "value": value.to_js() })
             })
             .collect();
-        let mut op = json!({ "op": "form", "need": "interact", "fields": pending, "explain": explain });
+        let mut op =
+            json!({ "op": "form", "need": "interact", "fields": pending, "explain": explain });
         if let Some(p) = h.settings().error_patterns {
             op["errorPatterns"] = json!(p);
         }

@@ -423,8 +423,7 @@ impl Action for ReadTexts {
     const NAME: &'static str = "browser.read_texts";
     const SUMMARY: &'static str =
         "Read the visible texts of all elements a locator matches (a list, maybe empty).";
-    const EXAMPLE: &'static str =
-        "- browser.open: \"data:text/html,<span class=error>Postcode must be 4 digits</span> <font color=red>Email must be a valid address</font>\"\n- browser.read_texts: { css: \"span.error, font[color=red]\" }\n  save_as: errors\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<span class=error>Postcode must be 4 digits</span> <font color=red>Email must be a valid address</font>\"\n- browser.read_texts: { css: \"span.error, font[color=red]\" }\n  save_as: errors\n";
     const SHORTHAND: Option<&'static str> = Some("css");
     const RESULT: &'static str = "list of strings";
 
@@ -489,8 +488,7 @@ impl Action for Settings {
     const NAME: &'static str = "browser.settings";
     const SUMMARY: &'static str =
         "Set the run's page error patterns, HTTP error policy and navigation waits.";
-    const EXAMPLE: &'static str =
-        "- browser.settings: { error_patterns: [\"font[color=red]\", \".msg-err\"], http_errors: fail }\n";
+    const EXAMPLE: &'static str = "- browser.settings: { error_patterns: [\"font[color=red]\", \".msg-err\"], http_errors: fail }\n";
 
     async fn run(ctx: &mut ActionContext<'_>, args: Self::Args) -> ActionResult {
         let started = Instant::now();

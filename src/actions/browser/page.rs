@@ -50,8 +50,7 @@ impl Action for Open {
     type Args = OpenArgs;
     const NAME: &'static str = "browser.open";
     const SUMMARY: &'static str = "Open a page in the run's browser (started on first use).";
-    const EXAMPLE: &'static str =
-        "- browser.open: \"data:text/html,<title>Cases</title><h1>Cases</h1>\"   # or \"{{ inputs.portal }}/login\"\n  save_as: page\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<title>Cases</title><h1>Cases</h1>\"   # or \"{{ inputs.portal }}/login\"\n  save_as: page\n";
     const SHORTHAND: Option<&'static str> = Some("url");
     const RESULT: &'static str = "{ url, title }";
 
@@ -112,7 +111,11 @@ async fn open(
         Ok(v) => {
             let now = v["url"].as_str().unwrap_or_default().to_string();
             ctx.detail("url", now.clone());
-            (now, v["title"].as_str().unwrap_or_default().to_string(), v["status"].as_u64())
+            (
+                now,
+                v["title"].as_str().unwrap_or_default().to_string(),
+                v["status"].as_u64(),
+            )
         }
         // A page that opened a dialog while loading answers no script.
         Err(_) => (
@@ -156,8 +159,7 @@ impl Action for Press {
     const NAME: &'static str = "browser.press";
     const SUMMARY: &'static str =
         "Press keys (Enter, Tab, Control+a, ...) on an element or the focused one.";
-    const EXAMPLE: &'static str =
-        "- browser.open: \"data:text/html,<form onsubmit='return false'><label>Search <input></label></form>\"\n- browser.press: { keys: Enter, label: \"Search\" }\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<form onsubmit='return false'><label>Search <input></label></form>\"\n- browser.press: { keys: Enter, label: \"Search\" }\n";
     const SHORTHAND: Option<&'static str> = Some("keys");
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
@@ -330,8 +332,7 @@ impl Action for WaitFor {
     const NAME: &'static str = "browser.wait_for";
     const SUMMARY: &'static str =
         "Wait until an element is present, visible, hidden or gone, or contains a text.";
-    const EXAMPLE: &'static str =
-        "- browser.open: \"data:text/html,<p id=results>2 cases found</p>\"\n- browser.wait_for: { css: \"#results\", contains: \"cases found\", timeout: 30s }\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<p id=results>2 cases found</p>\"\n- browser.wait_for: { css: \"#results\", contains: \"cases found\", timeout: 30s }\n";
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
         let started = Instant::now();
@@ -403,8 +404,7 @@ impl Action for ReadTable {
     const NAME: &'static str = "browser.read_table";
     const SUMMARY: &'static str =
         "Read an HTML table into rows keyed by header cells, following a next link across pages.";
-    const EXAMPLE: &'static str =
-        "- browser.open: \"data:text/html,<table id=results><tr><th>Reference</th><th>Status</th></tr><tr><td>CASE-000001</td><td>open</td></tr></table>\"\n- browser.read_table: { css: \"table#results\", next: { text: \"Next\" }, timeout: 30s }\n  save_as: cases\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<table id=results><tr><th>Reference</th><th>Status</th></tr><tr><td>CASE-000001</td><td>open</td></tr></table>\"\n- browser.read_table: { css: \"table#results\", next: { text: \"Next\" }, timeout: 30s }\n  save_as: cases\n";
     const RESULT: &'static str = "list of { header: cell }";
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
@@ -502,8 +502,7 @@ impl Action for Screenshot {
     const NAME: &'static str = "browser.screenshot";
     const SUMMARY: &'static str =
         "Save a PNG of the page or of one element (recorded with its SHA-256).";
-    const EXAMPLE: &'static str =
-        "- browser.open: \"data:text/html,<h1>Case registered</h1>\"\n- browser.screenshot: { path: out/confirmation.png }\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<h1>Case registered</h1>\"\n- browser.screenshot: { path: out/confirmation.png }\n";
     const SHORTHAND: Option<&'static str> = Some("path");
     const RESULT: &'static str = "{ path, sha256 }";
 
@@ -582,8 +581,7 @@ impl Action for Download {
     const NAME: &'static str = "browser.download";
     const SUMMARY: &'static str =
         "Click to download a file; waits for it to finish and returns its path.";
-    const EXAMPLE: &'static str =
-        "- browser.open: \"data:text/html,<a download=cases.csv href='data:text/csv,id;name'>Export CSV</a>\"\n- browser.download: { text: \"Export CSV\", save_to: out/cases.csv }\n  save_as: export\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<a download=cases.csv href='data:text/csv,id;name'>Export CSV</a>\"\n- browser.download: { text: \"Export CSV\", save_to: out/cases.csv }\n  save_as: export\n";
     const RESULT: &'static str = "{ path, name, sha256, size }";
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
@@ -728,8 +726,7 @@ impl Action for Frame {
     type Args = Checked<FrameArgs>;
     const NAME: &'static str = "browser.frame";
     const SUMMARY: &'static str = "Enter an iframe by locator, or leave it (`leave: parent|top`).";
-    const EXAMPLE: &'static str =
-        "- browser.open: \"data:text/html,<iframe name=reportframe srcdoc='<p>Report</p>'></iframe>\"\n- browser.frame: { css: \"iframe[name=reportframe]\" }\n- browser.read_text: { css: p }\n- browser.frame: top\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<iframe name=reportframe srcdoc='<p>Report</p>'></iframe>\"\n- browser.frame: { css: \"iframe[name=reportframe]\" }\n- browser.read_text: { css: p }\n- browser.frame: top\n";
     const SHORTHAND: Option<&'static str> = Some("leave");
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
@@ -828,8 +825,7 @@ impl Action for Dialog {
     const NAME: &'static str = "browser.dialog";
     const SUMMARY: &'static str =
         "Accept or dismiss an alert/confirm/prompt dialog; returns its text.";
-    const EXAMPLE: &'static str =
-        "- browser.open: \"data:text/html,<button onclick='confirm(\\\"Delete this case\\\")'>Delete</button>\"\n- browser.click: { text: \"Delete\" }\n- browser.dialog: { accept: true }\n  save_as: question\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<button onclick='confirm(\\\"Delete this case\\\")'>Delete</button>\"\n- browser.click: { text: \"Delete\" }\n- browser.dialog: { accept: true }\n  save_as: question\n";
     const SHORTHAND: Option<&'static str> = Some("accept");
     const RESULT: &'static str = "string (the dialog's text), or null (`optional`, none appeared)";
 
@@ -946,8 +942,7 @@ impl Action for ExecuteScript {
     const NAME: &'static str = "browser.execute_script";
     const SUMMARY: &'static str =
         "Run JavaScript in the page and return its result (audited in full).";
-    const EXAMPLE: &'static str =
-        "- browser.open: \"data:text/html,<title>Cases</title>\"\n- browser.execute_script: { script: \"return document.title\" }\n  save_as: title\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<title>Cases</title>\"\n- browser.execute_script: { script: \"return document.title\" }\n  save_as: title\n";
     const SHORTHAND: Option<&'static str> = Some("script");
     const RESULT: &'static str = "what the script returns";
 
