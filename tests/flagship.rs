@@ -345,7 +345,12 @@ fn check_first_run(
                 && e["item_key"] == key
                 && matches!(
                     e["action"].as_str(),
-                    Some("browser.wait_for" | "browser.dialog" | "browser.read_text")
+                    Some(
+                        "browser.wait_for"
+                            | "browser.dialog"
+                            | "browser.read_text"
+                            | "browser.click"
+                    )
                 )
                 && e["detail"]["value"].to_string().contains(needle)
         })
@@ -367,18 +372,30 @@ fn check_first_run(
     for (i, row) in source.iter().enumerate() {
         let id = &row["request_id"];
         let item = format!("/item[{}]/", i + 1);
-        let filled: Vec<&Value> = events
-            .iter()
-            .filter(|e| {
-                e["kind"] == "action"
-                    && e["outcome"] == "ok"
-                    && matches!(
-                        e["action"].as_str(),
-                        Some("browser.fill" | "browser.select" | "browser.check")
-                    )
-                    && e["step"].as_str().is_some_and(|s| s.contains(&item))
-            })
-            .collect();
+        // One `browser.fill_form` event per attempt lists every field it
+        // filled with its value (or single fill/select/check events, one per field).
+        let mut filled: Vec<Value> = Vec::new();
+        for e in events.iter().filter(|e| {
+            e["kind"] == "action"
+                && e["outcome"] == "ok"
+                && e["step"].as_str().is_some_and(|s| s.contains(&item))
+        }) {
+            match e["action"].as_str() {
+                Some("browser.fill_form") => {
+                    for f in e["detail"]["fields"].as_array().into_iter().flatten() {
+                        assert_eq!(f["outcome"], "ok", "{id}: {e}");
+                        filled.push(serde_json::json!({
+                            "target": f["label"],
+                            "detail": { "value": f["value"] },
+                        }));
+                    }
+                }
+                Some("browser.fill" | "browser.select" | "browser.check") => {
+                    filled.push(e.clone());
+                }
+                _ => {}
+            }
+        }
         // Per attempt: request id, name, street, postcode, plate, date, email,
         // notes filled; permit type selected; "Details confirmed" checked.
         let attempts = filled
@@ -409,9 +426,24 @@ fn check_first_run(
     }
     let password_fill = events
         .iter()
-        .find(|e| e["action"] == "browser.fill" && e["target"].to_string().contains("Password"))
+        .find(|e| {
+            matches!(
+                e["action"].as_str(),
+                Some("browser.fill" | "browser.fill_form")
+            ) && e["target"].to_string().contains("Password")
+        })
         .expect("the sign-in password fill is audited");
     assert!(password_fill["detail"].to_string().contains("***"));
+    if password_fill["action"] == "browser.fill_form" {
+        let fields = password_fill["detail"]["fields"]
+            .as_array()
+            .expect("fields");
+        let pw = fields
+            .iter()
+            .find(|f| f["label"] == "Password")
+            .expect("the Password field is listed");
+        assert_eq!(pw["value"], "***", "{password_fill}");
+    }
 
     // No secret anywhere: database, CLI output, artifacts' names and contents.
     let store = dump_store(ws);

@@ -146,9 +146,41 @@ element_args! {
         /// `ignore`: go on.
         #[serde(default)]
         pub http_errors: Option<HttpErrors>,
+        /// Answer the dialog the click opens before a new page loads (a
+        /// `confirm()` before a form is sent): `accept` or `dismiss`. Its
+        /// text is recorded as `dialog`.
+        #[serde(default)]
+        pub dialog: Option<Answer>,
+        /// Then wait for the first of these named outcomes (as
+        /// `browser.wait_for { any }`) and return `{ matched, text, texts }`:
+        /// "submit and read the answer" in one step, one round trip per poll.
+        #[serde(default)]
+        pub wait_for: Option<super::outcome::Branches>,
     }
 }
-has_locator!(ClickArgs);
+
+impl HasLocator for ClickArgs {
+    fn locator(&self) -> Locator {
+        locator_of!(self)
+    }
+
+    fn check_rest(&self) -> Result<(), String> {
+        match &self.wait_for {
+            Some(b) => b.check().map_err(|e| e.replace("`any", "`wait_for")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// How to answer a dialog.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Answer {
+    /// Press OK.
+    Accept,
+    /// Press Cancel.
+    Dismiss,
+}
 
 /// Clicks an element (a real WebDriver click: scrolls it into view, fires
 /// every mouse event, follows links, submits forms).
@@ -159,8 +191,10 @@ impl Action for Click {
     const NAME: &'static str = "browser.click";
     const SUMMARY: &'static str =
         "Click a button, link or other element (waits until it is visible and enabled).";
-    const EXAMPLE: &'static str = "- browser.click: { text: \"Sign in\" }\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<form onsubmit='return false'><button>Sign in</button></form>\"\n- browser.click: { text: \"Sign in\" }\n";
     const SHORTHAND: Option<&'static str> = Some("text");
+    const RESULT: &'static str =
+        "null; with `wait_for`: { matched, text, texts } of the first outcome that showed";
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
         let started = Instant::now();
@@ -168,9 +202,47 @@ impl Action for Click {
             wait: args.wait,
             http_errors: args.http_errors,
         };
-        let r = click(ctx, &args.locator(), args.wait_limit(), nav).await;
-        finish(ctx, started, r.map(|_| Value::Null)).await
+        let r = if args.dialog.is_some() || args.wait_for.is_some() {
+            click_and_wait(ctx, &args).await
+        } else {
+            click(ctx, &args.locator(), args.wait_limit(), nav)
+                .await
+                .map(|_| Value::Null)
+        };
+        finish(ctx, started, r).await
     }
+}
+
+/// `browser.click` with `dialog` / `wait_for`: click, answer the confirm,
+/// wait for the new page and the first outcome — polled together.
+async fn click_and_wait(
+    ctx: &mut ActionContext<'_>,
+    args: &ClickArgs,
+) -> Result<Value, BrowserError> {
+    let loc = args.locator();
+    if let Some(b) = &args.wait_for {
+        ctx.detail("wait_for", b.shown());
+    }
+    let (h, answer, limit) = click_only(ctx, &loc, args.wait_limit()).await?;
+    let settings = h.settings();
+    let before = Before::from_answer(
+        &answer,
+        args.wait.unwrap_or(settings.wait),
+        args.http_errors.unwrap_or(settings.http_errors),
+        limit,
+    );
+    resolve::leave_auto(&h).await;
+    let expect = super::outcome::Expect {
+        before,
+        dialog: args.dialog.map(|d| d == Answer::Accept),
+    };
+    let r =
+        super::outcome::wait_outcome(ctx, &h, args.wait_for.as_ref(), Some(expect), limit).await;
+    resolve::leave_auto(&h).await;
+    if r.is_ok() && args.wait_for.is_none() {
+        note_current_url(ctx, &h.client).await;
+    }
+    r
 }
 
 /// A step's own navigation settings (the run's `browser.settings` otherwise).
@@ -236,6 +308,18 @@ pub(super) async fn click(
     timeout: Option<Duration>,
     nav: Nav,
 ) -> Result<(), BrowserError> {
+    let (h, answer, limit) = click_only(ctx, loc, timeout).await?;
+    after_action(ctx, &h, &answer, nav, limit).await
+}
+
+/// Finds and clicks (see [`click`]); returns the session, the resolver's
+/// answer for the element and the wait limit. Frames entered to reach the
+/// element are still entered.
+async fn click_only(
+    ctx: &mut ActionContext<'_>,
+    loc: &Locator,
+    timeout: Option<Duration>,
+) -> Result<(session::Handle, Value, Duration), BrowserError> {
     let h = begin(ctx, loc).await?;
     let limit = wait_limit(ctx, timeout);
     let started = Instant::now();
@@ -262,7 +346,7 @@ pub(super) async fn click(
             }
         }
     };
-    after_action(ctx, &h, &answer, nav, limit).await
+    Ok((h, answer, limit))
 }
 
 // ---------------------------------------------------------------- fill
@@ -285,8 +369,7 @@ impl Action for Fill {
     const NAME: &'static str = "browser.fill";
     const SUMMARY: &'static str =
         "Clear a field and enter a value (one round trip; fires input/change).";
-    const EXAMPLE: &'static str =
-        "- browser.fill: { label: \"Postcode\", value: \"1000\" }\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<label>Postcode <input></label>\"\n- browser.fill: { label: \"Postcode\", value: \"1000\" }\n";
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
         let started = Instant::now();
@@ -327,7 +410,7 @@ impl Action for Type {
     const NAME: &'static str = "browser.type";
     const SUMMARY: &'static str =
         "Type text with real key events (for pages that react to keystrokes).";
-    const EXAMPLE: &'static str = "- browser.type: { label: \"Search\", value: \"Visitor\", clear: true }\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<label>Search <input value=old></label>\"\n- browser.type: { label: \"Search\", value: \"Visitor\", clear: true }\n";
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
         let started = Instant::now();
@@ -392,7 +475,7 @@ impl Action for Select {
     type Args = Checked<SelectArgs>;
     const NAME: &'static str = "browser.select";
     const SUMMARY: &'static str = "Choose an option of a drop-down by its visible text or value.";
-    const EXAMPLE: &'static str = "- browser.select: { label: \"Permit type\", option: \"Visitor\" }\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<label>Permit type <select><option>Resident</option><option>Visitor</option></select></label>\"\n- browser.select: { label: \"Permit type\", option: \"Visitor\" }\n";
     const RESULT: &'static str = "{ value, option }";
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
@@ -464,8 +547,7 @@ impl Action for Check {
     type Args = Checked<CheckArgs>;
     const NAME: &'static str = "browser.check";
     const SUMMARY: &'static str = "Tick a checkbox or choose a radio button (no-op if already so).";
-    const EXAMPLE: &'static str =
-        "- browser.check: { label: \"Details confirmed\" }\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<label><input type=checkbox> Details confirmed</label>\"\n- browser.check: { label: \"Details confirmed\" }\n";
     const SHORTHAND: Option<&'static str> = Some("label");
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
@@ -480,8 +562,7 @@ impl Action for Uncheck {
     type Args = Checked<CheckArgs>;
     const NAME: &'static str = "browser.uncheck";
     const SUMMARY: &'static str = "Untick a checkbox (no-op if already unticked).";
-    const EXAMPLE: &'static str =
-        "- browser.uncheck: { label: \"Newsletter\" }\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<label><input type=checkbox checked> Newsletter</label>\"\n- browser.uncheck: { label: \"Newsletter\" }\n";
     const SHORTHAND: Option<&'static str> = Some("label");
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
@@ -504,8 +585,7 @@ impl Action for ReadText {
     type Args = Checked<ReadArgs>;
     const NAME: &'static str = "browser.read_text";
     const SUMMARY: &'static str = "Read an element's visible text (waits until it is visible).";
-    const EXAMPLE: &'static str =
-        "- browser.read_text: { css: \".case-ref\" }\n  save_as: case_ref\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<p>Case reference: <span class=case-ref>CASE-000001</span></p>\"\n- browser.read_text: { css: \".case-ref\" }\n  save_as: case_ref\n";
     const SHORTHAND: Option<&'static str> = Some("css");
     const RESULT: &'static str = "string";
 
@@ -523,7 +603,7 @@ impl Action for ReadValue {
     type Args = Checked<ReadArgs>;
     const NAME: &'static str = "browser.read_value";
     const SUMMARY: &'static str = "Read a form field's current value (checkboxes: true/false).";
-    const EXAMPLE: &'static str = "- browser.read_value: { label: \"Postcode\" }\n  save_as: postcode\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<label>Postcode <input value=1000></label>\"\n- browser.read_value: { label: \"Postcode\" }\n  save_as: postcode\n";
     const RESULT: &'static str = "string (bool for checkboxes)";
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
@@ -564,7 +644,7 @@ impl Action for ReadAttribute {
     type Args = Checked<ReadAttributeArgs>;
     const NAME: &'static str = "browser.read_attribute";
     const SUMMARY: &'static str = "Read an element's attribute (null when absent).";
-    const EXAMPLE: &'static str = "- browser.read_attribute: { text: \"Export CSV\", attribute: href }\n  save_as: link\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<a href=/cases/export.csv>Export CSV</a>\"\n- browser.read_attribute: { text: \"Export CSV\", attribute: href }\n  save_as: link\n";
     const RESULT: &'static str = "string or null";
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
@@ -604,7 +684,7 @@ impl Action for Upload {
     type Args = Checked<UploadArgs>;
     const NAME: &'static str = "browser.upload";
     const SUMMARY: &'static str = "Attach a workspace file to a file input.";
-    const EXAMPLE: &'static str = "- browser.upload: { label: \"Supporting document\", path: fixtures/hello.txt }\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<label>Supporting document <input type=file></label>\"\n- browser.upload: { label: \"Supporting document\", path: fixtures/hello.txt }\n";
     const RESULT: &'static str = "{ path, sha256, size }";
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {

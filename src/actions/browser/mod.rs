@@ -6,13 +6,15 @@
 //! - [`resolve`]: auto-wait, one WebDriver round trip per poll;
 //! - [`actions`] (element actions) and [`page`] (page-level actions);
 //! - [`navigate`]: waits for the page a click loads, HTTP errors;
-//! - [`outcome`]: `wait_for { any }`, `read_texts`, `settings`;
+//! - [`form`]: `fill_form` (a whole form in one round trip);
+//! - [`outcome`]: `wait_for { any }` and click's `wait_for`, `read_texts`, `settings`;
 //! - [`evidence`]: screenshot + page HTML when a step fails;
 //! - [`error`] and [`step`]: the step's error, wait limit, masking, wrap-up.
 
 pub mod actions;
 pub mod error;
 pub mod evidence;
+pub mod form;
 pub mod locator;
 pub mod navigate;
 pub mod outcome;

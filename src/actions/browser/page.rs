@@ -33,6 +33,14 @@ pub struct OpenArgs {
     /// (retried by `retry:`); `ignore`: go on.
     #[serde(default)]
     pub http_errors: Option<HttpErrors>,
+    /// Then wait for the first of these named outcomes (as `browser.wait_for
+    /// { any }`), e.g. the form or the sign-in page; the result gains
+    /// `matched`, `text` and `texts`.
+    #[serde(default)]
+    pub wait_for: Option<super::outcome::Branches>,
+    /// How long to wait for an outcome (default: `browser.timeout`).
+    #[serde(default)]
+    pub timeout: Option<DurationArg>,
 }
 
 /// Opens a page (starting the run's browser on first use) and waits for it to load.
@@ -42,17 +50,35 @@ impl Action for Open {
     type Args = OpenArgs;
     const NAME: &'static str = "browser.open";
     const SUMMARY: &'static str = "Open a page in the run's browser (started on first use).";
-    const EXAMPLE: &'static str =
-        "- browser.open: \"{{ inputs.source }}/login\"\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<title>Cases</title><h1>Cases</h1>\"   # or \"{{ inputs.portal }}/login\"\n  save_as: page\n";
     const SHORTHAND: Option<&'static str> = Some("url");
     const RESULT: &'static str = "{ url, title }";
 
     async fn run(ctx: &mut ActionContext<'_>, args: Self::Args) -> ActionResult {
         let started = Instant::now();
-        let r = open(ctx, &args.url, args.http_errors).await;
+        let r = async {
+            if let Some(b) = &args.wait_for {
+                ctx.detail("wait_for", b.shown());
+            }
+            let mut page = open(ctx, &args.url, args.http_errors).await?;
+            if let Some(b) = &args.wait_for {
+                let h = session::handle(ctx).await?;
+                let limit = wait_limit(ctx, args.timeout.map(|t| t.0));
+                let got = super::outcome::wait_outcome(ctx, &h, Some(b), None, limit).await?;
+                if let (Some(p), Some(g)) = (page.as_object_mut(), got.as_object()) {
+                    p.extend(g.clone());
+                }
+            }
+            Ok::<Value, BrowserError>(page)
+        }
+        .await;
         finish(ctx, started, r).await
     }
 }
+
+/// The page's URL, title and HTTP status in one round trip.
+const LANDED: &str = "var e = (performance.getEntriesByType && performance.getEntriesByType('navigation')[0]) || null; \
+    return { url: String(location.href), title: document.title, status: e && e.responseStatus ? e.responseStatus : null };";
 
 async fn open(
     ctx: &mut ActionContext<'_>,
@@ -81,10 +107,24 @@ async fn open(
     h.left_frames(u32::MAX);
     h.auto_frames.store(0, std::sync::atomic::Ordering::SeqCst);
     h.set_pending(None);
-    let now = note_current_url(ctx, &h.client).await.unwrap_or_default();
-    let title = h.client.title().await.unwrap_or_default();
+    let (now, title, status) = match h.client.execute(LANDED, vec![]).await {
+        Ok(v) => {
+            let now = v["url"].as_str().unwrap_or_default().to_string();
+            ctx.detail("url", now.clone());
+            (
+                now,
+                v["title"].as_str().unwrap_or_default().to_string(),
+                v["status"].as_u64(),
+            )
+        }
+        // A page that opened a dialog while loading answers no script.
+        Err(_) => (
+            note_current_url(ctx, &h.client).await.unwrap_or_default(),
+            h.client.title().await.unwrap_or_default(),
+            navigate::current_status(&h).await,
+        ),
+    };
     ctx.detail("title", title.clone());
-    let status = navigate::current_status(&h).await;
     if let Some(s) = status {
         ctx.detail("http_status", s);
     }
@@ -119,8 +159,7 @@ impl Action for Press {
     const NAME: &'static str = "browser.press";
     const SUMMARY: &'static str =
         "Press keys (Enter, Tab, Control+a, ...) on an element or the focused one.";
-    const EXAMPLE: &'static str =
-        "- browser.press: { keys: Enter, label: \"Search\" }\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<form onsubmit='return false'><label>Search <input></label></form>\"\n- browser.press: { keys: Enter, label: \"Search\" }\n";
     const SHORTHAND: Option<&'static str> = Some("keys");
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
@@ -293,7 +332,7 @@ impl Action for WaitFor {
     const NAME: &'static str = "browser.wait_for";
     const SUMMARY: &'static str =
         "Wait until an element is present, visible, hidden or gone, or contains a text.";
-    const EXAMPLE: &'static str = "- browser.wait_for: { css: \"#results\", contains: \"cases found\", timeout: 30s }\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<p id=results>2 cases found</p>\"\n- browser.wait_for: { css: \"#results\", contains: \"cases found\", timeout: 30s }\n";
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
         let started = Instant::now();
@@ -365,7 +404,7 @@ impl Action for ReadTable {
     const NAME: &'static str = "browser.read_table";
     const SUMMARY: &'static str =
         "Read an HTML table into rows keyed by header cells, following a next link across pages.";
-    const EXAMPLE: &'static str = "- browser.read_table: { css: \"table#results\", next: { text: \"Next\" }, timeout: 30s }\n  save_as: cases\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<table id=results><tr><th>Reference</th><th>Status</th></tr><tr><td>CASE-000001</td><td>open</td></tr></table>\"\n- browser.read_table: { css: \"table#results\", next: { text: \"Next\" }, timeout: 30s }\n  save_as: cases\n";
     const RESULT: &'static str = "list of { header: cell }";
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
@@ -463,8 +502,7 @@ impl Action for Screenshot {
     const NAME: &'static str = "browser.screenshot";
     const SUMMARY: &'static str =
         "Save a PNG of the page or of one element (recorded with its SHA-256).";
-    const EXAMPLE: &'static str =
-        "- browser.screenshot: { path: out/confirmation.png }\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<h1>Case registered</h1>\"\n- browser.screenshot: { path: out/confirmation.png }\n";
     const SHORTHAND: Option<&'static str> = Some("path");
     const RESULT: &'static str = "{ path, sha256 }";
 
@@ -543,7 +581,7 @@ impl Action for Download {
     const NAME: &'static str = "browser.download";
     const SUMMARY: &'static str =
         "Click to download a file; waits for it to finish and returns its path.";
-    const EXAMPLE: &'static str = "- browser.download: { text: \"Export CSV\", save_to: out/cases.csv }\n  save_as: export\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<a download=cases.csv href='data:text/csv,id;name'>Export CSV</a>\"\n- browser.download: { text: \"Export CSV\", save_to: out/cases.csv }\n  save_as: export\n";
     const RESULT: &'static str = "{ path, name, sha256, size }";
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
@@ -688,7 +726,7 @@ impl Action for Frame {
     type Args = Checked<FrameArgs>;
     const NAME: &'static str = "browser.frame";
     const SUMMARY: &'static str = "Enter an iframe by locator, or leave it (`leave: parent|top`).";
-    const EXAMPLE: &'static str = "- browser.frame: { css: \"iframe[name=reportframe]\" }\n  if: \"{{ false }}\"\n- browser.frame: top\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<iframe name=reportframe srcdoc='<p>Report</p>'></iframe>\"\n- browser.frame: { css: \"iframe[name=reportframe]\" }\n- browser.read_text: { css: p }\n- browser.frame: top\n";
     const SHORTHAND: Option<&'static str> = Some("leave");
 
     async fn run(ctx: &mut ActionContext<'_>, Checked(args): Self::Args) -> ActionResult {
@@ -787,8 +825,7 @@ impl Action for Dialog {
     const NAME: &'static str = "browser.dialog";
     const SUMMARY: &'static str =
         "Accept or dismiss an alert/confirm/prompt dialog; returns its text.";
-    const EXAMPLE: &'static str =
-        "- browser.dialog: { accept: true }\n  save_as: question\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<button onclick='confirm(\\\"Delete this case\\\")'>Delete</button>\"\n- browser.click: { text: \"Delete\" }\n- browser.dialog: { accept: true }\n  save_as: question\n";
     const SHORTHAND: Option<&'static str> = Some("accept");
     const RESULT: &'static str = "string (the dialog's text), or null (`optional`, none appeared)";
 
@@ -905,7 +942,7 @@ impl Action for ExecuteScript {
     const NAME: &'static str = "browser.execute_script";
     const SUMMARY: &'static str =
         "Run JavaScript in the page and return its result (audited in full).";
-    const EXAMPLE: &'static str = "- browser.execute_script: { script: \"return document.title\" }\n  save_as: title\n  if: \"{{ false }}\"\n";
+    const EXAMPLE: &'static str = "- browser.open: \"data:text/html,<title>Cases</title>\"\n- browser.execute_script: { script: \"return document.title\" }\n  save_as: title\n";
     const SHORTHAND: Option<&'static str> = Some("script");
     const RESULT: &'static str = "what the script returns";
 

@@ -694,7 +694,7 @@ function pick(l, need, skipMarked) {
 // Adds the page's captions, a did-you-mean and the frames to a label miss.
 function explainMiss(found) {
   // Only for the final answer: listing a big form's captions on every poll would be waste.
-  if (!op.explain || loc.kind !== 'label' || found.reason !== 'none' || loc.within) return found.message;
+  if (!op.explain || loc.kind !== 'label' || found.reason !== 'none' || (loc.within && !op.inForm)) return found.message;
   var caps = pageCaptions(document);
   var docs = [document];
   eachFrame(window, [], [], function (w, doc) {
@@ -827,6 +827,11 @@ if (op.op === 'state' || op.op === 'texts') {
   return fail('state', describe(loc) + ' did not become ' + what.replace(/^to be /, '').replace(/^to /, '') +
     ' (' + list.length + ' present, ' + vis.length + ' visible' + (sample ? ", text '" + sample + "'" : '') + ')',
     { count: list.length, shown: vis.length });
+}
+
+// browser.fill_form: every field of a form in this one call.
+if (op.op === 'form') {
+  return fillForm();
 }
 
 var need = op.need || 'interact';
@@ -975,5 +980,212 @@ switch (op.op) {
   }
 }
 return fail('bad', 'unknown operation ' + op.op);
+}
+
+// ------------------------------------------------------------ fill_form
+// op.fields: [{ i, label, kind: text|select|check|choose, value }] in the
+// order written; `loc` is the `within` locator or null. Each field is found
+// with the label rules above and set with the same operation as the single
+// action (fill / select / check); then every field is read back, so a page
+// script that undid an earlier field is caught. Answers
+// { ok, fields: [{ i, ok, reason?, message?, ... }], url, doc, errors }.
+function fillForm() {
+  var form = op, within = loc, out = [], done = [];
+  form.fields.forEach(function (f) {
+    var r;
+    try { r = formField(form, within, f); } catch (e) { r = { ok: false, reason: 'bad', message: String(e && e.message || e) }; }
+    r.i = f.i;
+    out.push(r);
+    if (r.ok) done.push({ f: f, r: r });
+    op = form; loc = within; D = document;
+  });
+  // Read back: a change handler of a later field may have reset an earlier one.
+  done.forEach(function (d) {
+    var e = d.r.__el, now = currentValue(e, d.f.kind);
+    if (!sameValue(now, d.r.__want)) {
+      d.r.ok = false;
+      d.r.reason = 'business';
+      d.r.message = "label '" + d.f.label + "' did not keep its value: the page changed it to " +
+        JSON.stringify(now) + ' after the other fields were set';
+    }
+  });
+  var bad = false;
+  out.forEach(function (r) { delete r.__el; delete r.__want; if (!r.ok) bad = true; });
+  var answer = { ok: !bad, fields: out, url: String(location.href), doc: window.__clerkDoc || null };
+  if (bad) { answer.errors = pageErrors(); answer.title = document.title; }
+  return answer;
+}
+function currentValue(e, kind) {
+  if (!e) return null;
+  if (kind === 'check' || kind === 'choose') {
+    return typeof e.checked === 'boolean' ? e.checked : e.getAttribute('aria-checked') === 'true';
+  }
+  if (e.isContentEditable) return e.textContent;
+  return e.value;
+}
+function sameValue(a, b) {
+  return a === b;
+}
+function formField(form, within, f) {
+  var fl = { kind: 'label', value: f.label, nth: null, within: within || null, right_of: null, near: null };
+  loc = fl;
+  if (f.kind === 'choose') return chooseIn(form, fl, f);
+  // inForm: a label miss is explained (captions, did-you-mean) also with `within`.
+  op = { op: f.kind === 'text' ? 'fill' : f.kind, need: 'interact', errorPatterns: form.errorPatterns,
+         explain: form.explain, inForm: true };
+  if (f.kind === 'text') op.value = f.value;
+  if (f.kind === 'select') op.option = f.value;
+  if (f.kind === 'check') op.checked = !!f.value;
+  var found = pick(fl, 'interact', null);
+  if (!found.el) {
+    var reason = found.reason;
+    if (reason === 'disabled' && found.field) reason = 'business';
+    return { ok: false, reason: reason, message: explainMiss(found), frame: found.frame || null };
+  }
+  el = found.el;
+  var t = String(el.type || '').toLowerCase(), tag = el.tagName;
+  var toggle = tag === 'INPUT' && (t === 'checkbox' || t === 'radio');
+  if (f.kind === 'text' && tag === 'SELECT') {
+    return { ok: false, reason: 'op', message: describe(fl) + ' is a drop-down: write `{ select: "' + f.value + '" }`' };
+  }
+  if (f.kind === 'text' && toggle) {
+    return { ok: false, reason: 'op', message: describe(fl) + ' is a ' + t + ': write true or false' };
+  }
+  if (f.kind !== 'select' && f.kind !== 'check' && tag === 'SELECT') {
+    return { ok: false, reason: 'op', message: describe(fl) + ' is a drop-down: write `{ select: "..." }`' };
+  }
+  if (f.kind === 'select' && tag !== 'SELECT') {
+    return { ok: false, reason: 'op', message: describe(fl) + ' is a <' + tag.toLowerCase() + '>, not a drop-down' };
+  }
+  if (f.kind === 'check' && !toggle && el.getAttribute('role') !== 'checkbox' && el.getAttribute('role') !== 'switch') {
+    return { ok: false, reason: 'op', message: describe(fl) + ' is ' + (tag === 'INPUT' ? 'a ' + (t || 'text') + ' field' : 'a <' + tag.toLowerCase() + '>') +
+      ', not a checkbox: true/false ticks checkboxes; write text in quotes' };
+  }
+  var a = perform();
+  D = document;
+  if (!a || !a.ok) {
+    return { ok: false, reason: a ? a.reason : 'bad', message: a ? a.message : 'no answer', frame: found.frame || null };
+  }
+  var r = { ok: true, rule: el.__clerkRule || null, element: describeEl(el), frame: found.frame || null, __el: el };
+  if (f.kind === 'select') { r.value = a.value; r.option = a.option; r.__want = a.value; }
+  else if (f.kind === 'check') { r.checked = !!a.checked; r.__want = !!f.value; }
+  else { r.__want = f.value; }
+  if (el.isContentEditable) r.__want = f.value;
+  return r;
+}
+// `{ choose: "By post" }`: the radio button of the group the label names
+// (its <legend>, the table cell left of it, a radiogroup's aria label, the
+// text before its first button), by its value or the text after it.
+function radioGroups(doc, scope) {
+  var groups = [], byKey = new Map();
+  all(scope, 'input[type=radio]').forEach(function (r) {
+    var key = r.name ? (r.form ? 'f' + Array.prototype.indexOf.call(doc.forms, r.form) : 'd') + ':' + r.name : r;
+    var g = byKey.get(key);
+    if (!g) { g = []; byKey.set(key, g); groups.push(g); }
+    g.push(r);
+  });
+  return groups;
+}
+function groupCaptions(g) {
+  var first = g[0], out = [];
+  var fs = first.closest('fieldset');
+  if (fs && g.every(function (r) { return fs.contains(r); })) {
+    var lg = fs.querySelector('legend');
+    if (lg && norm(labelText(lg))) out.push(norm(labelText(lg)));
+  }
+  var rg = first.closest('[role=radiogroup]');
+  if (rg) {
+    var al = rg.getAttribute('aria-label');
+    if (al && norm(al)) out.push(norm(al));
+    var ids = rg.getAttribute('aria-labelledby');
+    if (ids) {
+      var t = String(ids).split(/\s+/).map(function (id) {
+        var l = first.ownerDocument.getElementById(id); return l ? l.textContent : '';
+      }).join(' ');
+      if (norm(t)) out.push(norm(t));
+    }
+  }
+  var cell = cellOf(first);
+  if (cell) {
+    var left = cell.previousElementSibling;
+    while (left && !cellText(left) && !holdsControl(left)) left = left.previousElementSibling;
+    var lt = cellText(left);
+    if (lt) out.push(lt);
+  }
+  var before = siblingCaption(skipBlank(first.previousSibling, 'previousSibling'));
+  if (!before && first.parentElement && first.parentElement.tagName === 'LABEL') {
+    before = siblingCaption(skipBlank(first.parentElement.previousSibling, 'previousSibling'));
+  }
+  if (before) out.push(before);
+  return out;
+}
+function optionTexts(r) {
+  return caption(r, 'text-after').concat(caption(r, 'label'));
+}
+function chooseIn(form, fl, f) {
+  var docs = [document];
+  eachFrame(window, [], [], function (w, doc) { if (doc) docs.push(doc); });
+  var hits = [], frameOf = null;
+  for (var pass = 0; pass < 2 && !hits.length; pass++) {
+    docs.forEach(function (doc, di) {
+      D = doc;
+      var scope = doc;
+      if (fl.within) {
+        var s = pickIn(doc, fl.within, 'present', null);
+        if (!s.el) return;
+        scope = s.el;
+      }
+      radioGroups(doc, scope).forEach(function (g) {
+        var caps = groupCaptions(g);
+        var m = caps.some(function (c) {
+          return pass === 0 ? normLabel(c) === normLabel(f.label) : loose(c) === loose(f.label);
+        });
+        if (m && g.some(shown)) { hits.push(g); if (di > 0) frameOf = doc; }
+      });
+    });
+  }
+  D = document;
+  if (!hits.length) {
+    return { ok: false, reason: 'none', message: 'no group of radio buttons is labelled ' + "'" + f.label + "'" +
+      (fl.within ? ' within ' + describe(fl.within) : '') };
+  }
+  if (hits.length > 1) {
+    return { ok: false, reason: 'many', message: hits.length + " groups of radio buttons are labelled '" + f.label + "'" };
+  }
+  var g = hits[0], want = norm(f.value);
+  var pickR = g.filter(function (r) { return r.value === want; });
+  if (!pickR.length) {
+    pickR = g.filter(function (r) {
+      return optionTexts(r).some(function (t) { return normLabel(t) === normLabel(want); });
+    });
+  }
+  if (!pickR.length) {
+    pickR = g.filter(function (r) {
+      return r.value.toLowerCase() === want.toLowerCase() ||
+        optionTexts(r).some(function (t) { return loose(t) === loose(want); });
+    });
+  }
+  var offered = g.map(function (r) {
+    var after = optionTexts(r)[0] || '';
+    return r.value + (after && after !== r.value ? " ('" + after + "')" : '');
+  });
+  if (!pickR.length) {
+    return { ok: false, reason: 'business', message: "no choice '" + f.value + "' in the radio buttons labelled '" +
+      f.label + "' (choices: " + offered.join(', ') + ')' };
+  }
+  var r = pickR[0];
+  if (!enabled(r)) {
+    return { ok: false, reason: 'business', message: "choice '" + f.value + "' of '" + f.label + "' is disabled" };
+  }
+  if (!shown(r)) {
+    return { ok: false, reason: 'hidden', message: "choice '" + f.value + "' of '" + f.label + "' is present but hidden" };
+  }
+  if (!r.checked) r.click();
+  if (!r.checked) {
+    return { ok: false, reason: 'business', message: "choice '" + f.value + "' of '" + f.label + "' did not become checked (a script on the page keeps it)" };
+  }
+  var fr = null;
+  if (frameOf) eachFrame(window, [], [], function (w, doc, path, names) { if (doc === frameOf) fr = names.join(' > '); });
+  return { ok: true, value: r.value, element: describeEl(r), frame: fr, __el: r, __want: true };
 }
 }});

@@ -25,7 +25,10 @@ const CALL: &str = "var f = window.__clerkResolve; \
 
 /// Runs the resolver, installing it first on pages that lack it (remote
 /// WebDriver servers without CDP, documents that replaced `window`).
-async fn call(client: &Client, args: Vec<Value>) -> Result<Value, fantoccini::error::CmdError> {
+pub(super) async fn call(
+    client: &Client,
+    args: Vec<Value>,
+) -> Result<Value, fantoccini::error::CmdError> {
     let v = client.execute(CALL, args.clone()).await?;
     if v.get("reason").and_then(Value::as_str) != Some("missing") {
         return Ok(v);
