@@ -447,6 +447,11 @@ fn flagship_by_mail_enters_36_answers_and_files_the_mail() {
         "playbooks/permit-requests-by-mail.yaml",
         &std::fs::read_to_string(repo.join("playbooks/permit-requests-by-mail.yaml")).unwrap(),
     );
+    // Its request-entering steps are the flagship's own (`include:`).
+    ws.write(
+        "playbooks/parking-permits.yaml",
+        &std::fs::read_to_string(repo.join("playbooks/parking-permits.yaml")).unwrap(),
+    );
     let bot = std::fs::read_to_string(repo.join("bots/permit-requests-by-mail.yaml")).unwrap();
     ws.write(
         "bots/permit-requests-by-mail.yaml",
@@ -738,6 +743,11 @@ fn flagship_by_mail_files_a_mail_without_a_spreadsheet_as_failed() {
     ws.write(
         "playbooks/permit-requests-by-mail.yaml",
         &std::fs::read_to_string(repo.join("playbooks/permit-requests-by-mail.yaml")).unwrap(),
+    );
+    // Its request-entering steps are the flagship's own (`include:`).
+    ws.write(
+        "playbooks/parking-permits.yaml",
+        &std::fs::read_to_string(repo.join("playbooks/parking-permits.yaml")).unwrap(),
     );
     ws.write(
         "bots/permit-requests-by-mail.yaml",
