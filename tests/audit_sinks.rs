@@ -211,15 +211,25 @@ fn an_unreachable_endpoint_is_audited_and_caught_up_later() {
     assert_eq!(failed[0]["target"], "http");
     let err = failed[1]["error"].as_str().unwrap();
     assert!(err.contains("failed after 2 attempt(s)"), "{err}");
-    assert!(err.contains(&format!("127.0.0.1:{port}/checkpoints")), "{err}");
-    assert!(!err.contains("qs-secret-55"), "the query string is not shown: {err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}/checkpoints")),
+        "{err}"
+    );
+    assert!(
+        !err.contains("qs-secret-55"),
+        "the query string is not shown: {err}"
+    );
     assert_eq!(failed[1]["detail"]["pending"], 2);
 
     // The endpoint comes up: the next delivery sends everything pending, in
     // order (the manual checkpoint delivers too).
     let server = HttpServer::start_on(port, 0);
     let r = ws.clerk(&["audit", "checkpoint"]).ok();
-    assert!(r.stderr().contains("http: 3 checkpoint(s) sent, 0 pending"), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("http: 3 checkpoint(s) sent, 0 pending"),
+        "{}",
+        r.stderr()
+    );
     let bodies = server.bodies();
     let file: Vec<String> = ws
         .read(".clerk/checkpoints.jsonl")
@@ -231,7 +241,11 @@ fn an_unreachable_endpoint_is_audited_and_caught_up_later() {
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
     // Nothing is sent twice.
     let r = ws.clerk(&["audit", "checkpoint"]).ok();
-    assert!(r.stderr().contains("http: 0 checkpoint(s) sent"), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("http: 0 checkpoint(s) sent"),
+        "{}",
+        r.stderr()
+    );
     assert_eq!(server.bodies().len(), 3);
 }
 
@@ -252,7 +266,11 @@ for part in msg.iter_attachments():
         .arg(&eml)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     (
         v["name"].as_str().unwrap().to_string(),
@@ -280,7 +298,11 @@ fn checkpoints_are_mailed_to_the_auditors_as_a_digest() {
     // mailed), the next two wait for the day to pass.
     let mails = smtp.messages();
     assert_eq!(mails.len(), 1, "one mail within the day");
-    assert_eq!(mails[0].meta["rcpt_tos"][0], "auditors@city.example", "{}", mails[0].meta);
+    assert_eq!(
+        mails[0].meta["rcpt_tos"][0], "auditors@city.example",
+        "{}",
+        mails[0].meta
+    );
     let (name, first) = attachment_of(&mails[0].raw);
     let head: Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
     assert_eq!(name, format!("checkpoints-{0}-{0}.jsonl", head["head_id"]));
@@ -303,7 +325,11 @@ fn checkpoints_are_mailed_to_the_auditors_as_a_digest() {
     assert!(text.contains("clerk audit verify --checkpoints"), "{text}");
 
     // Together they are the local file, and they verify the store.
-    let all: Vec<String> = first.lines().chain(rest.lines()).map(str::to_string).collect();
+    let all: Vec<String> = first
+        .lines()
+        .chain(rest.lines())
+        .map(str::to_string)
+        .collect();
     let file: Vec<String> = ws
         .read(".clerk/checkpoints.jsonl")
         .lines()

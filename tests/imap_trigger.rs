@@ -447,6 +447,11 @@ fn flagship_by_mail_enters_36_answers_and_files_the_mail() {
         "playbooks/permit-requests-by-mail.yaml",
         &std::fs::read_to_string(repo.join("playbooks/permit-requests-by-mail.yaml")).unwrap(),
     );
+    // Its request-entering steps are the flagship's own (`include:`).
+    ws.write(
+        "playbooks/parking-permits.yaml",
+        &std::fs::read_to_string(repo.join("playbooks/parking-permits.yaml")).unwrap(),
+    );
     let bot = std::fs::read_to_string(repo.join("bots/permit-requests-by-mail.yaml")).unwrap();
     ws.write(
         "bots/permit-requests-by-mail.yaml",
@@ -739,6 +744,11 @@ fn flagship_by_mail_files_a_mail_without_a_spreadsheet_as_failed() {
         "playbooks/permit-requests-by-mail.yaml",
         &std::fs::read_to_string(repo.join("playbooks/permit-requests-by-mail.yaml")).unwrap(),
     );
+    // Its request-entering steps are the flagship's own (`include:`).
+    ws.write(
+        "playbooks/parking-permits.yaml",
+        &std::fs::read_to_string(repo.join("playbooks/parking-permits.yaml")).unwrap(),
+    );
     ws.write(
         "bots/permit-requests-by-mail.yaml",
         &std::fs::read_to_string(repo.join("bots/permit-requests-by-mail.yaml")).unwrap(),
@@ -920,31 +930,41 @@ fn healthz_follows_the_triggers_last_contact() {
         log: log.clone(),
     };
     let mut url = String::new();
-    wait_for("the dashboard", Duration::from_secs(30), Some(&serve), || {
-        let text = serve.log();
-        match text
-            .lines()
-            .find(|l| l.contains("dashboard listening"))
-            .and_then(|l| l.find("http://").map(|i| l[i..].to_string()))
-        {
-            Some(u) => {
-                url = u
-                    .chars()
-                    .take_while(|c| !c.is_whitespace() && *c != '"')
-                    .collect::<String>()
-                    .trim_end_matches('/')
-                    .to_string();
-                true
+    wait_for(
+        "the dashboard",
+        Duration::from_secs(30),
+        Some(&serve),
+        || {
+            let text = serve.log();
+            match text
+                .lines()
+                .find(|l| l.contains("dashboard listening"))
+                .and_then(|l| l.find("http://").map(|i| l[i..].to_string()))
+            {
+                Some(u) => {
+                    url = u
+                        .chars()
+                        .take_while(|c| !c.is_whitespace() && *c != '"')
+                        .collect::<String>()
+                        .trim_end_matches('/')
+                        .to_string();
+                    true
+                }
+                None => false,
             }
-            None => false,
-        }
-    });
+        },
+    );
     // Limit: max(keepalive, poll) 2 s + 3 × imap.timeout 2 s.
     let mut last = (0, Value::Null);
-    wait_for("healthy with the trigger", Duration::from_secs(30), Some(&serve), || {
-        last = healthz(&url);
-        last.0 == 200 && last.1["triggers"][0]["healthy"] == true
-    });
+    wait_for(
+        "healthy with the trigger",
+        Duration::from_secs(30),
+        Some(&serve),
+        || {
+            last = healthz(&url);
+            last.0 == 200 && last.1["triggers"][0]["healthy"] == true
+        },
+    );
     let t = &last.1["triggers"][0];
     assert_eq!(t["bot"], "on-mail");
     assert_eq!(t["mailbox"], "INBOX");
@@ -952,19 +972,29 @@ fn healthz_follows_the_triggers_last_contact() {
     assert!(t["last_contact"].is_string(), "{t}");
     // Contact is renewed at every keepalive: still healthy well past the limit.
     let first = t["last_contact"].clone();
-    wait_for("a renewed contact", Duration::from_secs(30), Some(&serve), || {
-        last = healthz(&url);
-        last.1["triggers"][0]["last_contact"] != first
-    });
+    wait_for(
+        "a renewed contact",
+        Duration::from_secs(30),
+        Some(&serve),
+        || {
+            last = healthz(&url);
+            last.1["triggers"][0]["last_contact"] != first
+        },
+    );
     assert_eq!(last.0, 200, "{}", last.1);
 
     // The server dies and stays down: the connection is cut, reconnects fail.
     imap.stop();
     let down = Instant::now();
-    wait_for("unhealthy without the server", Duration::from_secs(60), Some(&serve), || {
-        last = healthz(&url);
-        last.0 == 503
-    });
+    wait_for(
+        "unhealthy without the server",
+        Duration::from_secs(60),
+        Some(&serve),
+        || {
+            last = healthz(&url);
+            last.0 == 503
+        },
+    );
     let problems = last.1["problems"].to_string();
     assert!(
         problems.contains("mailbox trigger of bot on-mail (INBOX) last reached its server"),
@@ -990,13 +1020,21 @@ fn healthz_follows_the_triggers_last_contact() {
     // Back: healthy again, and mail that arrived meanwhile is handled.
     imap.launch();
     imap.append("INBOX", &message("permit h", "ph"));
-    wait_for("healthy again", Duration::from_secs(90), Some(&serve), || {
-        last = healthz(&url);
-        last.0 == 200
-    });
-    wait_for("the message handled", Duration::from_secs(60), Some(&serve), || {
-        imap.message_ids("Processed").len() == 1
-    });
+    wait_for(
+        "healthy again",
+        Duration::from_secs(90),
+        Some(&serve),
+        || {
+            last = healthz(&url);
+            last.0 == 200
+        },
+    );
+    wait_for(
+        "the message handled",
+        Duration::from_secs(60),
+        Some(&serve),
+        || imap.message_ids("Processed").len() == 1,
+    );
     serve.stop();
 }
 
@@ -1065,7 +1103,10 @@ fn a_message_is_one_work_item_done_once_across_kill_9() {
     let key = rows(&ws, "SELECT item_key FROM work_items");
     let uv = imap.session().command("SELECT INBOX").text;
     assert_eq!(key.len(), 1);
-    assert!(key[0].starts_with("INBOX/") && key[0].ends_with("/1"), "{key:?}");
+    assert!(
+        key[0].starts_with("INBOX/") && key[0].ends_with("/1"),
+        "{key:?}"
+    );
     let uidvalidity = key[0].split('/').nth(1).unwrap().to_string();
     assert!(uv.contains(&format!("UIDVALIDITY {uidvalidity}")), "{uv}");
 

@@ -89,7 +89,12 @@ fn try_lock(file: &Path, sink: &str) -> anyhow::Result<Option<Lock>> {
         .truncate(false)
         .write(true)
         .open(PathBuf::from(&name))
-        .with_context(|| format!("cannot open the lock file {}", PathBuf::from(&name).display()))?;
+        .with_context(|| {
+            format!(
+                "cannot open the lock file {}",
+                PathBuf::from(&name).display()
+            )
+        })?;
     // SAFETY: flock on a descriptor we own; released when the file closes.
     let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     Ok((rc == 0).then_some(Lock(f)))
@@ -121,10 +126,20 @@ pub async fn deliver_all(store: &Store, config: &Config, workspace: &Path) -> Ve
     let file = config.audit.checkpoints_path(workspace);
     let mut out = Vec::new();
     if let Some(http) = &config.audit.http {
-        out.push(deliver(store, &file, "http", || post_pending(http, &file, workspace)).await);
+        out.push(
+            deliver(store, &file, "http", || {
+                post_pending(http, &file, workspace)
+            })
+            .await,
+        );
     }
     if let Some(smtp) = &config.audit.smtp {
-        out.push(deliver(store, &file, "smtp", || mail_pending(smtp, config, &file, workspace)).await);
+        out.push(
+            deliver(store, &file, "smtp", || {
+                mail_pending(smtp, config, &file, workspace)
+            })
+            .await,
+        );
     }
     out
 }
@@ -218,10 +233,8 @@ async fn post_pending(
         .parse()
         .with_context(|| format!("`audit.http.url` is not a URL: {}", shown_url(&cfg.url)))?;
     let https = hyper_tls::HttpsConnector::new();
-    let client = hyper_util::client::legacy::Client::builder(
-        hyper_util::rt::TokioExecutor::new(),
-    )
-    .build::<_, http_body_util::Full<bytes::Bytes>>(https);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, http_body_util::Full<bytes::Bytes>>(https);
     let mut d = Delivered {
         sink: "http".into(),
         pending: lines.len(),
@@ -281,7 +294,9 @@ async fn post_once(
         req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
     }
     let req = req
-        .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_string(),
+        )))
         .map_err(|e| format!("cannot build the request: {e}"))?;
     let exchange = async {
         let resp = client.request(req).await.map_err(|e| error_chain(&e))?;
@@ -446,8 +461,7 @@ fn digest(
             .parse()
             .with_context(|| format!("`audit.smtp.to` has a bad address: {to}"))?);
     }
-    let jsonl = ContentType::parse("application/jsonl")
-        .unwrap_or(ContentType::TEXT_PLAIN);
+    let jsonl = ContentType::parse("application/jsonl").unwrap_or(ContentType::TEXT_PLAIN);
     b.multipart(
         MultiPart::mixed()
             .singlepart(SinglePart::plain(text))

@@ -913,7 +913,8 @@ pub async fn verify_with(store: &Store, opts: &VerifyOptions) -> anyhow::Result<
     // fetches page N+1 while a blocking thread parses and hashes page N
     // (rows are independent), and the walk (cheap, in id order) follows.
     let (raw_tx, mut raw_rx) = tokio::sync::mpsc::channel::<Vec<crate::store::RawRow>>(2);
-    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<Vec<(i64, Result<ChainRow, String>)>>(2);
+    let (ready_tx, mut ready_rx) =
+        tokio::sync::mpsc::channel::<Vec<(i64, Result<ChainRow, String>)>>(2);
     let hashing = tokio::task::spawn_blocking(move || {
         while let Some(page) = raw_rx.blocking_recv() {
             let rows = page

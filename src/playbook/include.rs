@@ -120,7 +120,11 @@ fn splice(
     }
     super::checks::unknown_keys(diags, path, spec, INCLUDE_KEYS, "`include`");
     let Some(file) = spec.get("playbook").and_then(Node::as_str) else {
-        diags.push(path, at, "`include` needs `playbook: FILE` (relative to this playbook)");
+        diags.push(
+            path,
+            at,
+            "`include` needs `playbook: FILE` (relative to this playbook)",
+        );
         return Vec::new();
     };
     let wanted: Vec<(String, Pos)> = match spec.get("steps").and_then(Node::as_seq) {
@@ -155,7 +159,10 @@ fn splice(
         diags.push(
             path,
             at,
-            format!("the included playbook {} has problems (below)", target.display()),
+            format!(
+                "the included playbook {} has problems (below)",
+                target.display()
+            ),
         );
         diags.0.extend(d.0);
         return Vec::new();
@@ -178,7 +185,10 @@ fn splice(
         let _loading = Loading::enter(&target);
         expand(&mut other, &target, catalog, diags);
     }
-    let steps = other.get("steps").and_then(Node::as_seq).unwrap_or_default();
+    let steps = other
+        .get("steps")
+        .and_then(Node::as_seq)
+        .unwrap_or_default();
     let mut out = Vec::new();
     for (id, pos) in wanted {
         match steps

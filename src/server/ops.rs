@@ -98,7 +98,13 @@ pub(crate) async fn healthz(State(app): State<Arc<App>>) -> Response {
         let imap_timeout = crate::config::Config::load(&app.opts.workspace)
             .map(|c| c.imap.timeout)
             .unwrap_or(crate::config::ImapConfig::default().timeout);
-        match timed(crate::scheduler::trigger::health(&app.store, &bots, imap_timeout)).await {
+        match timed(crate::scheduler::trigger::health(
+            &app.store,
+            &bots,
+            imap_timeout,
+        ))
+        .await
+        {
             Ok((list, mut p)) => {
                 triggers = list;
                 problems.append(&mut p);

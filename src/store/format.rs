@@ -293,7 +293,19 @@ mod tests {
     fn direct_writer_equals_the_canonicaliser() {
         let values = [
             json!({"\u{e000}": 1, "\u{1f600}": 2, "a": 3, "B": 4, "é": 5, "": 6}),
-            json!([null, true, false, 0, -0.0, 1e21, 1e-7, 0.1, 123456789012345678i64, -9007199254740993i64, u64::MAX]),
+            json!([
+                null,
+                true,
+                false,
+                0,
+                -0.0,
+                1e21,
+                1e-7,
+                0.1,
+                123456789012345678i64,
+                -9007199254740993i64,
+                u64::MAX
+            ]),
             json!({"s": "\u{0}\u{1f}\u{7f}\u{2028}\"\\/\u{8}\u{c}\n\r\t é 😀", "n": {"z": [], "y": {}}}),
             json!({"artifacts": [{"path": ".clerk/artifacts/x/step-1.png", "sha256": "ab", "size": 20480}], "run_state": {"status": "running", "error": null}}),
         ];
