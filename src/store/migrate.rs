@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "imap",
         sql: include_str!("migrations/0008_imap.sql"),
     },
+    Migration {
+        version: 11,
+        name: "handover",
+        sql: include_str!("migrations/0011_handover.sql"),
+    },
 ];
 
 /// Arbitrary constant key for `pg_advisory_xact_lock` ("clerk" + "mig").

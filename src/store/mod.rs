@@ -30,6 +30,7 @@ mod error;
 mod events;
 mod imap_journal;
 mod items;
+mod lease;
 pub mod liveness;
 mod mail_journal;
 pub mod migrate;
@@ -55,6 +56,7 @@ pub use error::StoreError;
 pub use events::{RawEvent, RawRow};
 pub use imap_journal::{ImapJournalEntry, TriggerMessage, TriggerState};
 pub use items::{ItemChange, ItemCounts, ItemFilter, ItemId, ItemRow, ItemState};
+pub use lease::{ExpiredRun, Fence};
 pub use mail_journal::MailJournalEntry;
 pub use runs::{
     FollowUpRun, NewRun, RESUMABLE_STATUSES, RunChange, RunFilter, RunRow, default_lineage,
