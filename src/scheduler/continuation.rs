@@ -13,7 +13,7 @@ use serde_json::json;
 use super::bot::{Bot, OnInterrupt};
 use crate::audit::{NewEvent, Recorder};
 use crate::store::time::{format_ts, now_micros};
-use crate::store::{FollowUpRun, RunChange, RunRow, StoreError};
+use crate::store::{Fence, FollowUpRun, RunChange, RunRow, StoreError};
 
 /// The queued run that continues `run` (a resume when `resume`, else a retry
 /// of the current playbook), due at `due`.
@@ -49,13 +49,16 @@ pub(super) fn follow_up(
 /// gone, `cancelled` after a hard stop) `interrupted` with `reason` and, following
 /// its bot's `on_interrupt` (when the bot is one of this serve's), queues
 /// its continuation in the same transaction. Returns the queued run's id.
-/// A run that ended meanwhile (lost race) is left as it is.
+/// A run that ended meanwhile (lost race) is left as it is. With `fence`
+/// (the scheduler's lease), nothing is written unless the lease is still
+/// held (the error then says so).
 pub(super) async fn interrupt(
     recorder: &Recorder,
     bot: Option<&Bot>,
     run: &RunRow,
     reason: &str,
     from: &[&str],
+    fence: Option<&Fence>,
 ) -> anyhow::Result<Option<String>> {
     let policy = bot.map(|b| b.on_interrupt);
     let continuation = match (bot, policy) {
@@ -91,6 +94,7 @@ pub(super) async fn interrupt(
         status: Some("interrupted".into()),
         finished_at: Some(now_micros()),
         error: Some(reason.to_string()),
+        fence: fence.cloned(),
         ..Default::default()
     };
     match recorder
@@ -111,7 +115,7 @@ pub(super) async fn interrupt(
             }
             Ok(queued)
         }
-        Err(StoreError::StateConflict { found, .. }) => {
+        Err(StoreError::StateConflict { what, found, .. }) if !what.starts_with("lease ") => {
             tracing::warn!(run = %run.id, %found, "not marking the run interrupted: it is no longer running (lost race)");
             Ok(None)
         }

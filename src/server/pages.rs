@@ -20,7 +20,7 @@ use crate::scheduler::{Bot, admin, load_bots_dir};
 use crate::store::{ItemFilter, ItemState, QueuedRun, RunSearch, SchedBatch};
 
 const PAGE_SIZE: i64 = 25;
-const STATUSES: [&str; 10] = [
+const STATUSES: [&str; 11] = [
     "queued",
     "running",
     "succeeded",
@@ -30,6 +30,7 @@ const STATUSES: [&str; 10] = [
     "cancelled",
     "interrupted",
     "skipped",
+    "expired",
     "in_doubt",
 ];
 

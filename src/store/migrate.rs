@@ -67,6 +67,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0008_imap.sql"),
     },
     Migration {
+        version: 11,
+        name: "handover",
+        sql: include_str!("migrations/0011_handover.sql"),
+    },
+    Migration {
         version: 13,
         name: "deploy",
         sql: include_str!("migrations/0013_deploy.sql"),

@@ -40,6 +40,7 @@ pub mod format;
 pub mod group;
 mod imap_journal;
 mod items;
+mod lease;
 pub mod liveness;
 mod mail_journal;
 pub mod migrate;
@@ -68,6 +69,7 @@ pub use event::{AuditEvent, NewEvent, OptString};
 pub use events::{RawEvent, RawRow};
 pub use imap_journal::{ImapJournalEntry, TriggerMessage, TriggerState};
 pub use items::{ItemChange, ItemCounts, ItemFilter, ItemId, ItemRow, ItemState};
+pub use lease::{ExpiredRun, Fence};
 pub use mail_journal::MailJournalEntry;
 pub use runs::{
     FollowUpRun, NewRun, RESUMABLE_STATUSES, RunChange, RunFilter, RunRow, default_lineage,

@@ -113,6 +113,10 @@ pub struct RunChange {
     pub worker: Option<String>,
     pub playbook_sha256: Option<String>,
     pub playbook_steps: Option<serde_json::Value>,
+    /// Write only while this lease is still held (checked in the same
+    /// transaction): a scheduler or worker that lost its lease cannot
+    /// change a run another took over.
+    pub fence: Option<super::Fence>,
 }
 
 /// The run that continues a finished one in the same lineage (a bot retry
@@ -275,6 +279,7 @@ impl Store {
         event: NewEvent,
         follow_up: Option<FollowUpRun>,
     ) -> Result<(RunRow, Option<RunRow>), StoreError> {
+        let fence = change.fence.clone();
         let mut sets: Vec<&str> = Vec::new();
         let mut args: Vec<Arg> = Vec::new();
         let mut text = |col: &'static str, v: Option<String>| {
@@ -316,10 +321,13 @@ impl Store {
             update.push_str(&format!(" AND status IN ({})", marks.join(", ")));
         }
         let update = self.sql(&update).into_owned();
-        let (update, args, event, follow_up) = (&update, &args, &event, &follow_up);
+        let (update, args, event, follow_up, fence) = (&update, &args, &event, &follow_up, &fence);
 
         self.write(|| async move {
             let mut tx = self.begin_write().await?;
+            if let Some(f) = fence {
+                self.check_fence_in_tx(&mut tx, f).await?;
+            }
             // Take the chain first: on PostgreSQL this serialises every
             // writer of runs + events, so the status read below is current.
             self.lock_chain_head(&mut tx).await?;

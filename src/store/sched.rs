@@ -51,6 +51,11 @@ pub struct SchedBatch {
     pub events: Vec<NewEvent>,
     /// New cursor per bot: every firing up to this time has been dealt with.
     pub cursors: Vec<(String, DateTime<Utc>)>,
+    /// Per run id: when the queued run expires unless started (`max_delay`).
+    pub expires: HashMap<String, DateTime<Utc>>,
+    /// Write only while this lease is held (the scheduler's): a scheduler
+    /// that lost its lease writes no firing and moves no cursor.
+    pub fence: Option<super::Fence>,
 }
 
 /// The result of [`Store::claim_due`].
@@ -96,22 +101,25 @@ impl Store {
         let run_rows = &run_rows;
         self.write(|| async move {
             let mut tx = self.begin_write().await?;
+            if let Some(f) = &batch.fence {
+                self.check_fence_in_tx(&mut tx, f).await?;
+            }
             let queued_at = format_ts(&now_micros());
             let mut inserted: HashSet<String> = HashSet::new();
             for (chunk_no, chunk) in batch.runs.chunks(CHUNK).enumerate() {
                 let mut q = String::from(
                     "INSERT INTO runs (id, bot, playbook, status, inputs, scheduled_for, queued_at, \
-                     actor, attempt, due_at, overlap, retry_of, lineage) VALUES ",
+                     actor, attempt, due_at, overlap, retry_of, lineage, expires_at) VALUES ",
                 );
                 for i in 0..chunk.len() {
-                    let b = i * 12;
+                    let b = i * 13;
                     if i > 0 {
                         q.push_str(", ");
                     }
                     // A retry shares the lineage of the run it retries.
                     q.push_str(&format!(
                         "(${}, ${}, ${}, 'queued', ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, \
-                         COALESCE((SELECT p.lineage FROM runs p WHERE p.id = ${}), ${}))",
+                         COALESCE((SELECT p.lineage FROM runs p WHERE p.id = ${}), ${}), ${})",
                         b + 1,
                         b + 2,
                         b + 3,
@@ -124,7 +132,8 @@ impl Store {
                         b + 10,
                         b + 11,
                         b + 11,
-                        b + 12
+                        b + 12,
+                        b + 13
                     ));
                 }
                 q.push_str(" ON CONFLICT (bot, scheduled_for) DO NOTHING RETURNING id");
@@ -147,7 +156,8 @@ impl Store {
                             Some(&r.bot),
                             r.scheduled_for.as_ref(),
                             &r.id,
-                        ));
+                        ))
+                        .bind(batch.expires.get(&r.id).map(format_ts));
                 }
                 let rows = query
                     .fetch_all(&mut *tx)
@@ -250,9 +260,13 @@ impl Store {
         worker: &str,
         knows: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<Claim, StoreError> {
+        // An expired run is never started late (the scheduler marks it
+        // `expired`); judged by the database clock.
+        let now = self.sql_db_now(None);
         let select = self
             .sql(&format!(
                 "SELECT {RUN_COLS}, overlap FROM runs WHERE status = 'queued' AND due_at <= $1 \
+                 AND (expires_at IS NULL OR expires_at > {now}) \
                  AND NOT (COALESCE(overlap, 'queue') = 'queue' AND bot IN \
                  (SELECT bot FROM runs WHERE status = 'running' AND bot IS NOT NULL)) \
                  ORDER BY due_at LIMIT 32"

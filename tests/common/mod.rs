@@ -48,6 +48,16 @@ impl Workspace {
         Workspace { dir, db_url, pg_db }
     }
 
+    /// Another workspace folder on the same store as `other` (several
+    /// `clerk serve` machines sharing one PostgreSQL database).
+    pub fn sharing_store_of(other: &Workspace) -> Workspace {
+        Workspace {
+            dir: tempfile::tempdir().expect("temp dir"),
+            db_url: other.db_url.clone(),
+            pg_db: None,
+        }
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

@@ -11,8 +11,9 @@
 //!
 //! - **One scheduler per store.** The process holding the `scheduler` lease
 //!   fires bots; any other `clerk serve` on the same store runs workers only
-//!   (and says so), and takes over when the lease expires or its holder — on
-//!   the same host — is gone.
+//!   (and says so), and takes over when the lease lapses by the database's
+//!   clock (a few seconds) or is given up on stop. Writes are fenced by the
+//!   lease's epoch (see [`lease`]).
 //! - **Firing = inserting a queued run** keyed by (bot, scheduled_for); the
 //!   unique constraint makes a double firing impossible even if two
 //!   schedulers ever raced. Firings are enqueued a moment ahead
@@ -33,7 +34,7 @@ mod worker;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -78,6 +79,8 @@ struct Shared {
     wake: Arc<Notify>,
     /// The bots were reloaded: the scheduler rebuilds its state.
     reloaded: AtomicBool,
+    /// Runs this process is running, with their cancel tokens.
+    in_flight: Mutex<HashMap<String, CancellationToken>>,
 }
 
 impl Shared {
@@ -116,9 +119,12 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
         hard_stop: CancellationToken::new(),
         wake: Arc::new(Notify::new()),
         reloaded: AtomicBool::new(false),
+        in_flight: Mutex::new(HashMap::new()),
     });
     tracing::info!(
         worker = %shared.worker_id,
+        host = %crate::process::display_hostname(),
+        pid = std::process::id(),
         store = shared.store.url(),
         workers,
         bots = shared.bots().len(),
@@ -129,8 +135,8 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
     // can mistake this process's runs for a dead worker's.
     shared
         .store
-        .try_acquire_lease(
-            &format!("worker:{}", shared.worker_id),
+        .acquire_lease(
+            &lease::worker_lease(&shared.worker_id),
             &shared.worker_id,
             lease::WORKER_TTL,
         )
@@ -191,7 +197,7 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
     heartbeat.abort();
     let _ = shared
         .store
-        .release_lease(&format!("worker:{}", shared.worker_id), &shared.worker_id)
+        .release_lease(&lease::worker_lease(&shared.worker_id), &shared.worker_id)
         .await;
     tracing::info!("clerk serve stopped");
     Ok(())

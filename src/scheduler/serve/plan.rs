@@ -197,7 +197,9 @@ pub fn plan(
                 scheduled_for: f,
                 due_at: f,
                 caught_up: false,
-                expires_at: expires_at(bot, f, f),
+                // A firing enqueued late (a hand-over, a slow store) still
+                // gets its whole max_delay in the queue.
+                expires_at: expires_at(bot, f, f.max(t.now)),
             });
         }
     }

@@ -1,23 +1,26 @@
 //! The scheduler loop of `clerk serve`: holds (or waits for) the scheduler
 //! lease, and per tick turns what [`plan`](super::plan) decides into one
 //! store batch — queued runs, `scheduler.*` events and the bots' cursors.
-//! On stop, firings it queued ahead are dealt with (see [`skip_future_runs`]).
+//! Every write is fenced by the lease's epoch. On stop, firings it queued
+//! ahead are left to another live serve, or skipped ([`hand_over`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use super::lease::{SCHEDULER_LEASE, acquire_leadership, current_holder, sweep_dead_workers};
+use super::lease::{
+    self, Ask, FOLLOW_EVERY, Leadership, RENEW_EVERY, SCHEDULER_LEASE, SWEEP_EVERY,
+};
 use super::plan::{self, BotClock, Now};
 use super::{ENQUEUE_LEAD, MISFIRE_GRACE, Shared, outage_backoff, sleep_or_stop};
 use crate::audit::NewEvent;
 use crate::scheduler::bot::Bot;
 use crate::store::time::{format_ts, now_micros};
-use crate::store::{QueuedRun, RunChange, SchedBatch};
+use crate::store::{Fence, QueuedRun, RunChange, SchedBatch};
 
 /// The lead never grows beyond this, however slow the store is.
 const MAX_LEAD: Duration = Duration::from_secs(30);
@@ -28,7 +31,7 @@ const TICK: Duration = Duration::from_millis(250);
 const MAX_SKIP_EVENTS: usize = 100;
 
 pub(super) async fn run(shared: Arc<Shared>) {
-    let mut leader = false;
+    let mut leader: Option<Leadership> = None;
     let mut said_worker_only = false;
     let mut clocks: Option<HashMap<String, BotClock>> = None;
     let mut failures = 0u32;
@@ -36,78 +39,105 @@ pub(super) async fn run(shared: Arc<Shared>) {
     // row costs half a millisecond to write.
     let mut lead =
         (ENQUEUE_LEAD + Duration::from_micros(500) * shared.bots().len() as u32).min(MAX_LEAD);
-    let mut last_lease = std::time::Instant::now() - Duration::from_secs(60);
-    let mut last_sweep = std::time::Instant::now() - Duration::from_secs(60);
+    let mut next_ask = Instant::now();
+    let mut last_sweep = Instant::now() - Duration::from_secs(60);
     loop {
         if shared.stopping.is_cancelled() {
             break;
         }
-        // Leadership: renew often enough that the lease never lapses.
-        if last_lease.elapsed() >= Duration::from_secs(3) {
-            match acquire_leadership(&shared).await {
-                Ok(true) => {
-                    last_lease = std::time::Instant::now();
-                    if !leader {
-                        tracing::info!("this clerk serve is the scheduler for the store");
-                        leader = true;
+        // Leadership, by the database's clock: the holder renews often
+        // enough that the lease never lapses; the others ask often enough
+        // to take a dead holder's lease over within a few seconds.
+        if Instant::now() >= next_ask {
+            let asked = Instant::now();
+            match lease::ask(&shared, leader.as_ref()).await {
+                Ok(Ask::Held {
+                    leadership,
+                    new,
+                    previous,
+                }) => {
+                    if new {
+                        match &previous {
+                            Some(p) => tracing::info!(
+                                previous = %p,
+                                epoch = leadership.fence.epoch,
+                                "took over the scheduler lease; this clerk serve is the scheduler for the store"
+                            ),
+                            None => tracing::info!(
+                                epoch = leadership.fence.epoch,
+                                "this clerk serve is the scheduler for the store"
+                            ),
+                        }
                         said_worker_only = false;
                         clocks = None;
-                        last_sweep = std::time::Instant::now() - Duration::from_secs(60);
+                        last_sweep = Instant::now() - Duration::from_secs(60);
                     }
+                    leader = Some(leadership);
+                    next_ask = asked + RENEW_EVERY;
                 }
-                Ok(false) => {
-                    last_lease = std::time::Instant::now();
-                    if leader {
+                Ok(Ask::Other(holder)) => {
+                    if leader.take().is_some() {
                         tracing::warn!("lost the scheduler lease; running as a worker only");
                     }
-                    leader = false;
                     if !said_worker_only {
-                        let holder = current_holder(&shared).await.unwrap_or_default();
                         tracing::info!(
-                            scheduler = %holder,
+                            scheduler = %holder.unwrap_or_default(),
                             "another clerk serve is the scheduler for this store; running as a worker only"
                         );
                         said_worker_only = true;
                     }
+                    next_ask = asked + FOLLOW_EVERY;
                 }
                 Err(e) => {
                     failures += 1;
-                    let wait = outage_backoff(failures);
+                    let wait = outage_backoff(failures).min(FOLLOW_EVERY * 2);
                     tracing::warn!(error = %e, retry_in = ?wait, "store unavailable; the scheduler retries");
-                    sleep_or_stop(&shared, wait).await;
-                    continue;
+                    next_ask = Instant::now() + wait;
                 }
             }
         }
-        if !leader {
-            sleep_or_stop(&shared, Duration::from_secs(1)).await;
-            continue;
+        // Stop acting before the lease can have lapsed in the database.
+        if leader.as_ref().is_some_and(Leadership::lapsed) {
+            tracing::warn!(
+                "could not renew the scheduler lease in time; not firing until it is held again"
+            );
+            leader = None;
+            said_worker_only = false;
         }
-        if last_sweep.elapsed() >= Duration::from_secs(15) {
-            match sweep_dead_workers(&shared).await {
-                Ok(()) => last_sweep = std::time::Instant::now(),
-                Err(e) => tracing::warn!(error = %e, "cannot look for interrupted runs; retrying"),
+        let Some(fence) = leader.as_ref().map(|l| l.fence.clone()) else {
+            sleep_or_stop(&shared, next_ask.saturating_duration_since(Instant::now())).await;
+            continue;
+        };
+        let mut result: anyhow::Result<()> = Ok(());
+        if last_sweep.elapsed() >= SWEEP_EVERY {
+            result = async {
+                lease::sweep_dead_workers(&shared, &fence).await?;
+                lease::expire_overdue(&shared, &fence).await
             }
+            .await;
+            last_sweep = Instant::now();
         }
         if shared.reloaded.swap(false, Ordering::SeqCst) {
             clocks = None;
         }
-        let result = match clocks.as_mut() {
-            Some(c) => tick(&shared, c, lead).await.map(|took| {
-                // Start the next batch early enough that it is written
-                // before its minute, with room to spare.
-                if let Some(took) = took {
-                    lead = lead.max(ENQUEUE_LEAD + took * 2).min(MAX_LEAD);
-                }
-            }),
-            None => match init_clocks(&shared).await {
-                Ok(c) => {
-                    clocks = Some(c);
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            },
-        };
+        if result.is_ok() {
+            result = match clocks.as_mut() {
+                Some(c) => tick(&shared, c, lead, &fence).await.map(|took| {
+                    // Start the next batch early enough that it is written
+                    // before its minute, with room to spare.
+                    if let Some(took) = took {
+                        lead = lead.max(ENQUEUE_LEAD + took * 2).min(MAX_LEAD);
+                    }
+                }),
+                None => match init_clocks(&shared).await {
+                    Ok(c) => {
+                        clocks = Some(c);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+        }
         match result {
             Ok(()) => {
                 if failures > 0 {
@@ -115,28 +145,70 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 }
                 failures = 0;
             }
+            Err(e) if lease::is_fenced(&e) => {
+                // Another serve holds the lease now: nothing was written.
+                tracing::warn!(error = %format!("{e:#}"), "lost the scheduler lease (fenced); running as a worker only");
+                leader = None;
+                clocks = None;
+                next_ask = Instant::now();
+                continue;
+            }
             Err(e) => {
                 failures += 1;
                 let wait = outage_backoff(failures);
                 tracing::warn!(error = %format!("{e:#}"), retry_in = ?wait, "store unavailable; the scheduler retries");
-                sleep_or_stop(&shared, wait).await;
+                sleep_or_stop(
+                    &shared,
+                    wait.min(
+                        next_ask
+                            .saturating_duration_since(Instant::now())
+                            .max(RENEW_EVERY),
+                    ),
+                )
+                .await;
                 continue;
             }
         }
-        // Sleep until the next firing is within the lead time (at most a tick).
+        // Sleep until the next firing is within the lead time (at most a
+        // tick, and not past the next renewal of the lease).
         let wait = clocks
             .as_ref()
-            .map_or(TICK, |c| plan::wait(c, Utc::now(), lead, TICK));
+            .map_or(TICK, |c| plan::wait(c, Utc::now(), lead, TICK))
+            .min(next_ask.saturating_duration_since(Instant::now()));
         sleep_or_stop(&shared, wait).await;
     }
-    if leader {
-        if let Err(e) = skip_future_runs(&shared).await {
-            tracing::warn!(error = %e, "cannot mark the runs queued ahead as skipped");
+    if let Some(l) = leader {
+        hand_over(&shared, &l.fence).await;
+    }
+}
+
+/// A stopping scheduler: firings it queued ahead stay `queued` when another
+/// serve is alive (it runs them and takes the lease over at once), else they
+/// become `skipped`; then the lease is given up (expired now, so the next
+/// holder needs no wait and gets a higher epoch).
+async fn hand_over(shared: &Shared, fence: &Fence) {
+    match lease::others_alive(shared).await {
+        Ok(n) if n > 0 => {
+            tracing::info!(
+                workers = n,
+                "firings queued ahead are left queued for the other clerk serve processes"
+            );
         }
-        let _ = shared
-            .store
-            .release_lease(SCHEDULER_LEASE, &shared.worker_id)
-            .await;
+        Ok(_) => {
+            if let Err(e) = skip_future_runs(shared, fence).await {
+                tracing::warn!(error = %e, "cannot mark the runs queued ahead as skipped");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot tell whether another clerk serve is alive; leaving the firings queued ahead as they are")
+        }
+    }
+    if let Err(e) = shared
+        .store
+        .give_up_lease(SCHEDULER_LEASE, &shared.worker_id)
+        .await
+    {
+        tracing::warn!(error = %e, "cannot give the scheduler lease up; it lapses by itself");
     }
 }
 
@@ -151,6 +223,7 @@ async fn tick(
     shared: &Shared,
     clocks: &mut HashMap<String, BotClock>,
     lead: Duration,
+    fence: &Fence,
 ) -> anyhow::Result<Option<Duration>> {
     let now = Utc::now();
     let t = Now {
@@ -173,6 +246,7 @@ async fn tick(
     let workspace = &shared.opts.workspace;
     let mut batch = SchedBatch {
         cursors: plan.cursors.clone(),
+        fence: Some(fence.clone()),
         ..Default::default()
     };
     for s in &plan.skipped {
@@ -220,6 +294,9 @@ async fn tick(
             });
         let Some(input) = input else { continue };
         let run = queued_run(bot, workspace, input, f);
+        if let Some(e) = f.expires_at {
+            batch.expires.insert(run.id.clone(), e);
+        }
         if f.caught_up {
             batch.events.push(
                 NewEvent::new("scheduler.caught_up", &bot.name)
@@ -312,7 +389,7 @@ fn queued_run(
 
 /// On shutdown, firings enqueued ahead whose time has not come become
 /// `skipped` (with their events), so a later start does not run them late.
-pub(super) async fn skip_future_runs(shared: &Shared) -> anyhow::Result<()> {
+async fn skip_future_runs(shared: &Shared, fence: &Fence) -> anyhow::Result<()> {
     let now = Utc::now();
     let queued = shared.store.runs_with_status("queued").await?;
     for run in queued {
@@ -337,6 +414,7 @@ pub(super) async fn skip_future_runs(shared: &Shared) -> anyhow::Result<()> {
                     status: Some("skipped".into()),
                     finished_at: Some(now_micros()),
                     error: Some(format!("skipped: {reason}")),
+                    fence: Some(fence.clone()),
                     ..Default::default()
                 },
                 event,

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use super::{Shared, outage_backoff};
 use crate::audit::NewEvent;
@@ -84,13 +85,16 @@ async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
         Value::Object(m) => m.clone(),
         _ => serde_json::Map::new(),
     };
+    // Cancelled by a hard stop, or when another serve took the run over.
+    let cancel = shared.hard_stop.child_token();
+    let _in_flight = InFlight::register(shared, &run.id, &cancel);
     let req = RunRequest {
         playbook: bot.playbook.clone(),
         inputs,
         actor: run.actor.clone(),
         bot: Some(bot.name.clone()),
         workspace: shared.opts.workspace.clone(),
-        cancel: shared.hard_stop.child_token(),
+        cancel: cancel.clone(),
         max_runtime: bot.max_runtime,
         progress: false,
     };
@@ -156,6 +160,7 @@ async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
             &run,
             &reason,
             &["cancelled"],
+            None,
         )
         .await
         {
@@ -197,5 +202,34 @@ async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
         Err(e) => {
             tracing::error!(run = %run.id, bot = %bot.name, error = %format!("{e:#}"), "cannot send the failure mail")
         }
+    }
+}
+
+/// A run this process is running, known to the heartbeat (which stops it
+/// if another serve takes it over) until dropped.
+struct InFlight<'a> {
+    shared: &'a Shared,
+    id: String,
+}
+
+impl<'a> InFlight<'a> {
+    fn register(shared: &'a Shared, id: &str, cancel: &CancellationToken) -> Self {
+        match shared.in_flight.lock() {
+            Ok(mut m) => m.insert(id.to_string(), cancel.clone()),
+            Err(p) => p.into_inner().insert(id.to_string(), cancel.clone()),
+        };
+        InFlight {
+            shared,
+            id: id.to_string(),
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        match self.shared.in_flight.lock() {
+            Ok(mut m) => m.remove(&self.id),
+            Err(p) => p.into_inner().remove(&self.id),
+        };
     }
 }
