@@ -24,10 +24,7 @@ use serde_json::Value;
 fn use_grid(ws: &Workspace, grid: &Grid, extra: &str) {
     let path = ws.path().join("clerk.yaml");
     let mut yaml = std::fs::read_to_string(&path).unwrap_or_default();
-    yaml.push_str(&format!(
-        "browser:\n  webdriver_url: {}\n{extra}",
-        grid.url
-    ));
+    yaml.push_str(&format!("browser:\n  webdriver_url: {}\n{extra}", grid.url));
     std::fs::write(path, yaml).expect("write clerk.yaml");
 }
 
@@ -95,7 +92,11 @@ fn flagship_through_the_grid_enters_and_rejects_as_locally() {
     assert_eq!(summary["entered"], 36, "summary: {summary}");
     assert_eq!(summary["rejected"], 4, "summary: {summary}");
     assert_eq!(summary["failed"], 0, "summary: {summary}");
-    assert_eq!(portal.cases().len(), 36, "the portal holds the 36 valid requests");
+    assert_eq!(
+        portal.cases().len(),
+        36,
+        "the portal holds the 36 valid requests"
+    );
     for (id, reason) in flagship::REJECTIONS {
         assert!(
             r.stdout().contains(reason),
@@ -166,11 +167,6 @@ fn a_download_through_the_grid_lands_in_the_artifacts() {
     assert_eq!(ws.read("out/cases-export.csv"), csv);
     assert_eq!(v["vars"]["export"]["name"], "cases.csv");
     assert_eq!(v["vars"]["export"]["size"], csv.len());
-    // Chromium saved it on the node, in the node's own folder...
-    let on_node = grid::find_files(&grid.node_tmp(), "cases.csv");
-    assert_eq!(on_node.len(), 1, "saved on the node: {on_node:?}");
-    assert_eq!(std::fs::read_to_string(&on_node[0]).expect("read"), csv);
-    assert!(!on_node[0].starts_with(ws.path()));
     // ... and the audit event records the file clerk got back.
     let events = ws
         .clerk(&["audit", "export", "--run", run_id])
@@ -184,6 +180,61 @@ fn a_download_through_the_grid_lands_in_the_artifacts() {
     assert_eq!(download["outcome"], "ok", "{download}");
     assert_eq!(download["detail"]["file"], "cases.csv", "{download}");
     assert!(grid.sessions().is_empty());
+
+    // While a session is open, its download is in the node's own folder
+    // (the node deletes it with the session): a run that downloads and then
+    // waits, ended with SIGTERM — which also closes its Grid session.
+    ws.write(
+        "export-and-wait.yaml",
+        &format!(
+            "name: export-and-wait\ninputs:\n  portal: {{ type: string }}\nsteps:\n{LOGIN}  - browser.download: {{ text: \"Export CSV\" }}\n  - wait: 10m\n"
+        ),
+    );
+    let mut child = ws
+        .cmd()
+        .args(["run", "export-and-wait.yaml", "--input"])
+        .arg(format!("portal={}", portal.url))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start clerk run");
+    let artifacts = ws.path().join(".clerk/artifacts");
+    let started = Instant::now();
+    let fetched = loop {
+        let found: Vec<_> = grid::find_files(&artifacts, "cases.csv")
+            .into_iter()
+            .filter(|p| p != &kept)
+            .collect();
+        if let Some(p) = found.first() {
+            break p.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the second run's download did not arrive"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let on_node = grid::find_files(&grid.node_tmp(), "cases.csv");
+    assert_eq!(on_node.len(), 1, "saved on the node: {on_node:?}");
+    assert!(!on_node[0].starts_with(ws.path()));
+    // Written atomically by clerk, so complete once it exists.
+    assert_eq!(
+        std::fs::read(&on_node[0]).expect("read the node's file"),
+        std::fs::read(&fetched).expect("read clerk's copy")
+    );
+    assert_eq!(grid.sessions().len(), 1);
+    // SAFETY: sends SIGTERM to the clerk child this test started.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "clerk did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Closed by clerk itself on the way out, not by a later start.
+    assert!(grid.sessions().is_empty(), "{:?}", grid.sessions());
+    assert!(records(&ws).is_empty(), "{:?}", records(&ws));
 }
 
 /// A Grid without managed downloads: the download step says what to change.
@@ -240,11 +291,7 @@ fn capabilities_from_clerk_yaml_reach_the_grid() {
     // A platform no node has: the Grid refuses, clerk says so (the Grid's
     // new-session queue would wait; clerk's start limit ends the wait).
     let ws2 = Workspace::new(Backend::Sqlite);
-    use_grid(
-        &ws2,
-        &grid,
-        "  capabilities:\n    browserName: firefox\n",
-    );
+    use_grid(&ws2, &grid, "  capabilities:\n    browserName: firefox\n");
     ws2.write("lang.yaml", &ws.read("lang.yaml"));
     let r = run_playbook(&ws2, "lang.yaml", &portal);
     assert_ne!(r.code(), 0);
@@ -346,45 +393,4 @@ fn a_killed_clerks_grid_session_is_closed_by_the_next_start() {
         .cloned()
         .unwrap_or(Value::Null);
     assert_eq!(first["status"], "interrupted", "{runs}");
-}
-
-/// A run cancelled with SIGTERM closes its Grid session on the way out.
-#[test]
-fn a_terminated_run_closes_its_grid_session() {
-    let grid = Grid::start();
-    let portal = Portal::start(&[]);
-    let ws = Workspace::new(Backend::Sqlite);
-    use_grid(&ws, &grid, "");
-    ws.write(
-        "long.yaml",
-        &format!(
-            "name: long\ninputs:\n  portal: {{ type: string }}\nsteps:\n{LOGIN}  - wait: 10m\n"
-        ),
-    );
-    let mut child = ws
-        .cmd()
-        .args(["run", "long.yaml", "--input"])
-        .arg(format!("portal={}", portal.url))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start clerk run");
-    grid.wait_until("the run's Grid session", Duration::from_secs(120), |g| {
-        g.sessions().len() == 1
-    });
-    // SAFETY: sends SIGTERM to the clerk child this test started.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "clerk did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // Closed by clerk itself, not by a later start.
-    assert!(grid.sessions().is_empty(), "{:?}", grid.sessions());
-    assert!(records(&ws).is_empty(), "{:?}", records(&ws));
 }

@@ -273,10 +273,10 @@ fn http_get(port: u16, path: &str) -> std::io::Result<String> {
     let (head, body) = text
         .split_once("\r\n\r\n")
         .ok_or_else(|| std::io::Error::other("no HTTP header"))?;
-    if head
-        .lines()
-        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked"))
-    {
+    if head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    }) {
         return Ok(dechunk(body));
     }
     Ok(body.to_string())

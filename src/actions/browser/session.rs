@@ -141,22 +141,21 @@ impl Resource for BrowserSession {
             // A polite goodbye first, so Chromium can flush the profile and downloads.
             // A remote session's record stays when the goodbye fails: the next
             // clerk start tries again once this process is gone.
-            let closed = match tokio::time::timeout(Duration::from_secs(5), handle.client.close())
-                .await
-            {
-                Ok(Ok(())) => {
-                    tracing::debug!("browser session closed");
-                    true
-                }
-                Ok(Err(e)) => {
-                    tracing::debug!("closing the browser session: {e}");
-                    e.is_invalid_session_id()
-                }
-                Err(_) => {
-                    tracing::warn!("the browser did not close within 5 s; killing it");
-                    false
-                }
-            };
+            let closed =
+                match tokio::time::timeout(Duration::from_secs(5), handle.client.close()).await {
+                    Ok(Ok(())) => {
+                        tracing::debug!("browser session closed");
+                        true
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!("closing the browser session: {e}");
+                        e.is_invalid_session_id()
+                    }
+                    Err(_) => {
+                        tracing::warn!("the browser did not close within 5 s; killing it");
+                        false
+                    }
+                };
             if closed && let Some(r) = record {
                 r.remove();
             }
@@ -259,7 +258,11 @@ pub async fn start(
         }
         None => {
             let driver = Driver::spawn(config).await?;
-            (format!("http://127.0.0.1:{}", driver.port), Some(driver), None)
+            (
+                format!("http://127.0.0.1:{}", driver.port),
+                Some(driver),
+                None,
+            )
         }
     };
     let profile = driver.as_ref().map(|d| d.profile_dir());

@@ -81,13 +81,10 @@ pub fn base_url(url: &str) -> String {
 /// a recorded session of a dead clerk). Persisted, so that dropping it does
 /// not send a `DELETE` for the placeholder session id.
 async fn bare_client(url: &str, session: &str) -> anyhow::Result<Client> {
-    let client = Client::with_existing_session(
-        &base_url(url),
-        session,
-        hyper_tls::HttpsConnector::new(),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let client =
+        Client::with_existing_session(&base_url(url), session, hyper_tls::HttpsConnector::new())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     client.persist().await?;
     Ok(client)
 }
@@ -150,7 +147,10 @@ impl WebDriverCompatibleCommand for Raw {
     }
 
     fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
-        (self.method.clone(), self.body.as_ref().map(Value::to_string))
+        (
+            self.method.clone(),
+            self.body.as_ref().map(Value::to_string),
+        )
     }
 }
 
@@ -266,7 +266,9 @@ impl Remote {
         )
         .await
         .map_err(|_| {
-            BrowserError::retryable(format!("the Grid did not send the download {name} within 120 s"))
+            BrowserError::retryable(format!(
+                "the Grid did not send the download {name} within 120 s"
+            ))
         })?
         .map_err(|e| {
             BrowserError::retryable(format!(
@@ -275,7 +277,9 @@ impl Remote {
             ))
         })?;
         let bytes = unpack(&v).map_err(|e| {
-            BrowserError::permanent(format!("the Grid sent the download {name} unreadably: {e:#}"))
+            BrowserError::permanent(format!(
+                "the Grid sent the download {name} unreadably: {e:#}"
+            ))
         })?;
         // The node's name is a plain file name; anything else is refused.
         let safe = Path::new(&name)
@@ -289,7 +293,10 @@ impl Remote {
         })?;
         let path = dest.join(safe);
         crate::fsutil::write_atomic(&path, &bytes).map_err(|e| {
-            BrowserError::permanent(format!("cannot save the download {}: {e:#}", path.display()))
+            BrowserError::permanent(format!(
+                "cannot save the download {}: {e:#}",
+                path.display()
+            ))
         })?;
         Ok(path)
     }
