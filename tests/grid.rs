@@ -33,6 +33,7 @@ fn records(ws: &Workspace) -> Vec<String> {
         .map(|rd| {
             rd.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".json"))
                 .collect()
         })
         .unwrap_or_default()
@@ -277,16 +278,16 @@ fn capabilities_from_clerk_yaml_reach_the_grid() {
     use_grid(
         &ws,
         &grid,
-        "  capabilities:\n    goog:chromeOptions:\n      args: [\"--lang=de-CH\"]\n",
+        "  capabilities:\n    goog:chromeOptions:\n      args: [\"--user-agent=clerk-grid-test/1.0\"]\n",
     );
     ws.write(
         "lang.yaml",
-        "name: lang\ninputs:\n  portal: { type: string }\nsteps:\n  - browser.open: \"{{ inputs.portal }}/login\"\n  - browser.execute_script: { script: \"return navigator.language\" }\n    save_as: lang\n",
+        "name: lang\ninputs:\n  portal: { type: string }\nsteps:\n  - browser.open: \"{{ inputs.portal }}/login\"\n  - browser.execute_script: { script: \"return navigator.userAgent\" }\n    save_as: agent\n",
     );
     let r = run_playbook(&ws, "lang.yaml", &portal);
     let v = r.json();
     assert_eq!(v["status"], "succeeded", "{}\n{}", r.stdout(), r.stderr());
-    assert_eq!(v["vars"]["lang"], "de-CH");
+    assert_eq!(v["vars"]["agent"], "clerk-grid-test/1.0");
 
     // A platform no node has: the Grid refuses, clerk says so (the Grid's
     // new-session queue would wait; clerk's start limit ends the wait).
@@ -321,16 +322,19 @@ fn a_killed_clerks_grid_session_is_closed_by_the_next_start() {
             "name: long\ninputs:\n  portal: {{ type: string }}\nsteps:\n{LOGIN}  - wait: 10m\n"
         ),
     );
+    let log = std::fs::File::create(ws.path().join("run.log")).expect("run.log");
     let mut child = ws
         .cmd()
         .args(["run", "long.yaml", "--input"])
         .arg(format!("portal={}", portal.url))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(log))
         .spawn()
         .expect("start clerk run");
+    // A slot shows `sessionId: reserved` while the session is being created.
     grid.wait_until("the run's Grid session", Duration::from_secs(120), |g| {
-        g.sessions().len() == 1
+        let s = g.sessions();
+        s.len() == 1 && s[0]["sessionId"] != "reserved"
     });
     let session = grid.sessions()[0]["sessionId"]
         .as_str()
@@ -339,7 +343,11 @@ fn a_killed_clerks_grid_session_is_closed_by_the_next_start() {
     // Recorded with its run and owner process.
     let wait_record = Instant::now();
     while records(&ws).is_empty() {
-        assert!(wait_record.elapsed() < Duration::from_secs(10), "no record");
+        assert!(
+            wait_record.elapsed() < Duration::from_secs(30),
+            "no record of the session; the run says:\n{}",
+            ws.read("run.log")
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let rec: Value = serde_json::from_str(
@@ -348,7 +356,13 @@ fn a_killed_clerks_grid_session_is_closed_by_the_next_start() {
                 .join(".clerk/grid-sessions")
                 .join(format!("{session}.json")),
         )
-        .expect("the session's record"),
+        .unwrap_or_else(|e| {
+            panic!(
+                "the record of session {session}: {e}; records: {:?}; Grid: {:?}",
+                records(&ws),
+                grid.sessions()
+            )
+        }),
     )
     .expect("record JSON");
     assert_eq!(rec["pid"], child.id());
@@ -356,7 +370,7 @@ fn a_killed_clerks_grid_session_is_closed_by_the_next_start() {
     assert!(rec["run"].as_str().is_some_and(|r| !r.is_empty()));
 
     // Another clerk start while the owner lives leaves the session alone.
-    ws.clerk(&["runs"]).ok();
+    ws.clerk(&["runs", "list"]).ok();
     assert_eq!(grid.sessions().len(), 1, "a live run's session was closed");
 
     // kill -9: nothing in clerk can close the session now.
@@ -373,7 +387,7 @@ fn a_killed_clerks_grid_session_is_closed_by_the_next_start() {
 
     // The next clerk start closes it.
     let next = Instant::now();
-    ws.clerk(&["runs"]).ok();
+    ws.clerk(&["runs", "list"]).ok();
     let gone = grid.wait_until(
         "the killed clerk's session to be gone",
         Duration::from_secs(30),
@@ -386,7 +400,7 @@ fn a_killed_clerks_grid_session_is_closed_by_the_next_start() {
     );
     assert!(records(&ws).is_empty(), "{:?}", records(&ws));
     // The run itself is marked interrupted by the same start.
-    let runs = ws.clerk(&["runs", "--json"]).ok().json();
+    let runs = ws.clerk(&["runs", "list", "--json"]).ok().json();
     let first = runs
         .as_array()
         .and_then(|a| a.first())
