@@ -7,8 +7,8 @@
 //! for the server jar). Each measured run is
 //! a fresh `clerk run` (release build) in a fresh workspace against a fresh
 //! legacy portal, so both variants include starting their browser session.
-//! One unmeasured warm-up run of each variant comes first (the Grid's JVM is
-//! cold after start; a real Grid runs for days). Pairs alternate their order
+//! One unmeasured warm-up run through the Grid comes first (its JVM is cold
+//! after start; a real Grid runs for days). Pairs alternate their order
 //! (local first, then Grid first). Prints every run with the 1-minute load
 //! average before it, then medians and the Grid/local ratio (target ≤ 1.2).
 //!
@@ -123,7 +123,7 @@ fn main() {
             .unwrap_or(0)
     );
     println!("warm-up (not counted):");
-    for variant in [Variant::Grid, Variant::Local] {
+    for variant in [Variant::Grid] {
         let l = load();
         let t = run_once(variant, &url);
         println!("  {variant:?}: {:.2} s (load {l:.2})", t.as_secs_f64());

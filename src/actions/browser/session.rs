@@ -127,6 +127,9 @@ pub struct BrowserSession {
     driver: Option<Driver>,
     /// The record of a remote session (removed once it is closed).
     record: Option<grid::Record>,
+    /// An action failed since the last probe (see [`BrowserSession::needs_probe`]).
+    suspect: bool,
+    last_used: Instant,
 }
 
 impl Resource for BrowserSession {
@@ -136,6 +139,7 @@ impl Resource for BrowserSession {
                 handle,
                 driver,
                 record,
+                ..
             } = *self;
             OPEN_SESSIONS.fetch_sub(1, Ordering::SeqCst);
             // A polite goodbye first, so Chromium can flush the profile and downloads.
@@ -177,8 +181,16 @@ pub async fn handle(ctx: &ActionContext<'_>) -> Result<Handle, BrowserError> {
         .get_mut(KEY)
         .and_then(|r| r.as_any_mut().downcast_mut::<BrowserSession>())
     {
+        if !s.needs_probe() {
+            s.last_used = Instant::now();
+            return Ok(s.handle.clone());
+        }
         match s.check_alive().await {
-            Ok(()) => return Ok(s.handle.clone()),
+            Ok(()) => {
+                s.suspect = false;
+                s.last_used = Instant::now();
+                return Ok(s.handle.clone());
+            }
             Err(reason) => dead = Some(reason),
         }
     }
@@ -212,7 +224,21 @@ pub async fn handle(ctx: &ActionContext<'_>) -> Result<Handle, BrowserError> {
 /// How long a live session may take to say which window it is on.
 const ALIVE_LIMIT: Duration = Duration::from_secs(5);
 
+/// A remote session unused for this long is probed before its next use (a
+/// Grid may have timed it out during a long `wait`).
+const REMOTE_IDLE_PROBE: Duration = Duration::from_secs(10);
+
 impl BrowserSession {
+    /// A local session is probed before every action (a loopback round
+    /// trip of a millisecond or two). A remote one only after an action
+    /// failed or after a pause: through a Grid every round trip passes the
+    /// router and the node, and the probe would be a third of the flagship's
+    /// commands. A remote session that died is then found by the failed
+    /// action, and the next attempt (or item) gets a fresh session.
+    fn needs_probe(&self) -> bool {
+        self.driver.is_some() || self.suspect || self.last_used.elapsed() > REMOTE_IDLE_PROBE
+    }
+
     /// Whether chromedriver and Chromium still answer (a cheap WebDriver
     /// round trip), so that a dead session is replaced by a fresh one on the
     /// next attempt of a retried step or item instead of failing every later
@@ -229,13 +255,17 @@ impl BrowserSession {
     }
 }
 
-/// The run's browser if one was started (for failure evidence).
+/// The run's browser if one was started (for failure evidence). Called when
+/// a browser action failed, so the session's next use checks it is alive.
 pub async fn existing(ctx: &ActionContext<'_>) -> Option<Handle> {
     let mut slots = ctx.resources.lock().await;
     slots
         .get_mut(KEY)
         .and_then(|r| r.as_any_mut().downcast_mut::<BrowserSession>())
-        .map(|s| s.handle.clone())
+        .map(|s| {
+            s.suspect = true;
+            s.handle.clone()
+        })
 }
 
 /// Starts chromedriver (unless `webdriver_url` is set) and opens a session.
@@ -374,6 +404,8 @@ pub async fn start(
         },
         driver,
         record,
+        suspect: false,
+        last_used: Instant::now(),
     })
 }
 
