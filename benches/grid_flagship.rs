@@ -123,11 +123,9 @@ fn main() {
             .unwrap_or(0)
     );
     println!("warm-up (not counted):");
-    for variant in [Variant::Grid] {
-        let l = load();
-        let t = run_once(variant, &url);
-        println!("  {variant:?}: {:.2} s (load {l:.2})", t.as_secs_f64());
-    }
+    let l = load();
+    let t = run_once(Variant::Grid, &url);
+    println!("  Grid: {:.2} s (load {l:.2})", t.as_secs_f64());
     let mut local = Vec::new();
     let mut remote = Vec::new();
     let mut loads = Vec::new();

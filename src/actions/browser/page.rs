@@ -631,7 +631,7 @@ async fn wait_for_file(
     let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
     let found: PathBuf = loop {
         let now = listing(dir);
-        let fresh: Vec<&String> = now.difference(&before).collect();
+        let fresh: Vec<&String> = now.difference(before).collect();
         let busy = fresh.iter().any(|n| is_partial(n));
         let mut done = None;
         if !busy {
