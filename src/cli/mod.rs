@@ -144,6 +144,7 @@ pub struct UsageError(pub String);
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let ws = Workspace::new(&cli.workspace, cli.db.clone())?;
     sweep::stale_browser_profiles();
+    sweep::stale_grid_sessions(&ws.root).await;
     match cli.command {
         Command::Validate(a) => validate::validate(&ws, a),
         Command::Run(a) => run::run(&ws, a).await,

@@ -1,6 +1,7 @@
 //! Clean-up every clerk command does when it starts: runs whose `clerk run`
 //! process is provably gone become `interrupted` (with an audit event), and
-//! browser profile folders of processes that are gone are removed.
+//! browser profile folders of processes that are gone are removed, and
+//! Selenium Grid sessions such processes left open are closed.
 
 use crate::store::Store;
 
@@ -25,5 +26,24 @@ pub fn stale_browser_profiles() {
     let n = crate::process::sweep_stale_temp_dirs("clerk-browser-");
     if n > 0 {
         tracing::info!("removed {n} browser profile folder(s) left by processes that are gone");
+    }
+}
+
+/// Grid sessions recorded in this workspace by clerk processes that are gone
+/// (killed with `kill -9`): closed on the Grid, so that they stop holding a
+/// slot until the Grid's own idle timeout.
+pub async fn stale_grid_sessions(workspace: &std::path::Path) {
+    for (rec, how) in crate::actions::browser::session::grid::sweep(workspace).await {
+        tracing::info!(
+            session = %rec.session,
+            run = %rec.run,
+            "{} the Grid session left open by clerk process {} (run {})",
+            match how {
+                crate::actions::browser::session::grid::Swept::Closed => "closed",
+                crate::actions::browser::session::grid::Swept::AlreadyGone => "forgot (the Grid had already ended)",
+            },
+            rec.pid,
+            rec.run
+        );
     }
 }

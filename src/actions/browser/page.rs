@@ -611,6 +611,11 @@ async fn download(ctx: &mut ActionContext<'_>, args: &DownloadArgs) -> Result<Va
     let loc = args.locator();
     let h = begin(ctx, &loc).await?;
     let before = listing(&h.downloads);
+    // On a Selenium Grid the file lands on the node: watch it there.
+    let grid_before = match &h.grid {
+        Some(g) => Some(g.files(&h.client).await?),
+        None => None,
+    };
     // Waiting for a file takes longer than waiting for a link: at least 30 s.
     let limit = args
         .wait_limit()
@@ -621,16 +626,55 @@ async fn download(ctx: &mut ActionContext<'_>, args: &DownloadArgs) -> Result<Va
         http_errors: None,
     };
     click(ctx, &loc, args.wait_limit(), nav).await?;
+    let found = match (&h.grid, grid_before) {
+        (Some(g), Some(before)) => {
+            g.wait_download(&h.client, &before, &h.downloads, limit, &loc.to_string())
+                .await?
+        }
+        _ => wait_for_file(&h.downloads, &before, limit, &loc).await?,
+    };
+    let bytes = std::fs::read(&found).map_err(|e| {
+        BrowserError::permanent(format!("cannot read the download {}: {e}", found.display()))
+    })?;
+    let sha = sha256_hex(&bytes);
+    ctx.artifact(&found, &sha);
+    let name = found
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut path = ctx.display_path(&found);
+    if let Some(dest) = &args.save_to {
+        let dest = ctx
+            .resolve(dest)
+            .map_err(|e| BrowserError::permanent(format!("{:#}", e.error)))?;
+        write_atomic(&dest, &bytes)
+            .map_err(|e| BrowserError::permanent(format!("cannot save the download: {e:#}")))?;
+        path = ctx.display_path(&dest);
+    }
+    ctx.detail("file", name.clone());
+    ctx.detail("sha256", sha.clone());
+    ctx.detail("size", bytes.len() as u64);
+    Ok(json!({ "path": path, "name": name, "sha256": sha, "size": bytes.len() }))
+}
+
+/// Waits until a new file in `dir` (not in `before`) is complete: no partial
+/// download left and its size held still between two looks.
+async fn wait_for_file(
+    dir: &std::path::Path,
+    before: &HashSet<String>,
+    limit: Duration,
+    loc: &Locator,
+) -> Result<PathBuf, BrowserError> {
     let started = Instant::now();
     let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
     let found: PathBuf = loop {
-        let now = listing(&h.downloads);
-        let fresh: Vec<&String> = now.difference(&before).collect();
+        let now = listing(dir);
+        let fresh: Vec<&String> = now.difference(before).collect();
         let busy = fresh.iter().any(|n| is_partial(n));
         let mut done = None;
         if !busy {
             for name in fresh.iter().filter(|n| !is_partial(n)) {
-                let p = h.downloads.join(name);
+                let p = dir.join(name);
                 let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
                 // Finished when the size held still between two looks.
                 if sizes.get(*name) == Some(&size) {
@@ -656,28 +700,7 @@ async fn download(ctx: &mut ActionContext<'_>, args: &DownloadArgs) -> Result<Va
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let bytes = std::fs::read(&found).map_err(|e| {
-        BrowserError::permanent(format!("cannot read the download {}: {e}", found.display()))
-    })?;
-    let sha = sha256_hex(&bytes);
-    ctx.artifact(&found, &sha);
-    let name = found
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut path = ctx.display_path(&found);
-    if let Some(dest) = &args.save_to {
-        let dest = ctx
-            .resolve(dest)
-            .map_err(|e| BrowserError::permanent(format!("{:#}", e.error)))?;
-        write_atomic(&dest, &bytes)
-            .map_err(|e| BrowserError::permanent(format!("cannot save the download: {e:#}")))?;
-        path = ctx.display_path(&dest);
-    }
-    ctx.detail("file", name.clone());
-    ctx.detail("sha256", sha.clone());
-    ctx.detail("size", bytes.len() as u64);
-    Ok(json!({ "path": path, "name": name, "sha256": sha, "size": bytes.len() }))
+    Ok(found)
 }
 
 // ---------------------------------------------------------------- frame

@@ -12,6 +12,12 @@
 //! - dropping the [`Driver`] (also when the starting action is cancelled
 //!   half-way) kills the group and any process still naming the run's
 //!   private profile folder.
+//!
+//! With `browser.webdriver_url` (a Selenium Grid or another WebDriver
+//! server) clerk starts no process; [`grid`] covers what a remote session
+//! needs: the same DevTools preinstall of the resolver (through the Grid),
+//! a record of the session so that the next clerk start closes it after a
+//! `kill -9`, managed downloads and the capabilities of `clerk.yaml`.
 
 use std::any::Any;
 use std::path::{Path, PathBuf};
@@ -26,8 +32,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::BrowserError;
-use crate::actions::{ActionContext, Resource};
+use crate::actions::{ActionContext, Resource, RunInfo};
 use crate::config::BrowserConfig;
+
+pub mod grid;
 
 /// The slot of the session in the run's resources.
 pub const KEY: &str = "browser";
@@ -72,6 +80,9 @@ pub struct Handle {
     /// What a click that opened a dialog was about to do (the dialog step
     /// then waits for the navigation and checks its HTTP status).
     pub pending: Arc<std::sync::Mutex<Option<super::navigate::Before>>>,
+    /// The Grid side of a session on a Selenium Grid (downloads come back
+    /// through its managed-downloads API); `None` for a local browser.
+    pub grid: Option<Arc<grid::Remote>>,
 }
 
 impl Handle {
@@ -114,18 +125,43 @@ pub static OPEN_SESSIONS: std::sync::atomic::AtomicI64 = std::sync::atomic::Atom
 pub struct BrowserSession {
     handle: Handle,
     driver: Option<Driver>,
+    /// The record of a remote session (removed once it is closed).
+    record: Option<grid::Record>,
+    /// An action failed since the last probe (see [`BrowserSession::needs_probe`]).
+    suspect: bool,
+    last_used: Instant,
 }
 
 impl Resource for BrowserSession {
     fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
-            let BrowserSession { handle, driver } = *self;
+            let BrowserSession {
+                handle,
+                driver,
+                record,
+                ..
+            } = *self;
             OPEN_SESSIONS.fetch_sub(1, Ordering::SeqCst);
             // A polite goodbye first, so Chromium can flush the profile and downloads.
-            match tokio::time::timeout(Duration::from_secs(5), handle.client.close()).await {
-                Ok(Ok(())) => tracing::debug!("browser session closed"),
-                Ok(Err(e)) => tracing::debug!("closing the browser session: {e}"),
-                Err(_) => tracing::warn!("the browser did not close within 5 s; killing it"),
+            // A remote session's record stays when the goodbye fails: the next
+            // clerk start tries again once this process is gone.
+            let closed =
+                match tokio::time::timeout(Duration::from_secs(5), handle.client.close()).await {
+                    Ok(Ok(())) => {
+                        tracing::debug!("browser session closed");
+                        true
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!("closing the browser session: {e}");
+                        e.is_invalid_session_id()
+                    }
+                    Err(_) => {
+                        tracing::warn!("the browser did not close within 5 s; killing it");
+                        false
+                    }
+                };
+            if closed && let Some(r) = record {
+                r.remove();
             }
             drop(driver);
         })
@@ -145,8 +181,16 @@ pub async fn handle(ctx: &ActionContext<'_>) -> Result<Handle, BrowserError> {
         .get_mut(KEY)
         .and_then(|r| r.as_any_mut().downcast_mut::<BrowserSession>())
     {
+        if !s.needs_probe() {
+            s.last_used = Instant::now();
+            return Ok(s.handle.clone());
+        }
         match s.check_alive().await {
-            Ok(()) => return Ok(s.handle.clone()),
+            Ok(()) => {
+                s.suspect = false;
+                s.last_used = Instant::now();
+                return Ok(s.handle.clone());
+            }
             Err(reason) => dead = Some(reason),
         }
     }
@@ -158,7 +202,7 @@ pub async fn handle(ctx: &ActionContext<'_>) -> Result<Handle, BrowserError> {
         tracing::warn!("the browser session died ({reason}); starting a fresh one");
     }
     let downloads = ctx.run.artifacts_dir.join("downloads");
-    let session = start(&ctx.config.browser, downloads).await?;
+    let session = start(&ctx.config.browser, downloads, ctx.run).await?;
     let handle = session.handle.clone();
     slots.insert(KEY, Box::new(session));
     drop(slots);
@@ -180,7 +224,21 @@ pub async fn handle(ctx: &ActionContext<'_>) -> Result<Handle, BrowserError> {
 /// How long a live session may take to say which window it is on.
 const ALIVE_LIMIT: Duration = Duration::from_secs(5);
 
+/// A remote session unused for this long is probed before its next use (a
+/// Grid may have timed it out during a long `wait`).
+const REMOTE_IDLE_PROBE: Duration = Duration::from_secs(10);
+
 impl BrowserSession {
+    /// A local session is probed before every action (a loopback round
+    /// trip of a millisecond or two). A remote one only after an action
+    /// failed or after a pause: through a Grid every round trip passes the
+    /// router and the node, and the probe would be a third of the flagship's
+    /// commands. A remote session that died is then found by the failed
+    /// action, and the next attempt (or item) gets a fresh session.
+    fn needs_probe(&self) -> bool {
+        self.driver.is_some() || self.suspect || self.last_used.elapsed() > REMOTE_IDLE_PROBE
+    }
+
     /// Whether chromedriver and Chromium still answer (a cheap WebDriver
     /// round trip), so that a dead session is replaced by a fresh one on the
     /// next attempt of a retried step or item instead of failing every later
@@ -197,19 +255,24 @@ impl BrowserSession {
     }
 }
 
-/// The run's browser if one was started (for failure evidence).
+/// The run's browser if one was started (for failure evidence). Called when
+/// a browser action failed, so the session's next use checks it is alive.
 pub async fn existing(ctx: &ActionContext<'_>) -> Option<Handle> {
     let mut slots = ctx.resources.lock().await;
     slots
         .get_mut(KEY)
         .and_then(|r| r.as_any_mut().downcast_mut::<BrowserSession>())
-        .map(|s| s.handle.clone())
+        .map(|s| {
+            s.suspect = true;
+            s.handle.clone()
+        })
 }
 
 /// Starts chromedriver (unless `webdriver_url` is set) and opens a session.
 pub async fn start(
     config: &BrowserConfig,
     downloads: PathBuf,
+    run: &RunInfo,
 ) -> Result<BrowserSession, BrowserError> {
     std::fs::create_dir_all(&downloads).map_err(|e| {
         BrowserError::permanent(format!(
@@ -217,15 +280,23 @@ pub async fn start(
             downloads.display()
         ))
     })?;
-    let (url, driver) = match &config.webdriver_url {
-        Some(url) => (url.clone(), None),
+    let (url, driver, server) = match &config.webdriver_url {
+        Some(url) => {
+            let url = grid::base_url(url);
+            let server = grid::probe(&url).await;
+            (url, None, Some(server))
+        }
         None => {
             let driver = Driver::spawn(config).await?;
-            (format!("http://127.0.0.1:{}", driver.port), Some(driver))
+            (
+                format!("http://127.0.0.1:{}", driver.port),
+                Some(driver),
+                None,
+            )
         }
     };
     let profile = driver.as_ref().map(|d| d.profile_dir());
-    let caps = capabilities(config, profile.as_deref(), &downloads);
+    let caps = capabilities(config, profile.as_deref(), &downloads, server, &run.id);
     let client = match tokio::time::timeout(
         START_LIMIT,
         ClientBuilder::native().capabilities(caps).connect(&url),
@@ -256,6 +327,28 @@ pub async fn start(
             )));
         }
     };
+    // A remote session is written down at once: if clerk is killed from now
+    // on, the next clerk start closes it (see `grid::sweep`).
+    let mut remote = None;
+    let mut record = None;
+    if let Some(server) = server {
+        let sid = client.session_id().await.ok().flatten().unwrap_or_default();
+        match grid::Record::write(&run.workspace, &url, &sid, &run.id) {
+            Ok(r) => record = Some(r),
+            Err(e) => tracing::warn!(
+                "cannot record the remote browser session {sid} (a killed clerk would leave it \
+                 open until the Grid times it out): {e:#}"
+            ),
+        }
+        if server.grid {
+            remote = Some(Arc::new(grid::Remote {
+                url: url.clone(),
+                session: sid.clone(),
+                downloads: server.downloads,
+            }));
+        }
+        tracing::info!(session = %sid, grid = server.grid, managed_downloads = server.downloads, "remote browser session opened");
+    }
     let mut timeouts = fantoccini::wd::TimeoutConfiguration::default();
     timeouts.set_page_load(Some(Duration::from_secs(60)));
     timeouts.set_implicit(Some(Duration::ZERO));
@@ -263,8 +356,10 @@ pub async fn start(
     if let Err(e) = client.update_timeouts(timeouts).await {
         tracing::debug!("cannot set WebDriver timeouts: {e}");
     }
-    // Headless Chromium needs to be told where downloads go (prefs alone are not enough).
-    if driver.is_some() {
+    // Headless Chromium needs to be told where downloads go (prefs alone are
+    // not enough). On a Grid the node picks the folder and clerk fetches the
+    // files through the Grid; a plain remote server keeps the local folder.
+    if remote.is_none() {
         let cmd = json!({
             "cmd": "Browser.setDownloadBehavior",
             "params": {
@@ -273,18 +368,23 @@ pub async fn start(
                 "eventsEnabled": false
             }
         });
-        if let Err(e) = cdp(&client, &url, cmd).await {
+        if let Err(e) = grid::cdp(&client, cmd).await {
             tracing::debug!("cannot set the download folder over CDP: {e}");
         }
-        // The element resolver in every new document: element actions then
-        // send a one-line script instead of the whole resolver.
-        let cmd = json!({
-            "cmd": "Page.addScriptToEvaluateOnNewDocument",
-            "params": { "source": super::resolve::INSTALL }
-        });
-        if let Err(e) = cdp(&client, &url, cmd).await {
-            tracing::debug!("cannot preinstall the resolver over CDP: {e}");
-        }
+    }
+    // The element resolver in every new document: element actions then send
+    // a one-line script instead of the whole resolver. A Grid forwards this
+    // DevTools call to its node's chromedriver; a browser without DevTools
+    // gets the resolver by script, once per document (see `resolve::call`).
+    let cmd = json!({
+        "cmd": "Page.addScriptToEvaluateOnNewDocument",
+        "params": { "source": super::resolve::INSTALL }
+    });
+    if let Err(e) = grid::cdp(&client, cmd).await {
+        tracing::info!(
+            "DevTools is not reachable through {url} ({e}); the element resolver is installed \
+             by script in each page instead"
+        );
     }
     tracing::info!(
         webdriver = %url,
@@ -300,34 +400,25 @@ pub async fn start(
             auto_frames: Arc::new(AtomicU32::new(0)),
             settings: Arc::default(),
             pending: Arc::default(),
+            grid: remote,
         },
         driver,
+        record,
+        suspect: false,
+        last_used: Instant::now(),
     })
 }
 
-/// Sends a Chrome DevTools command through chromedriver's `goog/cdp/execute`.
-async fn cdp(client: &Client, base: &str, body: Value) -> anyhow::Result<()> {
-    let sid = client
-        .session_id()
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no session id"))?;
-    let port = base
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
-        .ok_or_else(|| anyhow::anyhow!("no port in {base}"))?;
-    let path = format!("/session/{sid}/goog/cdp/execute");
-    let reply = http(port, "POST", &path, Some(&body.to_string())).await?;
-    if !reply.starts_with("HTTP/1.1 200") && !reply.starts_with("HTTP/1.0 200") {
-        anyhow::bail!("{}", first_line(&reply));
-    }
-    Ok(())
-}
-
+/// What clerk asks the WebDriver server for: Chromium with clerk's flags,
+/// then `browser.capabilities` from clerk.yaml merged over it. `server` is
+/// `Some` for a remote server: there the node owns the Chromium binary, the
+/// profile and (on a Grid) the download folder.
 fn capabilities(
     config: &BrowserConfig,
     profile: Option<&Path>,
     downloads: &Path,
+    server: Option<grid::ServerInfo>,
+    run: &str,
 ) -> serde_json::Map<String, Value> {
     let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| s.to_string()).collect();
     if config.headless {
@@ -336,27 +427,44 @@ fn capabilities(
     if let Some(p) = profile {
         args.push(format!("--user-data-dir={}", p.display()));
     }
-    let mut chrome = json!({
-        "args": args,
-        "prefs": {
-            "download.default_directory": downloads.display().to_string(),
-            "download.prompt_for_download": false,
-            "download.directory_upgrade": true,
-            "safebrowsing.enabled": false,
-            "credentials_enable_service": false,
-            "profile.password_manager_enabled": false
-        }
+    let grid = server.is_some_and(|s| s.grid);
+    let mut prefs = json!({
+        "safebrowsing.enabled": false,
+        "credentials_enable_service": false,
+        "profile.password_manager_enabled": false
     });
-    if let Some(bin) = chromium_binary(config) {
+    if !grid {
+        prefs["download.default_directory"] = json!(downloads.display().to_string());
+        prefs["download.prompt_for_download"] = json!(false);
+        prefs["download.directory_upgrade"] = json!(true);
+    }
+    let mut chrome = json!({ "args": args, "prefs": prefs });
+    // A local Chromium found on PATH; a remote node knows its own (a path
+    // here means nothing there), unless clerk.yaml names one.
+    let binary = match server {
+        None => chromium_binary(config),
+        Some(_) => config.chromium.clone(),
+    };
+    if let Some(bin) = binary {
         chrome["binary"] = json!(bin);
     }
-    let caps = json!({
+    let mut caps = json!({
         "browserName": "chrome",
         "pageLoadStrategy": "normal",
         // A click that opens confirm() must not fail; `browser.dialog` handles it.
         "unhandledPromptBehavior": "ignore",
         "goog:chromeOptions": chrome,
     });
+    if let Some(s) = server.filter(|s| s.grid) {
+        // Shown in the Grid's UI and /status: which run holds the slot.
+        caps["se:name"] = json!(format!("clerk run {run}"));
+        if s.downloads {
+            caps["se:downloadsEnabled"] = json!(true);
+        }
+    }
+    if !config.capabilities.is_empty() {
+        grid::merge(&mut caps, &Value::Object(config.capabilities.clone()));
+    }
     match caps {
         Value::Object(m) => m,
         _ => serde_json::Map::new(),
@@ -390,10 +498,6 @@ fn without_stacktrace(s: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or("").trim().to_string()
 }
 
 /// chromedriver and everything it starts, in one process group.
