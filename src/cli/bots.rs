@@ -23,6 +23,10 @@ pub struct ServeArgs {
     /// 127.0.0.1:8480); off unless given. Needs at least one user (`clerk users add`).
     #[arg(long, env = "CLERK_HTTP", value_name = "ADDR")]
     pub http: Option<String>,
+    /// This worker's labels, comma-separated (`--labels vpn,grid-eu`): it
+    /// also claims runs of bots whose `runs_on` needs them.
+    #[arg(long, env = "CLERK_LABELS", value_delimiter = ',', value_name = "LABELS")]
+    pub labels: Vec<String>,
     /// Log lines as text or as one JSON object per line (for log shipping).
     #[arg(long, env = "CLERK_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -127,6 +131,8 @@ fn find_bot(ws: &Workspace, dir: &std::path::Path, name: &str) -> anyhow::Result
 }
 
 pub async fn serve(ws: &Workspace, a: ServeArgs) -> anyhow::Result<u8> {
+    let labels = crate::store::workers::normalize_labels(&a.labels)
+        .map_err(|e| UsageError(format!("clerk serve not started: --labels: {e}")))?;
     let Some(bots) = load_all(ws, &a.bots) else {
         eprintln!("clerk serve not started: fix the problems above first");
         return Ok(code::INVALID);
@@ -155,6 +161,7 @@ pub async fn serve(ws: &Workspace, a: ServeArgs) -> anyhow::Result<u8> {
             workspace: ws.root.clone(),
             bots_dir: bots_dir(ws, &a.bots),
             grace: a.grace,
+            labels,
         },
         bots,
     )

@@ -8,11 +8,15 @@
 //! - [`notify`]: the failure mail.
 //! - `continuation`: a bot's `on_interrupt` and `retry:` (same lineage).
 //! - [`admin`]: what `clerk bots ...` does (list, run now, pause, resume).
+//! - [`dispatch`]: the worker pool (batch claims for the free slots).
+//! - [`registry`]: this `clerk serve` in the workers registry (heartbeat, labels).
 
 pub mod admin;
 pub mod bot;
 mod continuation;
+pub mod dispatch;
 pub mod notify;
+pub mod registry;
 pub mod schedule;
 pub mod serve;
 pub mod trigger;

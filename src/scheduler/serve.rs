@@ -48,8 +48,6 @@ pub const MISFIRE_GRACE: Duration = Duration::from_secs(10);
 const LEASE_TTL: Duration = Duration::from_secs(15);
 /// A worker process's liveness lease.
 const WORKER_TTL: Duration = Duration::from_secs(30);
-/// How often idle workers look for due runs (they are also woken directly).
-const POLL: Duration = Duration::from_millis(200);
 /// Longest wait between two scheduler ticks.
 const TICK: Duration = Duration::from_millis(250);
 /// At most this many missed firings per bot are enumerated in one tick.
@@ -66,6 +64,8 @@ pub struct ServeOptions {
     pub bots_dir: PathBuf,
     /// How long running runs may finish after SIGTERM/SIGINT.
     pub grace: Duration,
+    /// `--labels`: this worker claims runs of bots whose `runs_on` it has.
+    pub labels: Vec<String>,
 }
 
 type BotMap = Arc<HashMap<String, Arc<Bot>>>;
@@ -143,6 +143,11 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
         .await
         .map_err(|e| anyhow::anyhow!("cannot register this worker in the store: {e}"))?;
     let heartbeat = tokio::spawn(heartbeat(shared.clone()));
+    let registration = super::registry::Registration::start(&shared.store, &shared.worker_id, &shared.opts.labels, {
+        let s = shared.clone();
+        move || s.bots()
+    })
+    .await?;
     let scheduler = tokio::spawn(scheduler_loop(shared.clone()));
     let checkpoints = tokio::spawn(crate::audit::checkpoint::periodic(
         shared.store.clone(),
@@ -150,10 +155,28 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
         shared.opts.workspace.clone(),
         shared.stopping.clone(),
     ));
-    let mut pool = Vec::with_capacity(workers);
-    for i in 0..workers {
-        pool.push(tokio::spawn(worker_loop(shared.clone(), i)));
-    }
+    // One dispatcher claims due runs in batches for the free slots.
+    let pool = vec![tokio::spawn(
+        super::dispatch::Pool {
+            store: shared.store.clone(),
+            worker_id: shared.worker_id.clone(),
+            slots: workers,
+            bots: {
+                let s = shared.clone();
+                move || s.bots()
+            },
+            stopping: shared.stopping.clone(),
+            wake: shared.wake.clone(),
+            execute: {
+                let s = shared.clone();
+                move |bot, run, n| {
+                    let s = s.clone();
+                    async move { execute(&s, &bot, run, n).await }
+                }
+            },
+        }
+        .run(),
+    )];
     let bots_now = {
         let s = shared.clone();
         move || s.bots()
@@ -187,6 +210,7 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
     let _ = checkpoints.await;
     futures::future::join_all(triggers).await;
     heartbeat.abort();
+    registration.stop().await;
     let _ = shared
         .store
         .release_lease(&format!("worker:{}", shared.worker_id), &shared.worker_id)
@@ -815,56 +839,6 @@ async fn skip_future_runs(shared: &Shared) -> anyhow::Result<()> {
 
 // ---------------------------------------------------------------------------
 // Workers
-
-async fn worker_loop(shared: Arc<Shared>, n: usize) {
-    let mut failures = 0u32;
-    loop {
-        if shared.stopping.is_cancelled() {
-            break;
-        }
-        let bots = shared.bots();
-        let claimed = match shared.store.has_due_runs(now_micros()).await {
-            Ok(false) => Ok(None),
-            Ok(true) => shared
-                .store
-                .claim_due(&shared.worker_id, &|b| bots.contains_key(b))
-                .await
-                .map(|c| {
-                    for (id, bot) in &c.skipped {
-                        tracing::warn!(run = %id, %bot, "firing skipped (overlap or pause)");
-                    }
-                    c.run
-                }),
-            Err(e) => Err(e),
-        };
-        match claimed {
-            Ok(Some(run)) => {
-                failures = 0;
-                let Some(bot) = run.bot.as_ref().and_then(|b| bots.get(b)).cloned() else {
-                    continue;
-                };
-                execute(&shared, &bot, run, n).await;
-            }
-            Ok(None) => {
-                failures = 0;
-                tokio::select! {
-                    _ = tokio::time::sleep(POLL) => {}
-                    _ = shared.wake.notified() => {}
-                    _ = shared.stopping.cancelled() => {}
-                }
-            }
-            Err(e) => {
-                failures += 1;
-                let wait = outage_backoff(failures);
-                tracing::warn!(error = %e, retry_in = ?wait, "store unavailable; the worker retries");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shared.stopping.cancelled() => {}
-                }
-            }
-        }
-    }
-}
 
 async fn execute(shared: &Shared, bot: &Arc<Bot>, run: RunRow, worker: usize) {
     let lateness = run

@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "imap",
         sql: include_str!("migrations/0008_imap.sql"),
     },
+    Migration {
+        version: 12,
+        name: "workers",
+        sql: include_str!("migrations/0012_workers.sql"),
+    },
 ];
 
 /// Arbitrary constant key for `pg_advisory_xact_lock` ("clerk" + "mig").
