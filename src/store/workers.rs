@@ -152,7 +152,10 @@ impl Store {
         );
         let forget_bots = "DELETE FROM worker_bots WHERE instance_id NOT IN \
                            (SELECT instance_id FROM workers WHERE stopped_at IS NULL)";
-        let labels = w.labels.join(",");
+        let mut labels = w.labels.clone();
+        labels.sort();
+        labels.dedup();
+        let labels = labels.join(",");
         let (upsert, forget, labels) = (&upsert, &forget, &labels);
         self.write(|| async move {
             let mut tx = self.begin_write().await?;
