@@ -420,7 +420,41 @@ fn runs_on_sends_a_bot_only_to_workers_with_the_label() {
     let root = tempfile::tempdir().unwrap();
     let plain_dir = workspace(root.path(), "plain");
     let vpn_dir = workspace(root.path(), "vpn");
-    let plain = Serve::start(&plain_dir, &db, &[]);
+    // The dashboard (and /healthz) needs a user.
+    let mut add = Command::new(env!("CARGO_BIN_EXE_clerk"))
+        .arg("--workspace")
+        .arg(&plain_dir)
+        .args(["--db", &db, "users", "add", "ops", "--role", "admin", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        add.stdin
+            .take()
+            .unwrap()
+            .write_all(b"a long enough password 1\n")
+            .unwrap();
+    }
+    assert!(add.wait().unwrap().success());
+    let plain = Serve::start(&plain_dir, &db, &["--http", "127.0.0.1:0"]);
+    let mut url = String::new();
+    wait_for("the dashboard's address", Duration::from_secs(60), || {
+        let log = plain.log();
+        let Some(line) = log.lines().find(|l| l.contains("dashboard listening")) else {
+            return false;
+        };
+        let Some(i) = line.find("http://") else {
+            return false;
+        };
+        url = line[i + 7..]
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '"' && *c != '/')
+            .collect();
+        true
+    });
     let vpn = Serve::start(&vpn_dir, &db, &["--labels", "vpn,grid-eu"]);
 
     // Both registered and live.
@@ -443,6 +477,9 @@ fn runs_on_sends_a_bot_only_to_workers_with_the_label() {
         .to_string();
     let text = String::from_utf8_lossy(&plain.clerk(&["workers"]).stdout).into_owned();
     assert!(text.contains("grid-eu,vpn") && text.contains("live"), "{text}");
+    let health = healthz(&url);
+    assert_eq!(health["workers"]["live"], 2, "{health}");
+    assert_eq!(health["workers"]["bots_without_worker"], json!([]), "{health}");
 
     // Enough runs of both bots, started by both workers.
     let finished = |bot: &str| -> Vec<serde_json::Value> {
@@ -498,6 +535,15 @@ fn runs_on_sends_a_bot_only_to_workers_with_the_label() {
         "{text}"
     );
     assert!(!text.contains("bot anywhere: no live worker"), "{text}");
+    let health = healthz(&url);
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["workers"]["bots_without_worker"], json!(["vpn-job"]), "{health}");
+    assert!(
+        health["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.starts_with("bot vpn-job: no live worker can run it")),
+        "{health}"
+    );
     let workers = json_of(&plain.clerk(&["workers", "--json", "--all"]));
     let stopped = workers
         .as_array()
@@ -517,6 +563,22 @@ fn runs_on_sends_a_bot_only_to_workers_with_the_label() {
     });
     assert_eq!(finished("vpn-job").len(), before);
     plain.stop();
+}
+
+/// `GET /healthz` on `addr` (host:port), as JSON.
+fn healthz(addr: &str) -> serde_json::Value {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the dashboard");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(s, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    // A chunked body: the JSON object is between the first `{` and last `}`.
+    let (Some(a), Some(b)) = (body.find('{'), body.rfind('}')) else {
+        panic!("no JSON in /healthz: {raw}");
+    };
+    serde_json::from_str(&body[a..=b]).unwrap_or_else(|e| panic!("{e}: {raw}"))
 }
 
 /// Drops a PostgreSQL test database at the end of a test.
