@@ -97,9 +97,7 @@ fn main() {
         };
         std::fs::write(
             ws.join(format!("bots/bot-{i:05}.yaml")),
-            format!(
-                "name: bot-{i:05}\nplaybook: ../playbooks/noop.yaml\nschedule: [\"{cron}\"]\n"
-            ),
+            format!("name: bot-{i:05}\nplaybook: ../playbooks/noop.yaml\nschedule: [\"{cron}\"]\n"),
         )
         .expect("write bot");
     }

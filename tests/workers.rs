@@ -157,7 +157,9 @@ async fn orphaned_rows_queued_ahead_do_not_block_claims(store: Store) {
         .claim_due("runs-W1", ClaimScope::Registered(me))
         .await
         .unwrap();
-    let got = c.run.expect("the runnable run is claimed despite 140 rows ahead");
+    let got = c
+        .run
+        .expect("the runnable run is claimed despite 140 rows ahead");
     assert_eq!(got.id, runnable[0]);
     assert_eq!(got.worker.as_deref(), Some("runs-W1"));
     assert!(c.skipped.is_empty(), "{:?}", c.skipped);
@@ -210,7 +212,10 @@ async fn a_batch_claim_is_one_transaction_and_keeps_overlap(store: Store) {
         .await
         .unwrap();
     let got: Vec<String> = b.runs.iter().map(|r| r.id.clone()).collect();
-    assert_eq!(got, vec![q[0].clone(), q[2].clone(), q[3].clone(), q[4].clone()]);
+    assert_eq!(
+        got,
+        vec![q[0].clone(), q[2].clone(), q[3].clone(), q[4].clone()]
+    );
     assert_eq!(b.skipped, vec![(q[5].clone(), "s".to_string())]);
     assert_eq!(status_of(&store, &q[1]).await, "queued", "queue waits");
     for id in &got {
@@ -248,7 +253,13 @@ async fn registry_heartbeat_liveness_by_database_clock(store: Store) {
     assert!(all.iter().all(|w| w.live), "{all:?}");
     let gone = all.iter().find(|w| w.instance_id == "GONE").unwrap();
     assert_eq!(gone.runs_in_flight, 1);
-    assert!(store.runs_of_dead_workers(LIVE_WITHIN).await.unwrap().is_empty());
+    assert!(
+        store
+            .runs_of_dead_workers(LIVE_WITHIN)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Its last heartbeat 30 s ago, by the database's own clock.
     let back = match store.backend() {
@@ -351,7 +362,11 @@ impl Serve {
         assert!(ok);
         let deadline = Instant::now() + Duration::from_secs(60);
         while child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "serve did not stop:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "serve did not stop:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         self.log()
@@ -424,7 +439,16 @@ fn runs_on_sends_a_bot_only_to_workers_with_the_label() {
     let mut add = Command::new(env!("CARGO_BIN_EXE_clerk"))
         .arg("--workspace")
         .arg(&plain_dir)
-        .args(["--db", &db, "users", "add", "ops", "--role", "admin", "--password-stdin"])
+        .args([
+            "--db",
+            &db,
+            "users",
+            "add",
+            "ops",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -476,10 +500,17 @@ fn runs_on_sends_a_bot_only_to_workers_with_the_label() {
         .unwrap()
         .to_string();
     let text = String::from_utf8_lossy(&plain.clerk(&["workers"]).stdout).into_owned();
-    assert!(text.contains("grid-eu,vpn") && text.contains("live"), "{text}");
+    assert!(
+        text.contains("grid-eu,vpn") && text.contains("live"),
+        "{text}"
+    );
     let health = healthz(&url);
     assert_eq!(health["workers"]["live"], 2, "{health}");
-    assert_eq!(health["workers"]["bots_without_worker"], json!([]), "{health}");
+    assert_eq!(
+        health["workers"]["bots_without_worker"],
+        json!([]),
+        "{health}"
+    );
 
     // Enough runs of both bots, started by both workers.
     let finished = |bot: &str| -> Vec<serde_json::Value> {
@@ -537,7 +568,11 @@ fn runs_on_sends_a_bot_only_to_workers_with_the_label() {
     assert!(!text.contains("bot anywhere: no live worker"), "{text}");
     let health = healthz(&url);
     assert_eq!(health["status"], "degraded", "{health}");
-    assert_eq!(health["workers"]["bots_without_worker"], json!(["vpn-job"]), "{health}");
+    assert_eq!(
+        health["workers"]["bots_without_worker"],
+        json!(["vpn-job"]),
+        "{health}"
+    );
     assert!(
         health["warnings"][0]
             .as_str()
@@ -558,7 +593,9 @@ fn runs_on_sends_a_bot_only_to_workers_with_the_label() {
     // running, never takes them).
     let before = finished("vpn-job").len();
     wait_for("queued vpn-job firings", Duration::from_secs(60), || {
-        let out = plain.clerk(&["runs", "list", "--bot", "vpn-job", "--status", "queued", "--json"]);
+        let out = plain.clerk(&[
+            "runs", "list", "--bot", "vpn-job", "--status", "queued", "--json",
+        ]);
         json_of(&out).as_array().is_some_and(|a| a.len() >= 3)
     });
     assert_eq!(finished("vpn-job").len(), before);
@@ -570,10 +607,17 @@ fn healthz(addr: &str) -> serde_json::Value {
     use std::io::{Read as _, Write as _};
     let mut s = std::net::TcpStream::connect(addr).expect("connect to the dashboard");
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(s, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
     // A chunked body: the JSON object is between the first `{` and last `}`.
     let (Some(a), Some(b)) = (body.find('{'), body.rfind('}')) else {
         panic!("no JSON in /healthz: {raw}");
@@ -587,7 +631,16 @@ struct DropDb(String);
 impl Drop for DropDb {
     fn drop(&mut self) {
         let _ = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-q", "-c"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-q",
+                "-c",
+            ])
             .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0))
             .output();
     }

@@ -25,7 +25,12 @@ pub struct ServeArgs {
     pub http: Option<String>,
     /// This worker's labels, comma-separated (`--labels vpn,grid-eu`): it
     /// also claims runs of bots whose `runs_on` needs them.
-    #[arg(long, env = "CLERK_LABELS", value_delimiter = ',', value_name = "LABELS")]
+    #[arg(
+        long,
+        env = "CLERK_LABELS",
+        value_delimiter = ',',
+        value_name = "LABELS"
+    )]
     pub labels: Vec<String>,
     /// Log lines as text or as one JSON object per line (for log shipping).
     #[arg(long, env = "CLERK_LOG_FORMAT", value_enum, default_value = "text")]

@@ -74,7 +74,10 @@ pub async fn workers(ws: &Workspace, a: WorkersArgs) -> anyhow::Result<u8> {
         ],
         &rows,
     );
-    let stale = list.iter().filter(|w| !w.live && w.stopped_at.is_none()).count();
+    let stale = list
+        .iter()
+        .filter(|w| !w.live && w.stopped_at.is_none())
+        .count();
     if stale > 0 {
         text.push_str(&format!(
             "\n{stale} stale worker(s): no heartbeat for more than {} s (killed, or cut off from the store); their running runs are handed over by the scheduler",

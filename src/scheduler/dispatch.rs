@@ -84,7 +84,11 @@ where
                     )
                 })
             };
-            let claimed = match self.store.has_due_runs(crate::store::time::now_micros()).await {
+            let claimed = match self
+                .store
+                .has_due_runs(crate::store::time::now_micros())
+                .await
+            {
                 Ok(false) => Ok(None),
                 Ok(true) => self
                     .store

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 use super::bot::Bot;
-use crate::store::workers::{HEARTBEAT_EVERY, NewWorker, WorkerRow};
 use crate::store::Store;
+use crate::store::workers::{HEARTBEAT_EVERY, NewWorker, WorkerRow};
 
 type BotMap = Arc<HashMap<String, Arc<Bot>>>;
 
@@ -88,7 +88,11 @@ impl Registration {
     }
 }
 
-async fn publish(store: &Store, worker: &NewWorker, bots: &BotMap) -> Result<(), crate::store::StoreError> {
+async fn publish(
+    store: &Store,
+    worker: &NewWorker,
+    bots: &BotMap,
+) -> Result<(), crate::store::StoreError> {
     store.register_worker(worker).await?;
     store
         .set_worker_bots(&worker.instance_id, &runnable_bots(bots, &worker.labels))

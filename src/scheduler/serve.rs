@@ -143,10 +143,15 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
         .await
         .map_err(|e| anyhow::anyhow!("cannot register this worker in the store: {e}"))?;
     let heartbeat = tokio::spawn(heartbeat(shared.clone()));
-    let registration = super::registry::Registration::start(&shared.store, &shared.worker_id, &shared.opts.labels, {
-        let s = shared.clone();
-        move || s.bots()
-    })
+    let registration = super::registry::Registration::start(
+        &shared.store,
+        &shared.worker_id,
+        &shared.opts.labels,
+        {
+            let s = shared.clone();
+            move || s.bots()
+        },
+    )
     .await?;
     let scheduler = tokio::spawn(scheduler_loop(shared.clone()));
     let checkpoints = tokio::spawn(crate::audit::checkpoint::periodic(

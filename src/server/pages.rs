@@ -475,7 +475,10 @@ pub(crate) async fn bots(State(app): State<Arc<App>>, headers: HeaderMap) -> Res
         Ok(w) => w,
         Err(e) => return store_down(&app, Some(&me), format!("{e:#}")),
     };
-    let workers: Vec<_> = workers.into_iter().filter(|w| w.stopped_at.is_none()).collect();
+    let workers: Vec<_> = workers
+        .into_iter()
+        .filter(|w| w.stopped_at.is_none())
+        .collect();
     render(
         &app,
         "bots.html",

@@ -384,7 +384,11 @@ impl Store {
 
     /// Claims the oldest due queued run this worker may take; see
     /// [`Store::claim_due_batch`] (this is a batch of one).
-    pub async fn claim_due(&self, worker: &str, scope: ClaimScope<'_>) -> Result<Claim, StoreError> {
+    pub async fn claim_due(
+        &self,
+        worker: &str,
+        scope: ClaimScope<'_>,
+    ) -> Result<Claim, StoreError> {
         let b = self.claim_due_batch(worker, scope, 1, None).await?;
         Ok(Claim {
             run: b.runs.into_iter().next(),

@@ -185,7 +185,11 @@ impl Store {
 
     /// Replaces the set of bots worker `instance_id` can run (the claim
     /// query only offers it queued runs of these bots).
-    pub async fn set_worker_bots(&self, instance_id: &str, bots: &[String]) -> Result<(), StoreError> {
+    pub async fn set_worker_bots(
+        &self,
+        instance_id: &str,
+        bots: &[String],
+    ) -> Result<(), StoreError> {
         let delete = self
             .sql("DELETE FROM worker_bots WHERE instance_id = $1")
             .into_owned();
@@ -325,8 +329,7 @@ impl Store {
                     .collect(),
                 started_at: ts("started_at")?,
                 heartbeat_at,
-                heartbeat_age_s: ((db_now - heartbeat_at).num_milliseconds().max(0) as f64
-                    / 100.0)
+                heartbeat_age_s: ((db_now - heartbeat_at).num_milliseconds().max(0) as f64 / 100.0)
                     .round()
                     / 10.0,
                 runs_in_flight: row
