@@ -16,7 +16,24 @@ pub fn instance_id() -> &'static str {
     ID.get_or_init(|| ulid::Ulid::new().to_string())
 }
 
-/// The host name (as the kernel reports it).
+/// The host name set by [`set_hostname`] (`clerk serve --hostname`), if any.
+static HOSTNAME_OVERRIDE: OnceLock<String> = OnceLock::new();
+
+/// Names this process's host for people ([`display_hostname`]: logs,
+/// `clerk workers`) instead of the kernel's host name: several `clerk serve` on one machine imitating
+/// several machines (tests), or a container's meaningless name. Only the
+/// first call counts. Identity in the store is the instance id, never this.
+pub fn set_hostname(name: &str) {
+    let _ = HOSTNAME_OVERRIDE.set(name.to_string());
+}
+
+/// The host name to show people: the [`set_hostname`] override, else
+/// [`hostname`].
+pub fn display_hostname() -> String {
+    HOSTNAME_OVERRIDE.get().cloned().unwrap_or_else(hostname)
+}
+
+/// The host name as the kernel reports it (what liveness checks compare).
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())

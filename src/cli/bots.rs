@@ -35,6 +35,11 @@ pub struct ServeArgs {
     /// Log lines as text or as one JSON object per line (for log shipping).
     #[arg(long, env = "CLERK_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// The host name shown for this process (logs, `clerk workers`) instead
+    /// of the machine's; e.g. several serves on one machine. Identity in the
+    /// store is a random instance id per process, never the host name.
+    #[arg(long, env = "CLERK_HOSTNAME", value_name = "NAME")]
+    pub hostname: Option<String>,
 }
 
 /// How `clerk serve` writes its log.
@@ -138,6 +143,9 @@ fn find_bot(ws: &Workspace, dir: &std::path::Path, name: &str) -> anyhow::Result
 pub async fn serve(ws: &Workspace, a: ServeArgs) -> anyhow::Result<u8> {
     let labels = crate::store::workers::normalize_labels(&a.labels)
         .map_err(|e| UsageError(format!("clerk serve not started: --labels: {e}")))?;
+    if let Some(h) = &a.hostname {
+        crate::process::set_hostname(h);
+    }
     let Some(bots) = load_all(ws, &a.bots) else {
         eprintln!("clerk serve not started: fix the problems above first");
         return Ok(code::INVALID);

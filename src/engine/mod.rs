@@ -14,11 +14,33 @@ mod diskfull;
 mod exec;
 mod inputs;
 mod ledger;
+mod notice;
 mod resume;
 
 pub use exec::StepFailure;
 pub use inputs::{GivenInput, resolve_inputs};
 pub use resume::{ResumeOptions, ResumeRefused, playbook_changes};
+
+// What the scheduler needs from the actions layer, reached through the
+// engine so that the layers keep one direction (cli → scheduler → engine →
+// actions): the action catalogue for loading playbooks, the error kinds, the
+// IMAP connection a mailbox trigger watches, and one action run for an ended
+// run (the failure notice).
+pub use crate::actions::ErrorKind;
+pub use notice::{ActionForRun, check_action_args};
+
+/// The IMAP connection and message decoding `mail.fetch` uses, for the
+/// scheduler's mailbox trigger.
+pub mod mailbox {
+    pub use crate::actions::mail::imap::{client, parse};
+}
+
+/// Loads and checks a playbook file against the engine's actions.
+pub fn load_playbook(
+    path: &std::path::Path,
+) -> Result<crate::playbook::Playbook, crate::playbook::Diagnostics> {
+    crate::playbook::load_file(path, &crate::actions::Registry)
+}
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;

@@ -15,12 +15,11 @@ use chrono_tz::Tz;
 use serde_json::Value as Json;
 
 use super::schedule::{CronSchedule, parse_timezone};
-use crate::actions::Registry;
 use crate::engine::{GivenInput, resolve_inputs};
 use crate::fsutil;
 use crate::playbook::checks::{self, suggest};
 use crate::playbook::yaml::{self, Node, Pos, Value};
-use crate::playbook::{self, Diagnostics, Playbook};
+use crate::playbook::{Diagnostics, Playbook};
 
 /// What to do with a firing while the bot's previous run is still going.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +113,9 @@ pub struct Bot {
     pub catch_up_limit: usize,
     pub on_interrupt: OnInterrupt,
     pub max_runtime: Option<Duration>,
+    /// How late a queued firing may still start; later it is `expired`.
+    /// `None`: until the bot's next firing (the schedule's period).
+    pub max_delay: Option<Duration>,
     pub retry: Option<BotRetry>,
     pub notify_on_failure: Vec<String>,
     pub exclude_dates: BTreeSet<NaiveDate>,
@@ -204,6 +206,7 @@ const BOT_KEYS: &[&str] = &[
     "catch_up_limit",
     "on_interrupt",
     "max_runtime",
+    "max_delay",
     "retry",
     "notify",
     "exclude_dates",
@@ -496,6 +499,14 @@ impl BotLoader<'_> {
         {
             self.err(n.pos, "`max_runtime` must be longer than 0s");
         }
+        let max_delay = root
+            .get("max_delay")
+            .and_then(|n| self.duration(n, "max_delay"));
+        if let (Some(d), Some(n)) = (max_delay, root.get("max_delay"))
+            && d.is_zero()
+        {
+            self.err(n.pos, "`max_delay` must be longer than 0s");
+        }
         let retry = root.get("retry").and_then(|n| self.retry(n));
         let runs_on = root
             .get("runs_on")
@@ -523,7 +534,7 @@ impl BotLoader<'_> {
                 let loaded = self
                     .cache
                     .entry(full.clone())
-                    .or_insert_with(|| playbook::load_file(&full, &Registry).map(Arc::new))
+                    .or_insert_with(|| crate::engine::load_playbook(&full).map(Arc::new))
                     .clone();
                 match loaded {
                     Ok(pb) => Some((full, pb, p.pos)),
@@ -573,6 +584,7 @@ impl BotLoader<'_> {
             catch_up_limit,
             on_interrupt,
             max_runtime,
+            max_delay,
             retry,
             notify_on_failure,
             exclude_dates,

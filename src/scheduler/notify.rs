@@ -2,8 +2,8 @@
 //! attempt: the run id, the failing step and the error, with the run's
 //! evidence (screenshots, saved pages) attached.
 //!
-//! The notice is a `mail.send`, run through the action registry with an
-//! [`ActionContext`] for the failed run, exactly as the engine runs a step.
+//! The notice is a `mail.send`, run by the engine
+//! ([`Engine::run_action_for`]) for the failed run, exactly as it runs a step.
 //! So it gets what every playbook mail gets and nothing is done twice: the
 //! transport from clerk.yaml (outbox file or SMTP), address checks, the
 //! action's default retry policy for transient failures, resend protection
@@ -15,17 +15,12 @@
 //! `notify.failed` with the error, and `notify.retrying` for each attempt
 //! that will be tried again.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
-use anyhow::Context;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::actions::{self, ActionContext, AuditNote, RunInfo, RunResources, StepInfo};
-use crate::audit::NewEvent;
-use crate::engine::{Engine, RunOutcome};
-use crate::playbook::RetryPolicy;
+use crate::engine::{ActionForRun, Engine, RunOutcome};
 
 /// The step path the notice runs under (part of its resend-protection key).
 pub const STEP: &str = "notify.on_failure";
@@ -161,9 +156,11 @@ pub fn args(recipients: &[String], n: &FailureNotice, evidence: &Evidence) -> Va
     })
 }
 
-/// Sends the notice with `mail.send` and records `notify.*` events against
-/// the failed run. Returns the action's result (`message_id`, `accepted`,
-/// ...) or the final error; either way the audit trail already says so.
+/// Sends the notice with `mail.send` through the engine (its action
+/// catalogue, transport, journal and retry policy) and records `notify.*`
+/// events against the failed run. Returns the action's result
+/// (`message_id`, `accepted`, ...) or the final error; either way the audit
+/// trail already says so.
 pub async fn send(
     engine: &Engine,
     workspace: &Path,
@@ -171,142 +168,37 @@ pub async fn send(
     recipients: &[String],
     notice: &FailureNotice<'_>,
 ) -> anyhow::Result<Value> {
-    let def = actions::find("mail.send").context("the mail.send action is not registered")?;
     let evidence = evidence(workspace, &notice.outcome.artifacts).await;
     let args = args(recipients, notice, &evidence);
-    let policy = match def.default_retry {
-        Some(d) => RetryPolicy {
-            attempts: d.attempts.max(1),
-            delay: Duration::from_millis(d.delay_ms),
-            backoff: d.backoff,
-            max_delay: None,
-        },
-        None => RetryPolicy {
-            attempts: 1,
-            delay: Duration::ZERO,
-            backoff: 1.0,
-            max_delay: None,
-        },
-    };
-    let run = RunInfo {
-        id: notice.run_id.to_string(),
-        workspace: workspace.to_path_buf(),
-        playbook: PathBuf::from(&notice.outcome.playbook),
-        actor: notice.bot.to_string(),
-        bot: Some(notice.bot.to_string()),
-        artifacts_dir: workspace
-            .join(".clerk")
-            .join("artifacts")
-            .join(notice.run_id),
-        // Empty: the mail journal reads the failed run's lineage from the store.
-        lineage: String::new(),
-    };
-    let left_out: Vec<Value> = evidence
-        .left_out
-        .iter()
-        .map(|(p, why)| json!({ "path": p, "reason": why }))
-        .collect();
-    let mut attempt = 1u32;
-    loop {
-        let step = StepInfo {
-            path: STEP.to_string(),
-            name: Some(format!("failure notice of bot {}", notice.bot)),
-            attempt,
-            sensitive: false,
-            id: STEP.to_string(),
-            item_key: None,
-        };
-        let resources = RunResources::default();
-        let start = Instant::now();
-        let (outcome, note) = {
-            let mut ctx = ActionContext {
-                run: &run,
-                step: &step,
-                config: &engine.config,
-                secrets: &engine.secrets,
-                resources: &resources,
-                recorder: &engine.recorder,
-                cancel,
-                timeout: None,
-                note: AuditNote::default(),
-            };
-            let outcome = if cancel.is_cancelled() {
-                None
-            } else {
-                tokio::select! {
-                    r = (def.run)(&mut ctx, args.clone()) => Some(r),
-                    _ = cancel.cancelled() => None,
-                }
-            };
-            (outcome, std::mem::take(&mut ctx.note))
-        };
-        resources.close_all().await;
-
-        let mut detail = note.detail;
-        detail.insert("reason".into(), json!("on_failure"));
-        detail.insert("bot".into(), json!(notice.bot));
-        detail.insert("run_status".into(), json!(notice.outcome.status.as_str()));
-        detail.insert("attempt".into(), json!(attempt));
-        if !left_out.is_empty() {
-            detail.insert("not_attached".into(), Value::Array(left_out.clone()));
-        }
-        let target = note.target.unwrap_or_else(|| recipients.join(", "));
-        let event = |kind: &str| {
-            NewEvent::new(kind, notice.bot)
-                .run(notice.run_id)
-                .action(def.name)
-                .target(target.as_str())
-                .duration_ms(start.elapsed().as_millis() as i64)
-        };
-        let (error, retry) = match outcome {
-            Some(Ok(result)) => {
-                let ev = event("notify.sent")
-                    .outcome("ok")
-                    .detail(Value::Object(detail));
-                record(engine, ev).await;
-                return Ok(result);
-            }
-            None => (anyhow::anyhow!("cancelled: clerk serve is stopping"), false),
-            Some(Err(e)) => {
-                let retry = e.kind.is_retryable() && attempt < policy.attempts;
-                (e.error, retry)
-            }
-        };
-        let message = engine.recorder.redact_str(&format!("{error:#}"));
-        if retry {
-            let wait = policy.delay_before(attempt + 1);
-            detail.insert("retry_in_ms".into(), json!(wait.as_millis() as u64));
-            let ev = event("notify.retrying")
-                .outcome("failed")
-                .error(message.as_str())
-                .detail(Value::Object(detail));
-            record(engine, ev).await;
-            tracing::warn!(
-                run = %notice.run_id,
-                "failure mail attempt {attempt} of {} failed, retrying in {}: {message}",
-                policy.attempts,
-                humantime::format_duration(wait)
-            );
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = cancel.cancelled() => {}
-            }
-            attempt += 1;
-            continue;
-        }
-        let ev = event("notify.failed")
-            .outcome("failed")
-            .error(message.as_str())
-            .detail(Value::Object(detail));
-        record(engine, ev).await;
-        return Err(anyhow::anyhow!(message));
+    let mut detail = serde_json::Map::new();
+    detail.insert("reason".into(), json!("on_failure"));
+    detail.insert("bot".into(), json!(notice.bot));
+    detail.insert("run_status".into(), json!(notice.outcome.status.as_str()));
+    if !evidence.left_out.is_empty() {
+        let left_out: Vec<Value> = evidence
+            .left_out
+            .iter()
+            .map(|(p, why)| json!({ "path": p, "reason": why }))
+            .collect();
+        detail.insert("not_attached".into(), Value::Array(left_out));
     }
-}
-
-async fn record(engine: &Engine, event: NewEvent) {
-    if let Err(e) = engine.recorder.record(event).await {
-        tracing::error!(error = %format!("{e:#}"), "cannot record the failure mail in the audit trail");
-    }
+    engine
+        .run_action_for(ActionForRun {
+            run_id: notice.run_id,
+            actor: notice.bot,
+            bot: Some(notice.bot),
+            playbook: &notice.outcome.playbook,
+            workspace,
+            step: STEP,
+            step_name: format!("failure notice of bot {}", notice.bot),
+            action: "mail.send",
+            args,
+            event_prefix: "notify",
+            detail,
+            target: recipients.join(", "),
+            cancel,
+        })
+        .await
 }
 
 #[cfg(test)]
@@ -375,8 +267,8 @@ mod tests {
             "{text}"
         );
         // The arguments are valid mail.send arguments.
-        let def = actions::find("mail.send").unwrap();
-        assert!((def.check)(&a).is_empty(), "{:?}", (def.check)(&a));
+        let problems = crate::engine::check_action_args("mail.send", &a).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
     }
 
     #[tokio::test]

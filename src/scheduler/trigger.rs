@@ -40,9 +40,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::bot::{Bot, Overlap};
-use crate::actions::mail::imap::client::{self, Conn, ImapError, uid_set};
-use crate::actions::mail::imap::parse;
 use crate::audit::NewEvent;
+use crate::engine::mailbox::client::{self, Conn, ImapError, uid_set};
+use crate::engine::mailbox::parse;
 use crate::engine::{Engine, GivenInput};
 use crate::playbook::yaml::Node;
 use crate::playbook::{Diagnostics, InputType, Playbook, checks};
@@ -415,7 +415,7 @@ async fn session(
                 Ok(_) => {}
                 Err(e) => {
                     return Err(ImapError {
-                        kind: crate::actions::ErrorKind::System,
+                        kind: crate::engine::ErrorKind::System,
                         message: format!("the IDLE connection to {} failed: {e}", conn.server),
                     });
                 }
@@ -432,7 +432,7 @@ async fn session(
 
 fn store_err(e: &dyn std::fmt::Display) -> ImapError {
     ImapError {
-        kind: crate::actions::ErrorKind::System,
+        kind: crate::engine::ErrorKind::System,
         message: format!("the store is unavailable: {e}"),
     }
 }
