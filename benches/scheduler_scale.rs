@@ -17,7 +17,8 @@
 //!
 //! `cargo bench --bench scheduler_scale` (builds clerk in release first).
 //! Knobs: CLERK_BENCH_BOTS, CLERK_BENCH_MINUTES, CLERK_BENCH_WORKERS,
-//! CLERK_BENCH_SPREAD.
+//! CLERK_BENCH_SPREAD, CLERK_BENCH_BIN (a clerk binary to measure instead
+//! of this build's, e.g. the main branch's, for a side-by-side figure).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
@@ -71,7 +72,9 @@ fn main() {
     let workers = env_num("CLERK_BENCH_WORKERS", 4);
     let spread = env_num("CLERK_BENCH_SPREAD", 1) == 1;
     let load_before = loadavg();
-    let clerk = env!("CARGO_BIN_EXE_clerk");
+    // CLERK_BENCH_BIN: another clerk binary (e.g. an older build, to compare).
+    let clerk = std::env::var("CLERK_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_clerk").into());
+    let clerk = clerk.as_str();
     let dir = tempfile::tempdir().expect("temp dir");
     // CLERK_BENCH_KEEP=1 keeps the workspace (store, serve.log) for a look.
     let keep = std::env::var_os("CLERK_BENCH_KEEP").is_some();
