@@ -73,7 +73,8 @@ fn main() {
     let spread = env_num("CLERK_BENCH_SPREAD", 1) == 1;
     let load_before = loadavg();
     // CLERK_BENCH_BIN: another clerk binary (e.g. an older build, to compare).
-    let clerk = std::env::var("CLERK_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_clerk").into());
+    let clerk =
+        std::env::var("CLERK_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_clerk").into());
     let clerk = clerk.as_str();
     let dir = tempfile::tempdir().expect("temp dir");
     // CLERK_BENCH_KEEP=1 keeps the workspace (store, serve.log) for a look.

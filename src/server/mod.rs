@@ -192,7 +192,13 @@ mod tests {
         assert!(html.contains("<table id=\"workers\">"), "{html}");
         assert!(html.contains("data-worker=\"ID-ops-1\""), "{html}");
         assert!(html.contains("<code>vpn</code>"), "{html}");
-        assert!(html.contains(">live<") && html.contains(">stale<"), "{html}");
-        assert!(html.contains("1.5 s ago") && html.contains("<td>3</td>"), "{html}");
+        assert!(
+            html.contains(">live<") && html.contains(">stale<"),
+            "{html}"
+        );
+        assert!(
+            html.contains("1.5 s ago") && html.contains("<td>3</td>"),
+            "{html}"
+        );
     }
 }

@@ -285,9 +285,6 @@ fn reload(shared: &Arc<Shared>) {
     shared.reloaded.store(true, Ordering::SeqCst);
 }
 
-/// `host:pid:random`: unique per process, and tells a same-host successor
-/// whether the holder is still alive.
-
 /// Exponential backoff for store outages: 0.5 s doubling to 30 s.
 fn outage_backoff(failures: u32) -> Duration {
     Duration::from_millis(500u64.saturating_mul(1 << failures.min(6))).min(Duration::from_secs(30))

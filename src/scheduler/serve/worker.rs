@@ -17,6 +17,9 @@ use crate::scheduler::notify::{self, FailureNotice};
 use crate::store::time::now_micros;
 use crate::store::{RunChange, RunRow};
 
+/// A run to its end, boxed (the dispatcher's `execute`).
+type RunFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// The dispatcher pool for this serve: `slots` runs at once, each run by
 /// [`execute`].
 pub(super) fn pool(
@@ -24,10 +27,7 @@ pub(super) fn pool(
     slots: usize,
 ) -> crate::scheduler::dispatch::Pool<
     impl Fn() -> super::BotMap + Send + Sync + 'static,
-    impl Fn(Arc<Bot>, RunRow, usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
-    + Send
-    + Sync
-    + 'static,
+    impl Fn(Arc<Bot>, RunRow, usize) -> RunFuture + Send + Sync + 'static,
 > {
     crate::scheduler::dispatch::Pool {
         store: shared.store.clone(),
@@ -43,8 +43,7 @@ pub(super) fn pool(
             let s = shared.clone();
             move |bot: Arc<Bot>, run: RunRow, n: usize| {
                 let s = s.clone();
-                Box::pin(async move { execute(&s, &bot, run, n).await })
-                    as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+                Box::pin(async move { execute(&s, &bot, run, n).await }) as RunFuture
             }
         },
     }
