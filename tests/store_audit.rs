@@ -592,8 +592,12 @@ async fn claim_due_is_exclusive_across_processes(store: Store) {
         };
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
-            let knows = |_: &str| true;
-            while let Some(r) = s.claim_due(&format!("w{w}"), &knows).await.unwrap().run {
+            while let Some(r) = s
+                .claim_due(&format!("w{w}"), clerk::store::ClaimScope::AnyBot)
+                .await
+                .unwrap()
+                .run
+            {
                 mine.push(r.id);
             }
             mine

@@ -741,7 +741,10 @@ fn a_bot_retry_queued_as_resume_skips_done_items(backend: Backend) {
 
         // The worker claims the retry (the portal is back) and runs it.
         std::fs::remove_file(ws.path().join("broken")).unwrap();
-        let claim = store.claim_due("w1", &|_| true).await.unwrap();
+        let claim = store
+            .claim_due("w1", clerk::store::ClaimScope::AnyBot)
+            .await
+            .unwrap();
         let run = claim.run.expect("the retry is due");
         assert_eq!(run.id, retry_id);
         assert_eq!(run.lineage, outcome.lineage);

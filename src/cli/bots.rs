@@ -24,6 +24,15 @@ pub struct ServeArgs {
     /// 127.0.0.1:8480); off unless given. Needs at least one user (`clerk users add`).
     #[arg(long, env = "CLERK_HTTP", value_name = "ADDR")]
     pub http: Option<String>,
+    /// This worker's labels, comma-separated (`--labels vpn,grid-eu`): it
+    /// also claims runs of bots whose `runs_on` needs them.
+    #[arg(
+        long,
+        env = "CLERK_LABELS",
+        value_delimiter = ',',
+        value_name = "LABELS"
+    )]
+    pub labels: Vec<String>,
     /// Log lines as text or as one JSON object per line (for log shipping).
     #[arg(long, env = "CLERK_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -119,6 +128,8 @@ fn print_problems(dir: &std::path::Path, diags: &crate::playbook::Diagnostics) {
 }
 
 pub async fn serve(ws: &Workspace, a: ServeArgs) -> anyhow::Result<u8> {
+    let labels = crate::store::workers::normalize_labels(&a.labels)
+        .map_err(|e| UsageError(format!("clerk serve not started: --labels: {e}")))?;
     if let Some(h) = &a.hostname {
         crate::process::set_hostname(h);
     }
@@ -158,6 +169,7 @@ pub async fn serve(ws: &Workspace, a: ServeArgs) -> anyhow::Result<u8> {
             bots_dir: bots_dir(ws, &a.bots),
             grace: a.grace,
             deployed,
+            labels,
         },
         bots,
     )

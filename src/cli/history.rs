@@ -157,6 +157,7 @@ pub fn run_json(r: &RunRow) -> Value {
         "vars": r.vars,
         "lineage": r.lineage,
         "resumed_from": r.resumed_from,
+        "worker": r.worker,
     })
 }
 

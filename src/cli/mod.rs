@@ -15,6 +15,7 @@ mod sweep;
 mod trace;
 mod users;
 mod validate;
+mod workers;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -93,6 +94,8 @@ pub enum Command {
     /// Manage the dashboard's users.
     #[command(subcommand)]
     Users(users::UsersCommand),
+    /// List the `clerk serve` workers on this store: live or stale, labels, heartbeat, runs.
+    Workers(workers::WorkersArgs),
 }
 
 /// Entry point used by `main`.
@@ -158,6 +161,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Items(a) => items::items(&ws, a).await,
         Command::Report(a) => report::report(&ws, a).await,
         Command::Users(c) => users::users(&ws, c).await,
+        Command::Workers(a) => workers::workers(&ws, a).await,
     }
 }
 

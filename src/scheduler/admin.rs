@@ -31,8 +31,13 @@ pub struct BotListing {
     pub last_run: Option<LastRun>,
     /// Firings skipped in the last 24 hours (overlap, pause, missed).
     pub skipped_24h: i64,
-    /// Set when firings were skipped lately: say so, never silently.
+    /// Set when firings were skipped lately, or when no live worker can
+    /// run the bot: say so, never silently.
     pub warning: Option<String>,
+    /// Worker labels the bot needs (`runs_on`).
+    pub runs_on: Vec<String>,
+    /// Set when no live worker has the bot's `runs_on` labels.
+    pub no_worker: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -64,9 +69,13 @@ pub async fn list(
     let summaries = store
         .bot_run_summaries(now - chrono::Duration::hours(24))
         .await?;
+    let live = store
+        .live_workers(crate::store::workers::LIVE_WITHIN)
+        .await?;
     let mut out = Vec::new();
     for b in bots {
         let tz = b.display_tz();
+        let no_worker = super::registry::no_worker_reason(&b.runs_on, &live);
         let is_paused = paused.contains(&b.name);
         let summary = summaries.get(&b.name).cloned().unwrap_or_default();
         let warning = (summary.skipped > 0).then(|| {
@@ -116,7 +125,12 @@ pub async fn list(
                 finished_at: r.finished_at,
             }),
             skipped_24h: summary.skipped,
-            warning,
+            warning: match (warning, &no_worker) {
+                (Some(w), Some(n)) => Some(format!("{n}; {w}")),
+                (w, n) => w.or_else(|| n.clone()),
+            },
+            runs_on: b.runs_on.clone(),
+            no_worker,
         });
     }
     Ok(out)

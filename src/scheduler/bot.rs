@@ -121,6 +121,9 @@ pub struct Bot {
     pub exclude_dates: BTreeSet<NaiveDate>,
     /// `trigger:` — run once per new message in a mailbox (besides or instead of `schedule`).
     pub trigger: Option<super::trigger::MailTrigger>,
+    /// `runs_on: [vpn]` — only workers started with every one of these
+    /// labels (`clerk serve --labels vpn`) claim its runs; normalised.
+    pub runs_on: Vec<String>,
 }
 
 impl Bot {
@@ -208,6 +211,7 @@ const BOT_KEYS: &[&str] = &[
     "notify",
     "exclude_dates",
     "trigger",
+    "runs_on",
 ];
 const SCHEDULE_KEYS: &[&str] = &["cron", "timezone"];
 const RETRY_KEYS: &[&str] = &["attempts", "delay"];
@@ -519,6 +523,10 @@ impl BotLoader<'_> {
             self.err(n.pos, "`max_delay` must be longer than 0s");
         }
         let retry = root.get("retry").and_then(|n| self.retry(n));
+        let runs_on = root
+            .get("runs_on")
+            .map(|n| self.runs_on(n))
+            .unwrap_or_default();
         let notify_on_failure = root
             .get("notify")
             .map(|n| self.notify(n))
@@ -596,7 +604,44 @@ impl BotLoader<'_> {
             notify_on_failure,
             exclude_dates,
             trigger,
+            runs_on,
         })
+    }
+
+    /// `runs_on: [vpn, grid-eu]` (or one label as text): worker labels.
+    fn runs_on(&mut self, node: &Node) -> Vec<String> {
+        let items: Vec<&Node> = match &node.value {
+            Value::Seq(items) => items.iter().collect(),
+            Value::Str(_) => vec![node],
+            _ => {
+                self.err(
+                    node.pos,
+                    format!(
+                        "`runs_on` must be a list of worker labels like [vpn], found {}",
+                        node.kind_name()
+                    ),
+                );
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for item in items {
+            let Some(text) = item.as_str() else {
+                self.err(
+                    item.pos,
+                    format!("a `runs_on` label must be text, found {}", item.kind_name()),
+                );
+                continue;
+            };
+            match crate::store::workers::normalize_labels(&[text]) {
+                Ok(l) if l.is_empty() => self.err(item.pos, "a `runs_on` label must not be empty"),
+                Ok(l) => out.extend(l),
+                Err(e) => self.err(item.pos, format!("`runs_on`: {e}")),
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
     }
 
     fn schedule(&mut self, node: &Node) -> Vec<CronSchedule> {
@@ -883,6 +928,53 @@ mod tests {
         let inputs = b.run_inputs(&[]).unwrap();
         assert_eq!(inputs["who"], "me");
         assert_eq!(inputs["n"], 1);
+    }
+
+    #[test]
+    fn runs_on_labels_are_read_and_checked_with_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "playbooks/p.yaml", PB);
+        let ok = write(
+            dir.path(),
+            "bots/ok.yaml",
+            "name: ok\nplaybook: ../playbooks/p.yaml\nschedule: [\"0 * * * *\"]\nruns_on: [VPN, grid-eu, vpn]\n",
+        );
+        let b = load_bot_file(&ok).unwrap();
+        assert_eq!(b.runs_on, vec!["grid-eu".to_string(), "vpn".into()]);
+        let typo = write(
+            dir.path(),
+            "bots/typo.yaml",
+            "name: t\nplaybook: ../playbooks/p.yaml\nschedule: [\"0 * * * *\"]\nrun_on: [vpn]\n",
+        );
+        let d = load_bot_file(&typo).unwrap_err().to_string();
+        assert!(
+            d.contains("typo.yaml:4:1: unknown key `run_on` in the bot (did you mean `runs_on`?)"),
+            "{d}"
+        );
+        let bad = write(
+            dir.path(),
+            "bots/bad.yaml",
+            "name: b\nplaybook: ../playbooks/p.yaml\nschedule: [\"0 * * * *\"]\nruns_on: [vpn, \"eu west\", 3]\n",
+        );
+        let d = load_bot_file(&bad).unwrap_err().to_string();
+        assert!(
+            d.contains("bad.yaml:4:16: `runs_on`: label `eu west` may only use letters"),
+            "{d}"
+        );
+        assert!(
+            d.contains("bad.yaml:4:27: a `runs_on` label must be text, found"),
+            "{d}"
+        );
+        let map = write(
+            dir.path(),
+            "bots/map.yaml",
+            "name: m\nplaybook: ../playbooks/p.yaml\nschedule: [\"0 * * * *\"]\nruns_on: { vpn: true }\n",
+        );
+        let d = load_bot_file(&map).unwrap_err().to_string();
+        assert!(
+            d.contains("map.yaml:4:10: `runs_on` must be a list of worker labels like [vpn]"),
+            "{d}"
+        );
     }
 
     #[test]

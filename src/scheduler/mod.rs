@@ -9,12 +9,16 @@
 //! - `continuation`: a bot's `on_interrupt` and `retry:` (same lineage).
 //! - [`deployed`]: `clerk deploy` and which bot set serve runs (store or folder).
 //! - [`admin`]: what `clerk bots ...` does (list, run now, pause, resume).
+//! - [`dispatch`]: the worker pool (batch claims for the free slots).
+//! - [`registry`]: this `clerk serve` in the workers registry (heartbeat, labels).
 
 pub mod admin;
 pub mod bot;
 mod continuation;
 pub mod deployed;
+pub mod dispatch;
 pub mod notify;
+pub mod registry;
 pub mod schedule;
 pub mod serve;
 pub mod trigger;

@@ -166,3 +166,39 @@ fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(ops::metrics))
         .with_state(app)
 }
+
+#[cfg(test)]
+mod tests {
+    /// The Bots page lists the workers: host, labels, live or stale,
+    /// heartbeat age and runs in flight.
+    #[test]
+    fn bots_page_shows_the_workers() {
+        let env = super::templates();
+        let t = env.get_template("bots.html").unwrap();
+        let worker = |host: &str, live: bool| {
+            serde_json::json!({
+                "instance_id": format!("ID-{host}"), "host": host, "pid": 7, "version": "0.1.0",
+                "labels": ["vpn"], "live": live, "heartbeat_age_s": 1.5, "runs_in_flight": 3,
+                "started_at": "2026-12-02T02:40:11.000000Z", "stopped_at": null,
+            })
+        };
+        let html = t
+            .render(serde_json::json!({
+                "me": { "name": "ops", "role": "admin", "can_operate": true, "csrf": "x" },
+                "bots": [],
+                "workers": [worker("ops-1", true), worker("ops-2", false)],
+            }))
+            .unwrap();
+        assert!(html.contains("<table id=\"workers\">"), "{html}");
+        assert!(html.contains("data-worker=\"ID-ops-1\""), "{html}");
+        assert!(html.contains("<code>vpn</code>"), "{html}");
+        assert!(
+            html.contains(">live<") && html.contains(">stale<"),
+            "{html}"
+        );
+        assert!(
+            html.contains("1.5 s ago") && html.contains("<td>3</td>"),
+            "{html}"
+        );
+    }
+}

@@ -112,13 +112,20 @@ pub(crate) async fn healthz(State(app): State<Arc<App>>) -> Response {
             Err(e) => problems.push(format!("cannot read the mailbox triggers' state: {e}")),
         }
     }
+    let (workers, warnings) = if store_ok {
+        workers_health(&app).await
+    } else {
+        (json!(null), Vec::new())
+    };
     let healthy = problems.is_empty();
     let body = json!({
         "triggers": triggers,
-        "status": if healthy { "ok" } else { "unhealthy" },
+        "status": if !healthy { "unhealthy" } else if warnings.is_empty() { "ok" } else { "degraded" },
         "store": { "ok": store_ok, "url": app.store.url() },
         "scheduler": scheduler,
+        "workers": workers,
         "problems": problems,
+        "warnings": warnings,
         "checked_at": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     });
     let status = if healthy {
@@ -127,6 +134,40 @@ pub(crate) async fn healthz(State(app): State<Arc<App>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// The workers on the store (live/stale counts) and, as warnings (the
+/// process itself is healthy: a restart would not help), every bot whose
+/// `runs_on` labels no live worker has.
+async fn workers_health(app: &App) -> (serde_json::Value, Vec<String>) {
+    let list = match timed(app.store.workers(crate::store::workers::LIVE_WITHIN)).await {
+        Ok(l) => l,
+        Err(e) => return (json!(null), vec![format!("cannot read the workers: {e}")]),
+    };
+    let live: Vec<_> = list.iter().filter(|w| w.live).cloned().collect();
+    let stale = list
+        .iter()
+        .filter(|w| !w.live && w.stopped_at.is_none())
+        .count();
+    let dir = app.opts.bots_dir.clone();
+    let bots = tokio::task::spawn_blocking(move || crate::scheduler::load_bots_dir(&dir).0)
+        .await
+        .unwrap_or_default();
+    let mut warnings = Vec::new();
+    let mut unrunnable = Vec::new();
+    for b in &bots {
+        if let Some(why) = crate::scheduler::registry::no_worker_reason(&b.runs_on, &live) {
+            warnings.push(format!("bot {}: {why}", b.name));
+            unrunnable.push(b.name.clone());
+        }
+    }
+    let workers = json!({
+        "live": live.len(),
+        "stale": stale,
+        "labels": live.iter().map(|w| json!({ "host": w.host, "instance": w.instance_id, "labels": w.labels })).collect::<Vec<_>>(),
+        "bots_without_worker": unrunnable,
+    });
+    (workers, warnings)
 }
 
 type Labels = Vec<(String, String)>;

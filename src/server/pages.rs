@@ -472,12 +472,20 @@ pub(crate) async fn bots(State(app): State<Arc<App>>, headers: HeaderMap) -> Res
         Ok(l) => l,
         Err(e) => return store_down(&app, Some(&me), format!("{e:#}")),
     };
+    let workers = match app.store.workers(crate::store::workers::LIVE_WITHIN).await {
+        Ok(w) => w,
+        Err(e) => return store_down(&app, Some(&me), format!("{e:#}")),
+    };
+    let workers: Vec<_> = workers
+        .into_iter()
+        .filter(|w| w.stopped_at.is_none())
+        .collect();
     render(
         &app,
         "bots.html",
         Some(&me),
         "bots",
-        json!({ "bots": list }),
+        json!({ "bots": list, "workers": workers }),
     )
 }
 

@@ -72,6 +72,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0011_handover.sql"),
     },
     Migration {
+        version: 12,
+        name: "workers",
+        sql: include_str!("migrations/0012_workers.sql"),
+    },
+    Migration {
         version: 13,
         name: "deploy",
         sql: include_str!("migrations/0013_deploy.sql"),

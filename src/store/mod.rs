@@ -49,6 +49,7 @@ mod runs;
 mod sched;
 pub mod time;
 mod users;
+pub mod workers;
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -74,8 +75,11 @@ pub use mail_journal::MailJournalEntry;
 pub use runs::{
     FollowUpRun, NewRun, RESUMABLE_STATUSES, RunChange, RunFilter, RunRow, default_lineage,
 };
-pub use sched::{BotRunSummary, Claim, LeaseRow, QueuedRun, SchedBatch};
+pub use sched::{
+    BotRunSummary, Claim, ClaimBatch, ClaimScope, LeaseRow, PlaybookStamp, QueuedRun, SchedBatch,
+};
 pub use users::{WebSession, WebUser};
+pub use workers::{NewWorker, WorkerRow};
 
 /// Which database a [`Store`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

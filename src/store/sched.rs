@@ -67,6 +67,29 @@ pub struct Claim {
     pub skipped: Vec<(String, String)>,
 }
 
+/// Which queued runs a worker may claim.
+#[derive(Clone, Copy, Debug)]
+pub enum ClaimScope<'a> {
+    /// Runs of any bot (tools and tests that act for every bot).
+    AnyBot,
+    /// Runs of the bots registered for this worker instance id in
+    /// `worker_bots` (see [`Store::set_worker_bots`]).
+    Registered(&'a str),
+}
+
+/// A bot's playbook SHA-256 and step digests (JSON text), recorded on a run
+/// when it is claimed (see [`Store::claim_due_batch`]).
+pub type PlaybookStamp<'a> = dyn Fn(&str) -> Option<(String, String)> + Sync + 'a;
+
+/// The result of [`Store::claim_due_batch`].
+#[derive(Debug, Default)]
+pub struct ClaimBatch {
+    /// The runs now `running` for this worker, oldest `due_at` first.
+    pub runs: Vec<RunRow>,
+    /// Runs moved to `skipped` on the way (bot paused, or overlap: skip).
+    pub skipped: Vec<(String, String)>,
+}
+
 /// A row of `scheduler_lease`.
 #[derive(Clone, Debug)]
 pub struct LeaseRow {
@@ -245,36 +268,83 @@ impl Store {
         Ok(d.as_deref().and_then(parse_ts))
     }
 
-    /// Claims the oldest due queued run this worker may take (by `due_at`
-    /// only, so the index gives the order even with 10,000 runs due on the
-    /// same instant), in one
-    /// transaction (serialised across processes): `running`, `started_at`,
-    /// `worker`, and its `run.started` event. On the way, due scheduled runs
-    /// of paused bots, and runs of `overlap: skip` bots whose previous run is
-    /// still running, become `skipped` with a `scheduler.skipped` event. A
-    /// run of an `overlap: queue` bot — and a manual run or retry of a `skip`
-    /// bot — waits while the bot has a running run.
-    /// `knows` says which bots this worker can run (others stay queued).
+    /// Claims the oldest due queued run this worker may take; see
+    /// [`Store::claim_due_batch`] (this is a batch of one).
     pub async fn claim_due(
         &self,
         worker: &str,
-        knows: &(dyn Fn(&str) -> bool + Sync),
+        scope: ClaimScope<'_>,
     ) -> Result<Claim, StoreError> {
+        let b = self.claim_due_batch(worker, scope, 1, None).await?;
+        Ok(Claim {
+            run: b.runs.into_iter().next(),
+            skipped: b.skipped,
+        })
+    }
+
+    /// Claims up to `max` of the oldest due queued runs this worker may take
+    /// (by `due_at` only, so the index gives the order even with 10,000 runs
+    /// due on the same instant), in ONE transaction (serialised across
+    /// processes): each becomes `running` with `started_at` and `worker`,
+    /// and gets its `run.started` event. On the way, due scheduled runs of
+    /// paused bots, and runs of `overlap: skip` bots whose previous run is
+    /// still running, become `skipped` with a `scheduler.skipped` event. A
+    /// run of an `overlap: queue` bot — and a manual run or retry of a `skip`
+    /// bot — waits while the bot has a running run.
+    ///
+    /// Every rule is decided in the query: it only returns rows this worker
+    /// can act on (its bots — `scope` — and not blocked by a running run), so
+    /// no backlog of rows that cannot run (bots no live worker knows, a
+    /// renamed bot's leftovers, a busy bot's queue) can hide runnable ones.
+    ///
+    /// `stamp` gives a bot's playbook SHA-256 and step digests (JSON) to
+    /// record on the run in the same UPDATE, so starting a run is this one
+    /// transaction (the engine records them only for runs that lack them).
+    pub async fn claim_due_batch(
+        &self,
+        worker: &str,
+        scope: ClaimScope<'_>,
+        max: usize,
+        stamp: Option<&PlaybookStamp<'_>>,
+    ) -> Result<ClaimBatch, StoreError> {
+        let max = max.max(1);
         // An expired run is never started late (the scheduler marks it
         // `expired`); judged by the database clock.
         let now = self.sql_db_now(None);
+        let scope_sql = match scope {
+            ClaimScope::AnyBot => "r.bot IS NOT NULL",
+            ClaimScope::Registered(_) => {
+                "r.bot IN (SELECT wb.bot FROM worker_bots wb WHERE wb.instance_id = $2)"
+            }
+        };
+        let cols = RUN_COLS
+            .split(',')
+            .map(|c| format!("r.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // Rows of the same bot beyond the first few cannot all be claimed in
+        // one batch (overlap), so read a little more than `max`.
         let select = self
             .sql(&format!(
-                "SELECT {RUN_COLS}, overlap FROM runs WHERE status = 'queued' AND due_at <= $1 \
-                 AND (expires_at IS NULL OR expires_at > {now}) \
-                 AND NOT (COALESCE(overlap, 'queue') = 'queue' AND bot IN \
-                 (SELECT bot FROM runs WHERE status = 'running' AND bot IS NOT NULL)) \
-                 ORDER BY due_at LIMIT 32"
+                "SELECT {cols}, r.overlap AS overlap, \
+                 CASE WHEN r.bot IN (SELECT bs.bot FROM bot_state bs WHERE bs.paused = 1) \
+                 THEN 1 ELSE 0 END AS paused FROM runs r \
+                 WHERE r.status = 'queued' AND r.due_at <= $1 AND {scope_sql} \
+                 AND (r.expires_at IS NULL OR r.expires_at > {now}) AND ( \
+                 COALESCE(r.overlap, 'queue') = 'allow' \
+                 OR (r.scheduled_for IS NOT NULL AND COALESCE(r.overlap, 'queue') = 'skip') \
+                 OR (r.scheduled_for IS NOT NULL AND r.bot IN \
+                     (SELECT bs.bot FROM bot_state bs WHERE bs.paused = 1)) \
+                 OR NOT EXISTS (SELECT 1 FROM runs x WHERE x.bot = r.bot AND x.status = 'running')) \
+                 ORDER BY r.due_at LIMIT {}",
+                max * 2 + 8
             ))
             .into_owned();
         let claim = self
             .sql(
-                "UPDATE runs SET status = 'running', started_at = $1, worker = $2 \
+                "UPDATE runs SET status = 'running', started_at = $1, worker = $2, \
+                 playbook_sha256 = COALESCE(playbook_sha256, $4), \
+                 playbook_steps = COALESCE(playbook_steps, $5) \
                  WHERE id = $3 AND status = 'queued'",
             )
             .into_owned();
@@ -295,8 +365,11 @@ impl Store {
                     .map_err(|e| self.err(e, "lock for claiming runs"))?;
             }
             let now = now_micros();
-            let rows = sqlx::query(select)
-                .bind(format_ts(&now))
+            let mut query = sqlx::query(select).bind(format_ts(&now));
+            if let ClaimScope::Registered(instance) = scope {
+                query = query.bind(instance);
+            }
+            let rows = query
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(|e| self.err(e, "read due runs"))?;
@@ -304,39 +377,34 @@ impl Store {
                 tx.rollback()
                     .await
                     .map_err(|e| self.err(e, "roll back empty claim"))?;
-                return Ok(Claim::default());
+                return Ok(ClaimBatch::default());
             }
-            let paused: HashSet<String> = sqlx::query("SELECT bot FROM bot_state WHERE paused = 1")
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(|e| self.err(e, "read bot_state"))?
-                .iter()
-                .filter_map(|r| r.try_get::<String, _>("bot").ok())
-                .collect();
-            let mut running: HashSet<String> = sqlx::query(
-                "SELECT DISTINCT bot FROM runs WHERE status = 'running' AND bot IS NOT NULL",
-            )
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(|e| self.err(e, "read running runs"))?
-            .iter()
-            .filter_map(|r| r.try_get::<String, _>("bot").ok())
-            .collect();
-            let mut out = Claim::default();
+            // Bots with a running run: the query excluded the rows they
+            // block, but runs claimed in this batch block later rows too.
+            let mut running: HashSet<String> = HashSet::new();
+            let mut out = ClaimBatch::default();
+            let mut events: Vec<NewEvent> = Vec::new();
             for row in &rows {
+                if out.runs.len() >= max {
+                    break;
+                }
                 let mut run = self.decode_run(row)?;
                 let Some(bot) = run.bot.clone() else { continue };
-                if !knows(&bot) {
-                    continue;
-                }
                 let overlap: Option<String> = row.try_get("overlap").map_err(|e| {
                     self.err(e, format_args!("read runs.overlap of run {}", run.id))
                 })?;
                 let overlap = overlap.unwrap_or_else(|| "queue".into());
-                let reason = if run.scheduled_for.is_some() && paused.contains(&bot) {
+                let paused: i64 = row
+                    .try_get("paused")
+                    .map_err(|e| self.err(e, "read the bot's pause flag"))?;
+                // The query let a scheduled `skip` row through whether or not
+                // its bot runs (it is skipped if so): ask for those only.
+                let must_ask = overlap == "skip" && run.scheduled_for.is_some() && paused != 1;
+                let bot_running = running.contains(&bot)
+                    || (must_ask && self.bot_is_running(&mut tx, &bot).await?);
+                let reason = if run.scheduled_for.is_some() && paused == 1 {
                     Some("the bot is paused")
-                } else if overlap == "skip" && run.scheduled_for.is_some() && running.contains(&bot)
-                {
+                } else if overlap == "skip" && run.scheduled_for.is_some() && bot_running {
                     Some("the previous run of the bot was still running (overlap: skip)")
                 } else {
                     None
@@ -351,27 +419,34 @@ impl Store {
                         .map_err(|e| self.err(e, format_args!("skip run {}", run.id)))?
                         .rows_affected();
                     if n > 0 {
-                        let ev = NewEvent::new("scheduler.skipped", &bot)
-                            .run(run.id.as_str())
-                            .target(bot.as_str())
-                            .outcome("skipped")
-                            .detail(serde_json::json!({
-                                "bot": bot,
-                                "scheduled_for": run.scheduled_for.as_ref().map(format_ts),
-                                "reason": reason,
-                            }));
-                        self.append_in_tx(&mut tx, ev).await?;
+                        events.push(
+                            NewEvent::new("scheduler.skipped", &bot)
+                                .run(run.id.as_str())
+                                .target(bot.as_str())
+                                .outcome("skipped")
+                                .detail(serde_json::json!({
+                                    "bot": bot,
+                                    "scheduled_for": run.scheduled_for.as_ref().map(format_ts),
+                                    "reason": reason,
+                                })),
+                        );
                         out.skipped.push((run.id.clone(), bot.clone()));
                     }
                     continue;
                 }
-                if overlap != "allow" && running.contains(&bot) {
+                if overlap != "allow" && bot_running {
                     continue;
                 }
+                let stamped = match (&run.playbook_sha256, stamp) {
+                    (None, Some(f)) => f(&bot),
+                    _ => None,
+                };
                 let n = sqlx::query(claim)
                     .bind(format_ts(&now))
                     .bind(worker)
                     .bind(run.id.as_str())
+                    .bind(stamped.as_ref().map(|(sha, _)| sha.as_str()))
+                    .bind(stamped.as_ref().map(|(_, steps)| steps.as_str()))
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| self.err(e, format_args!("claim run {}", run.id)))?
@@ -380,30 +455,56 @@ impl Store {
                     continue;
                 }
                 running.insert(bot.clone());
+                if let Some((sha, steps)) = stamped {
+                    run.playbook_sha256 = Some(sha);
+                    run.playbook_steps = serde_json::from_str(&steps).ok();
+                }
                 run.status = "running".into();
                 run.started_at = Some(now);
                 run.worker = Some(worker.to_string());
                 let lateness_ms = run
                     .scheduled_for
                     .map(|s| (now - s).num_milliseconds().max(0));
-                let ev = NewEvent::new("run.started", &run.actor)
-                    .run(run.id.as_str())
-                    .detail(serde_json::json!({
-                        "worker": worker,
-                        "attempt": run.attempt,
-                        "bot": run.bot,
-                        "playbook": run.playbook,
-                        "scheduled_for": run.scheduled_for.as_ref().map(format_ts),
-                        "lateness_ms": lateness_ms,
-                    }));
-                self.append_in_tx(&mut tx, ev).await?;
-                out.run = Some(run);
-                break;
+                events.push(
+                    NewEvent::new("run.started", &run.actor)
+                        .run(run.id.as_str())
+                        .detail(serde_json::json!({
+                            "worker": worker,
+                            "attempt": run.attempt,
+                            "bot": run.bot,
+                            "playbook": run.playbook,
+                            "scheduled_for": run.scheduled_for.as_ref().map(format_ts),
+                            "lateness_ms": lateness_ms,
+                        })),
+                );
+                out.runs.push(run);
             }
+            if events.is_empty() {
+                tx.rollback()
+                    .await
+                    .map_err(|e| self.err(e, "roll back empty claim"))?;
+                return Ok(ClaimBatch::default());
+            }
+            self.append_many_in_tx(&mut tx, events, &HashSet::new())
+                .await?;
             tx.commit().await.map_err(|e| self.err(e, "commit claim"))?;
             Ok(out)
         })
         .await
+    }
+
+    async fn bot_is_running(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        bot: &str,
+    ) -> Result<bool, StoreError> {
+        let q = self.sql("SELECT id FROM runs WHERE bot = $1 AND status = 'running' LIMIT 1");
+        let row = sqlx::query(&q)
+            .bind(bot)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| self.err(e, format_args!("read running runs of bot {bot}")))?;
+        Ok(row.is_some())
     }
 
     /// Every bot's scheduler cursor.

@@ -7,7 +7,8 @@
 //!   clock).
 //! - [`lease`]: the scheduler lease and worker liveness, and the sweep that
 //!   hands a dead worker's runs to their bot's `on_interrupt`.
-//! - [`worker`]: the worker pool: claims due runs and runs them.
+//! - [`worker`]: runs a claimed run (the pool that claims is
+//!   [`crate::scheduler::dispatch`]: batch claims for the free slots).
 //!
 //! - **One scheduler per store.** The process holding the `scheduler` lease
 //!   fires bots; any other `clerk serve` on the same store runs workers only
@@ -61,6 +62,8 @@ pub struct ServeOptions {
     pub grace: Duration,
     /// Where the bots come from: the store's deployed version or the folder.
     pub deployed: Arc<super::deployed::Source>,
+    /// `--labels`: this worker claims runs of bots whose `runs_on` it has.
+    pub labels: Vec<String>,
 }
 
 type BotMap = Arc<HashMap<String, Arc<Bot>>>;
@@ -143,6 +146,17 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
         .await
         .map_err(|e| anyhow::anyhow!("cannot register this worker in the store: {e}"))?;
     let heartbeat = tokio::spawn(lease::heartbeat(shared.clone()));
+    // In the workers registry (with the bots it can run) before its first claim.
+    let registration = super::registry::Registration::start(
+        &shared.store,
+        &shared.worker_id,
+        &shared.opts.labels,
+        {
+            let s = shared.clone();
+            move || s.bots()
+        },
+    )
+    .await?;
     let scheduler = tokio::spawn(scheduler::run(shared.clone()));
     let checkpoints = tokio::spawn(crate::audit::checkpoint::periodic(
         shared.store.clone(),
@@ -150,10 +164,8 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
         shared.opts.workspace.clone(),
         shared.stopping.clone(),
     ));
-    let mut pool = Vec::with_capacity(workers);
-    for i in 0..workers {
-        pool.push(tokio::spawn(worker::run(shared.clone(), i)));
-    }
+    // One dispatcher claims due runs in batches for the free slots.
+    let pool = vec![tokio::spawn(worker::pool(shared.clone(), workers).run())];
     let bots_now = {
         let s = shared.clone();
         move || s.bots()
@@ -195,6 +207,7 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
     let _ = follow_deploys.await;
     futures::future::join_all(triggers).await;
     heartbeat.abort();
+    registration.stop().await;
     let _ = shared
         .store
         .release_lease(&lease::worker_lease(&shared.worker_id), &shared.worker_id)

@@ -1,5 +1,6 @@
-//! The worker pool of `clerk serve`: each worker claims the oldest due run
-//! it may take (overlap rules in the claim) and runs it with the engine in
+//! The runs of `clerk serve`: the dispatcher ([`crate::scheduler::dispatch`])
+//! claims due runs in batches for the free slots (overlap rules and the
+//! worker's bots and labels decided in the claim query), and each runs with the engine in
 //! the bot's time zone; the end of the run and the bot's `retry:` follow-up
 //! are written in one transaction, and a failure notice follows the last
 //! failed attempt.
@@ -17,56 +18,35 @@ use crate::scheduler::notify::{self, FailureNotice};
 use crate::store::time::now_micros;
 use crate::store::{RunChange, RunRow};
 
-/// How often idle workers look for due runs (they are also woken directly).
-const POLL: std::time::Duration = std::time::Duration::from_millis(200);
+/// A run to its end, boxed (the dispatcher's `execute`).
+type RunFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
-pub(super) async fn run(shared: Arc<Shared>, n: usize) {
-    let mut failures = 0u32;
-    loop {
-        if shared.stopping.is_cancelled() {
-            break;
-        }
-        let bots = shared.bots();
-        let claimed = match shared.store.has_due_runs(now_micros()).await {
-            Ok(false) => Ok(None),
-            Ok(true) => shared
-                .store
-                .claim_due(&shared.worker_id, &|b| bots.contains_key(b))
-                .await
-                .map(|c| {
-                    for (id, bot) in &c.skipped {
-                        tracing::warn!(run = %id, %bot, "firing skipped (overlap or pause)");
-                    }
-                    c.run
-                }),
-            Err(e) => Err(e),
-        };
-        match claimed {
-            Ok(Some(run)) => {
-                failures = 0;
-                let Some(bot) = run.bot.as_ref().and_then(|b| bots.get(b)).cloned() else {
-                    continue;
-                };
-                execute(&shared, &bot, run, n).await;
+/// The dispatcher pool for this serve: `slots` runs at once, each run by
+/// [`execute`].
+pub(super) fn pool(
+    shared: Arc<Shared>,
+    slots: usize,
+) -> crate::scheduler::dispatch::Pool<
+    impl Fn() -> super::BotMap + Send + Sync + 'static,
+    impl Fn(Arc<Bot>, RunRow, usize) -> RunFuture + Send + Sync + 'static,
+> {
+    crate::scheduler::dispatch::Pool {
+        store: shared.store.clone(),
+        worker_id: shared.worker_id.clone(),
+        slots,
+        bots: {
+            let s = shared.clone();
+            move || s.bots()
+        },
+        stopping: shared.stopping.clone(),
+        wake: shared.wake.clone(),
+        execute: {
+            let s = shared.clone();
+            move |bot: Arc<Bot>, run: RunRow, n: usize| {
+                let s = s.clone();
+                Box::pin(async move { execute(&s, &bot, run, n).await }) as RunFuture
             }
-            Ok(None) => {
-                failures = 0;
-                tokio::select! {
-                    _ = tokio::time::sleep(POLL) => {}
-                    _ = shared.wake.notified() => {}
-                    _ = shared.stopping.cancelled() => {}
-                }
-            }
-            Err(e) => {
-                failures += 1;
-                let wait = outage_backoff(failures);
-                tracing::warn!(error = %e, retry_in = ?wait, "store unavailable; the worker retries");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shared.stopping.cancelled() => {}
-                }
-            }
-        }
+        },
     }
 }
 
