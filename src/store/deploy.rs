@@ -13,9 +13,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row as _;
 
+use super::NewEvent;
 use super::time::{format_ts, now_micros, parse_ts};
 use super::{Backend, Store, StoreError};
-use crate::audit::NewEvent;
 
 /// Arbitrary constant key for `pg_advisory_xact_lock` ("clerk" + "dep"):
 /// deploys take their version number one at a time.

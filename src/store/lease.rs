@@ -24,9 +24,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::Row as _;
 
+use super::NewEvent;
 use super::time::{format_ts, now_micros, parse_ts};
 use super::{Backend, Store, StoreError};
-use crate::audit::NewEvent;
 
 /// The right to act under a lease: `holder` holds `lease` in `epoch`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -118,18 +118,7 @@ const WORKER_COLS: &str = "instance_id, host, pid, version, labels, started_at, 
                            runs_in_flight, stopped_at, runs_worker";
 
 impl Store {
-    /// The database clock now.
-    pub async fn db_now(&self) -> Result<DateTime<Utc>, StoreError> {
-        let q = format!("SELECT {} AS now", db_now_sql(self.backend()));
-        let row = sqlx::query(&q)
-            .fetch_one(self.pool())
-            .await
-            .map_err(|e| self.err(e, "read the database clock"))?;
-        let s: String = row
-            .try_get("now")
-            .map_err(|e| self.err(e, "read the database clock"))?;
-        parse_ts(&s).ok_or_else(|| self.other(format_args!("database clock gave `{s}`")))
-    }
+    // The database clock now: `Store::db_now` (src/store/lease.rs).
 
     /// Registers this worker (or registers it again after a restart of the
     /// row: a heartbeat that found no row). Start and heartbeat are now by
