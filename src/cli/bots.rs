@@ -9,7 +9,7 @@ use super::{UsageError, Workspace, code, os_user, output};
 use crate::engine::GivenInput;
 use crate::scheduler::admin;
 use crate::scheduler::deployed::{Source, StartError};
-use crate::scheduler::serve::{ServeOptions, serve as run_serve};
+use crate::scheduler::serve::{ServeOptions, install_signals, serve as run_serve};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -128,6 +128,7 @@ fn print_problems(dir: &std::path::Path, diags: &crate::playbook::Diagnostics) {
 }
 
 pub async fn serve(ws: &Workspace, a: ServeArgs) -> anyhow::Result<u8> {
+    let signals = install_signals();
     let labels = crate::store::workers::normalize_labels(&a.labels)
         .map_err(|e| UsageError(format!("clerk serve not started: --labels: {e}")))?;
     if let Some(h) = &a.hostname {
@@ -172,6 +173,7 @@ pub async fn serve(ws: &Workspace, a: ServeArgs) -> anyhow::Result<u8> {
             labels,
         },
         bots,
+        signals,
     )
     .await;
     if let Some(d) = dashboard {

@@ -487,10 +487,13 @@ fn assemble(
                     &mut budget,
                     &mut not_failed_shots,
                 );
-                match owner(&by_path, &step) {
-                    Some(i) => items[i].actions.push(view),
-                    None => run_actions.push(view),
-                }
+                let fields = field_views(e, &view);
+                let list = match owner(&by_path, &step) {
+                    Some(i) => &mut items[i].actions,
+                    None => &mut run_actions,
+                };
+                list.push(view);
+                list.extend(fields);
             }
             _ => step_events += 1,
         }
@@ -567,6 +570,38 @@ fn owner(by_path: &BTreeMap<String, usize>, step: &str) -> Option<usize> {
         let (head, _) = s.rsplit_once('/')?;
         s = head;
     }
+}
+
+/// One row per field of a `browser.fill_form` event (its `detail.fields`,
+/// values already masked): an auditor reads what was typed where as for
+/// single `browser.fill` steps.
+fn field_views(e: &AuditEvent, form: &ActionView) -> Vec<ActionView> {
+    let Some(fields) = e.detail.get("fields").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    fields
+        .iter()
+        .map(|f| ActionView {
+            id: form.id,
+            at: form.at.clone(),
+            at_utc: form.at_utc.clone(),
+            step: form.step.clone(),
+            name: None,
+            action: format!("{} field", form.action),
+            locator: f.get("label").map(text),
+            typed: f.get("value").map(text),
+            read: None,
+            retryable: false,
+            duration: None,
+            attempt: form.attempt,
+            outcome: f
+                .get("outcome")
+                .map(text)
+                .unwrap_or_else(|| form.outcome.clone()),
+            error: f.get("error").filter(|v| !v.is_null()).map(text),
+            artifacts: Vec::new(),
+        })
+        .collect()
 }
 
 fn action_view(

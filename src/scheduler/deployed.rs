@@ -763,7 +763,11 @@ impl Source {
                     "host": crate::process::display_hostname(),
                 })),
         );
-        if let Err(e) = store.set_run_deploy_version(&run.id, version, event).await {
+        let steps = serde_json::to_string(&fresh.playbook.step_digests()).unwrap_or_default();
+        if let Err(e) = store
+            .set_run_deploy_version(&run.id, version, (&fresh.playbook.sha256, &steps), event)
+            .await
+        {
             tracing::warn!(run = %run.id, error = %e, "cannot record the deployed version of the run");
         }
         Some(Arc::new(fresh))

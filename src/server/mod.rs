@@ -65,16 +65,10 @@ impl Dashboard {
     }
 }
 
-/// `host:pid:`, the prefix of this process's worker id in the store's
-/// leases (the same host name `clerk serve` puts there).
+/// This process's holder name in the store's leases: `clerk serve` holds
+/// them under its random instance id.
 pub fn process_prefix() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{host}:{}:", std::process::id())
+    crate::process::instance_id().to_string()
 }
 
 fn templates() -> Environment<'static> {

@@ -241,10 +241,17 @@ impl Store {
         &self,
         run_id: &str,
         version: i64,
+        playbook: (&str, &str),
         event: NewEvent,
     ) -> Result<(), StoreError> {
+        // The claim stamped the playbook the worker knew then; a deploy
+        // committed in between makes the run execute the newer one, and
+        // the run must name what it executed.
         let q = self
-            .sql("UPDATE runs SET deploy_version = $1 WHERE id = $2")
+            .sql(
+                "UPDATE runs SET deploy_version = $1, playbook_sha256 = $3, playbook_steps = $4 \
+                 WHERE id = $2",
+            )
             .into_owned();
         let (q, event) = (&q, &event);
         self.write(|| async move {
@@ -252,6 +259,8 @@ impl Store {
             sqlx::query(q)
                 .bind(version)
                 .bind(run_id)
+                .bind(playbook.0)
+                .bind(playbook.1)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| self.err(e, format_args!("record the version of run {run_id}")))?;

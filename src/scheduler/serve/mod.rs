@@ -101,7 +101,12 @@ impl Shared {
 
 /// Runs the scheduler and the workers until SIGTERM/SIGINT. `bots` have been
 /// validated by the caller.
-pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow::Result<()> {
+pub async fn serve(
+    engine: Engine,
+    opts: ServeOptions,
+    bots: Vec<Bot>,
+    signals: StopSignals,
+) -> anyhow::Result<()> {
     let store = engine.recorder.store().clone();
     let workers = engine.config.max_concurrent_runs.max(1);
     let now = Utc::now();
@@ -185,7 +190,7 @@ pub async fn serve(engine: Engine, opts: ServeOptions, bots: Vec<Bot>) -> anyhow
         shared.wake.clone(),
     );
 
-    wait_for_stop(&shared).await;
+    wait_for_stop(&shared, signals).await;
     shared.stopping.cancel();
     shared.wake.notify_waiters();
     let mut all = tokio::spawn(futures::future::join_all(pool));
@@ -230,15 +235,31 @@ fn log_next(b: &Bot, now: DateTime<Utc>) {
     }
 }
 
+/// SIGTERM, SIGINT and SIGHUP, registered first thing by `clerk serve`: a
+/// signal that arrives while serve is still opening the store and
+/// registering itself is then a clean stop, not the default (fatal) action.
+#[cfg(unix)]
+pub type StopSignals = Option<[tokio::signal::unix::Signal; 3]>;
+#[cfg(not(unix))]
+pub type StopSignals = ();
+
+#[cfg(unix)]
+pub fn install_signals() -> StopSignals {
+    use tokio::signal::unix::{SignalKind, signal};
+    Some([
+        signal(SignalKind::terminate()).ok()?,
+        signal(SignalKind::interrupt()).ok()?,
+        signal(SignalKind::hangup()).ok()?,
+    ])
+}
+#[cfg(not(unix))]
+pub fn install_signals() -> StopSignals {}
+
 /// Waits for SIGTERM or SIGINT, reloading the bots on SIGHUP meanwhile.
-async fn wait_for_stop(shared: &Arc<Shared>) {
+async fn wait_for_stop(shared: &Arc<Shared>, signals: StopSignals) {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) else {
+        let Some([mut term, mut int, mut hup]) = signals else {
             tracing::warn!("cannot install signal handlers; stop with Ctrl-C");
             let _ = tokio::signal::ctrl_c().await;
             return;
@@ -246,13 +267,14 @@ async fn wait_for_stop(shared: &Arc<Shared>) {
         loop {
             tokio::select! {
                 _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return; }
-                _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); return; }
+                _ = int.recv() => { tracing::info!("SIGINT: stopping"); return; }
                 _ = hup.recv() => reload(shared),
             }
         }
     }
     #[cfg(not(unix))]
     {
+        let () = signals;
         let _ = tokio::signal::ctrl_c().await;
     }
 }
