@@ -588,7 +588,8 @@ fn field_views(e: &AuditEvent, form: &ActionView) -> Vec<ActionView> {
             step: form.step.clone(),
             name: None,
             action: format!("{} field", form.action),
-            locator: f.get("label").map(text),
+            // Fields are found by their label, as `browser.fill { label }` is.
+            locator: f.get("label").map(|l| format!("label '{}'", text(l))),
             typed: f.get("value").map(text),
             read: None,
             retryable: false,
