@@ -154,6 +154,14 @@ fn splice(
         );
         return Vec::new();
     }
+    // A missing or unreadable file is a problem of the `include` line.
+    let text = match std::fs::read_to_string(&target) {
+        Ok(t) => t,
+        Err(e) => {
+            diags.push(path, at, format!("cannot read {}: {e}", target.display()));
+            return Vec::new();
+        }
+    };
     // The other playbook must be sound on its own.
     if let Err(d) = load_file(&target, catalog) {
         diags.push(
@@ -167,13 +175,6 @@ fn splice(
         diags.0.extend(d.0);
         return Vec::new();
     }
-    let text = match std::fs::read_to_string(&target) {
-        Ok(t) => t,
-        Err(e) => {
-            diags.push(path, at, format!("cannot read {}: {e}", target.display()));
-            return Vec::new();
-        }
-    };
     let mut other = match yaml::parse(&text) {
         Ok(r) => r,
         Err(e) => {
