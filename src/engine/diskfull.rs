@@ -27,18 +27,29 @@ pub async fn record_end(
     {
         Err(e) if e.is_disk_full() && store.release_space_reserve() => {
             tracing::error!("{e}; released the space reserve to record the end of run {run_id}");
+            // Deferred events of this run that did not fit cannot be written
+            // now either: the end says how many were lost instead.
+            let lost = store.discard_pending_of_run(run_id);
             let mut change = change;
             if change.status.as_deref() == Some("succeeded") {
                 // Something it did may not have been recorded: not a success.
                 change.status = Some("failed".into());
             }
-            let text = match &change.error {
+            let mut text = match &change.error {
                 Some(prev) if prev.contains("no space left") => prev.clone(),
                 Some(prev) => format!("{prev} (and then: {e})"),
                 None => e.to_string(),
             };
+            if lost > 0 {
+                text.push_str(&format!(
+                    "; {lost} audit events of this run could not be recorded"
+                ));
+            }
             change.error = Some(text.clone());
-            let event = event.outcome("failed").error(text);
+            let mut event = event.outcome("failed").error(text);
+            if let (true, Some(d)) = (lost > 0, event.detail.as_object_mut()) {
+                d.insert("events_not_recorded".into(), serde_json::json!(lost));
+            }
             store
                 .finish_run_and_enqueue(run_id, &["running"], change, event, follow)
                 .await

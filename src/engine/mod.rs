@@ -420,10 +420,22 @@ impl Engine {
         // Guarded: if another process marked the run (interrupted, say)
         // meanwhile, its record stands and this end is reported, not written.
         // The follow-up run (if any) is queued in the same transaction.
-        let (_, queued) =
+        let (ended, queued) =
             diskfull::record_end(self.recorder.store(), run_id, change, event, follow)
                 .await
                 .with_context(|| format!("cannot record the end of run {run_id}"))?;
+        // A full disk turns an apparent success into a recorded failure
+        // (its deferred events could not all be written): report what the
+        // store recorded.
+        if ended.status == RunStatus::Failed.as_str() && outcome.status != RunStatus::Failed {
+            outcome.status = RunStatus::Failed;
+            outcome.error = Some(RunError {
+                step: String::new(),
+                step_name: None,
+                action: None,
+                message: ended.error.clone().unwrap_or_default(),
+            });
+        }
         crate::audit::checkpoint::after_run(self.recorder.store(), &self.config, &req.workspace)
             .await;
         outcome.follow_up = queued.map(|r| r.id);

@@ -119,6 +119,17 @@ impl Store {
         p.queue.len() + p.taken.len()
     }
 
+    /// Drops the pending events of run `run_id` that could not be written
+    /// (the store's disk is full) and says how many: the caller records that
+    /// number in the run's end, which then fits in the released reserve.
+    /// Events of other runs stay queued.
+    pub fn discard_pending_of_run(&self, run_id: &str) -> usize {
+        let mut p = self.pending();
+        let before = p.queue.len();
+        p.queue.retain(|(_, e)| e.run_id.as_deref() != Some(run_id));
+        before - p.queue.len()
+    }
+
     pub(super) fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
         // A panic while holding this lock cannot leave the queue half
         // changed (only push/drain/extend under it): keep using it.
