@@ -291,6 +291,20 @@ impl Store {
             all.extend(events);
             all
         };
+        self.append_rows_exact(conn, events, fresh, n_drained).await
+    }
+
+    /// The chain append of exactly `events` (no deferred event is taken
+    /// in): for a caller that built its event from the head it read, such
+    /// as a checkpoint, so no event deferred meanwhile can slip in between.
+    /// `n_drained`: how many leading events came from the deferred queue.
+    pub(crate) async fn append_rows_exact(
+        &self,
+        conn: &mut AnyConnection,
+        events: Vec<(DateTime<Utc>, NewEvent)>,
+        fresh: &HashSet<String>,
+        n_drained: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -475,7 +489,14 @@ impl Store {
                 tx.rollback().await.map_err(|e| self.err(e, "roll back"))?;
                 return Ok(None);
             };
-            let stored = self.append_in_tx(&mut tx, event).await?;
+            // Exactly this event on the head `build` saw: events deferred
+            // since the drain above wait for the next write.
+            let kind = event.kind.clone();
+            let stored = self
+                .append_rows_exact(&mut tx, vec![(now_micros(), event)], &HashSet::new(), 0)
+                .await?
+                .pop()
+                .ok_or_else(|| self.other(format_args!("audit event {kind} was not appended")))?;
             tx.commit()
                 .await
                 .map_err(|e| self.err(e, format_args!("commit audit event {}", stored.id)))?;
