@@ -5,7 +5,11 @@
 //! into Python lists.
 //!
 //! Each measurement is a fresh child process; its wall time is spawn to
-//! exit, its peak RSS the child's `ru_maxrss` (wait4). After each clerk run
+//! exit, its peak RSS the high-water mark of its own memory (`VmHWM` of
+//! /proc/PID/status, sampled every 2 ms until it exits; not `ru_maxrss` of
+//! wait4, which Linux carries over from the spawning process's memory at
+//! exec — this bench's own 130 MB — so every reader showed the same
+//! figure). After each clerk run
 //! the `runs` row of that run is measured in the SQLite file (bytes of
 //! `vars`, and of the whole row). The peers run in their own venv
 //! (`target/bench-venv`, created and filled with pip on first use); the
@@ -185,8 +189,8 @@ struct Sample {
     out: String,
 }
 
-/// Runs one command as a child and waits for it with wait4, which gives the
-/// child's own peak RSS (`ru_maxrss`, KB).
+/// Runs one command as a child; its peak RSS is its own memory high-water
+/// mark (`VmHWM`, KB), sampled while it runs.
 fn measure(cmd: &[String], dir: &Path) -> Sample {
     let start = Instant::now();
     let child = Command::new(&cmd[0])
@@ -213,17 +217,33 @@ fn measure(cmd: &[String], dir: &Path) -> Sample {
         let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
         s
     });
+    // The high-water mark only grows, so the last sample before the exit
+    // misses at most the growth of its last 2 ms.
+    let hwm_t = std::thread::spawn(move || {
+        let mut peak = 0i64;
+        while let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            let Some(kb) = s
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+            else {
+                break; // a zombie has no memory left to show
+            };
+            peak = peak.max(kb);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        peak
+    });
     let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain data; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    // SAFETY: waits for our own child, whose pid we hold.
+    let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
     let wall = start.elapsed();
     let out = out_t.join().unwrap_or_default();
     let err = err_t.join().unwrap_or_default();
     let ok = waited == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
     Sample {
         wall,
-        peak_kb: usage.ru_maxrss,
+        peak_kb: hwm_t.join().unwrap_or(0),
         ok,
         out: if ok { out } else { format!("{out}{err}") },
     }
