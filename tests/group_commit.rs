@@ -377,3 +377,63 @@ async fn deferred_events_commit_in_order_sqlite() {
 async fn deferred_events_commit_in_order_postgres() {
     store_semantics(Backend::Postgres).await;
 }
+
+/// End-of-run checkpoints of runs that end at the same time are shared
+/// (one checkpoint covers several ends), and still every run's end is
+/// covered by a checkpoint taken after it: when `after_run` returns, the
+/// checkpoint file holds a checkpoint whose head is at or past that run's
+/// last event.
+async fn coalesced_checkpoints_cover_every_end(backend: Backend) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(backend, dir.path()).await;
+    let config = Arc::new(clerk::config::Config::default());
+    let file = config.audit.checkpoints_path(dir.path());
+    let mut tasks = tokio::task::JoinSet::new();
+    const RUNS: usize = 24;
+    for i in 0..RUNS {
+        let (store, config, ws) = (store.clone(), config.clone(), dir.path().to_path_buf());
+        let file = file.clone();
+        tasks.spawn(async move {
+            let end = store
+                .append_event(
+                    NewEvent::new("action", "bench")
+                        .outcome("ok")
+                        .detail(serde_json::json!({ "run": i })),
+                )
+                .await
+                .expect("append the run's last event");
+            clerk::audit::checkpoint::after_run(&store, &config, &ws).await;
+            let covered = clerk::audit::checkpoint::read_file(&file)
+                .expect("read the checkpoint file")
+                .iter()
+                .map(|(_, cp)| cp.head_id)
+                .max()
+                .unwrap_or(0);
+            assert!(
+                covered >= end.id,
+                "run {i}: its last event {} is not covered (newest checkpoint head {covered})",
+                end.id
+            );
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("a run's task");
+    }
+    let checkpoints = clerk::audit::checkpoint::read_file(&file)
+        .expect("read the checkpoint file")
+        .len();
+    eprintln!("{RUNS} run ends, {checkpoints} checkpoints");
+    assert!(checkpoints >= 1 && checkpoints <= RUNS, "{checkpoints}");
+    let report = clerk::audit::verify(&store).await.expect("verify");
+    assert!(report.is_ok(), "{:?}", report.problems());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalesced_checkpoints_cover_every_end_sqlite() {
+    coalesced_checkpoints_cover_every_end(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalesced_checkpoints_cover_every_end_postgres() {
+    coalesced_checkpoints_cover_every_end(Backend::Postgres).await;
+}

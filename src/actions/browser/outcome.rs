@@ -312,7 +312,10 @@ pub async fn wait_outcome(
                     };
                     wd(&h.client, answered).await?;
                     resolve::leave_auto(h).await;
+                    // The page the answer sends is awaited like a fresh
+                    // click's: short pauses again.
                     grace_from = Instant::now();
+                    pause = Duration::from_millis(20);
                     continue;
                 }
                 let Some((name, accept)) = &dialog_branch else {

@@ -129,6 +129,9 @@ pub struct BrowserSession {
     record: Option<grid::Record>,
     /// An action failed since the last probe (see [`BrowserSession::needs_probe`]).
     suspect: bool,
+    /// The last action that used this session ended well (through
+    /// `step::finish`); cleared when the next one takes the session.
+    clean: bool,
     last_used: Instant,
 }
 
@@ -183,8 +186,10 @@ pub async fn handle(ctx: &ActionContext<'_>) -> Result<Handle, BrowserError> {
     {
         if !s.needs_probe() {
             s.last_used = Instant::now();
+            s.clean = false;
             return Ok(s.handle.clone());
         }
+        s.clean = false;
         match s.check_alive().await {
             Ok(()) => {
                 s.suspect = false;
@@ -224,19 +229,24 @@ pub async fn handle(ctx: &ActionContext<'_>) -> Result<Handle, BrowserError> {
 /// How long a live session may take to say which window it is on.
 const ALIVE_LIMIT: Duration = Duration::from_secs(5);
 
-/// A remote session unused for this long is probed before its next use (a
-/// Grid may have timed it out during a long `wait`).
-const REMOTE_IDLE_PROBE: Duration = Duration::from_secs(10);
+/// A session unused for this long is probed before its next use (a Grid
+/// may have timed it out during a long `wait`; a local browser may have
+/// been closed meanwhile).
+const IDLE_PROBE: Duration = Duration::from_secs(10);
 
 impl BrowserSession {
-    /// A local session is probed before every action (a loopback round
-    /// trip of a millisecond or two). A remote one only after an action
-    /// failed or after a pause: through a Grid every round trip passes the
-    /// router and the node, and the probe would be a third of the flagship's
-    /// commands. A remote session that died is then found by the failed
-    /// action, and the next attempt (or item) gets a fresh session.
+    /// A session is probed before an action (one round trip) unless the
+    /// action before it ended well and not long ago: a probe per action was
+    /// a third of a form record's round trips. A local session is probed
+    /// whenever the previous action failed, was cut off (a step timeout
+    /// drops it before it can say) or never said how it ended; a remote one
+    /// only after a failure or a pause (through a Grid every round trip
+    /// passes the router and the node). A session that died between two
+    /// good actions is found by the failed action, and the next attempt (or
+    /// item) gets a fresh session.
     fn needs_probe(&self) -> bool {
-        self.driver.is_some() || self.suspect || self.last_used.elapsed() > REMOTE_IDLE_PROBE
+        let local_unsure = self.driver.is_some() && !self.clean;
+        local_unsure || self.suspect || self.last_used.elapsed() > IDLE_PROBE
     }
 
     /// Whether chromedriver and Chromium still answer (a cheap WebDriver
@@ -252,6 +262,20 @@ impl BrowserSession {
             Ok(Err(e)) => Err(without_stacktrace(&e.to_string())),
             Err(_) => Err(format!("no answer within {} s", ALIVE_LIMIT.as_secs())),
         }
+    }
+}
+
+/// Notes that a browser action ended well, so that the next one may skip
+/// the probe (see [`BrowserSession::needs_probe`]).
+pub async fn action_succeeded(ctx: &ActionContext<'_>) {
+    let mut slots = ctx.resources.lock().await;
+    if let Some(s) = slots
+        .get_mut(KEY)
+        .and_then(|r| r.as_any_mut().downcast_mut::<BrowserSession>())
+        && !s.suspect
+    {
+        s.clean = true;
+        s.last_used = Instant::now();
     }
 }
 
@@ -405,6 +429,7 @@ pub async fn start(
         driver,
         record,
         suspect: false,
+        clean: false,
         last_used: Instant::now(),
     })
 }

@@ -31,7 +31,10 @@ pub async fn finish(
 ) -> ActionResult {
     ctx.detail("duration_ms", started.elapsed().as_millis() as u64);
     match result {
-        Ok(v) => Ok(v),
+        Ok(v) => {
+            session::action_succeeded(ctx).await;
+            Ok(v)
+        }
         Err(e) => {
             let mut message = e.message;
             if let Some(h) = session::existing(ctx).await {
