@@ -423,7 +423,7 @@ async fn coalesced_checkpoints_cover_every_end(backend: Backend) {
         .expect("read the checkpoint file")
         .len();
     eprintln!("{RUNS} run ends, {checkpoints} checkpoints");
-    assert!(checkpoints >= 1 && checkpoints <= RUNS, "{checkpoints}");
+    assert!((1..=RUNS).contains(&checkpoints), "{checkpoints}");
     let report = clerk::audit::verify(&store).await.expect("verify");
     assert!(report.is_ok(), "{:?}", report.problems());
 }
