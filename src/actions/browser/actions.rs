@@ -327,7 +327,7 @@ async fn click_only(
         let left = limit.saturating_sub(started.elapsed());
         let (el, answer) = resolve::find(&h, loc, Need::Interact, left).await?;
         note_frame(ctx, &answer);
-        match el.click().await {
+        match click_element(&h.client, &el).await {
             Ok(()) => break answer,
             Err(e) => {
                 let msg = super::wd_message(&e);
@@ -347,6 +347,55 @@ async fn click_only(
         }
     };
     Ok((h, answer, limit))
+}
+
+/// Whether `arguments[0]` can take a click at its centre in the top window:
+/// scrolled into view if it is not, and the element under its centre is it
+/// (or inside it).
+const CLEAR_CENTRE: &str = "var el = arguments[0]; \
+    if (window !== window.top || !el.getBoundingClientRect) return false; \
+    var r = el.getBoundingClientRect(); \
+    if (r.width < 1 || r.height < 1) return false; \
+    if (r.top < 0 || r.left < 0 || r.bottom > window.innerHeight || r.right > window.innerWidth) { \
+      el.scrollIntoView({ block: 'center', inline: 'center' }); r = el.getBoundingClientRect(); } \
+    var hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2); \
+    return !!hit && (hit === el || el.contains(hit));";
+
+/// A real click on `el`. When its centre is clear (one short script), as a
+/// W3C Actions click: the pointer moves to the centre, presses and releases
+/// — the same trusted mouse events as chromedriver's element click, in one
+/// command of ~30 ms instead of ~70–90 ms (the element click re-runs its own
+/// visibility, scrolling and hit checks and a navigation check, which the
+/// resolver and the action's own wait already do). In a frame, or when
+/// something covers the element, the element click is used: it knows frames
+/// and says what intercepts the click.
+async fn click_element(
+    client: &Client,
+    el: &fantoccini::elements::Element,
+) -> Result<(), fantoccini::error::CmdError> {
+    use fantoccini::actions::{InputSource as _, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
+    let arg = serde_json::to_value(el).unwrap_or(Value::Null);
+    let clear = matches!(
+        client.execute(CLEAR_CENTRE, vec![arg]).await,
+        Ok(Value::Bool(true))
+    );
+    if !clear {
+        return el.click().await;
+    }
+    let mouse = MouseActions::new("clerk-mouse".to_string())
+        .then(PointerAction::MoveToElement {
+            element: el.clone(),
+            duration: Some(Duration::ZERO),
+            x: 0.0,
+            y: 0.0,
+        })
+        .then(PointerAction::Down {
+            button: MOUSE_BUTTON_LEFT,
+        })
+        .then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        });
+    client.perform_actions(mouse).await
 }
 
 // ---------------------------------------------------------------- fill
