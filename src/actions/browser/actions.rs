@@ -182,8 +182,9 @@ pub enum Answer {
     Dismiss,
 }
 
-/// Clicks an element (a real WebDriver click: scrolls it into view, fires
-/// every mouse event, follows links, submits forms).
+/// Clicks an element (a real mouse click: scrolls it into view, fires
+/// trusted mouse events at its centre, follows links, submits forms; see
+/// [`click_element`]).
 pub struct Click;
 
 impl Action for Click {
