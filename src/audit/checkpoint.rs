@@ -16,8 +16,11 @@
 //! `audit.checkpoint_every` in `clerk serve`, and then hands the new lines
 //! of the file to the configured sinks (HTTP, mail: [`super::sink`]).
 
+use std::collections::HashMap;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
@@ -169,19 +172,15 @@ pub fn read_file(path: &Path) -> anyhow::Result<Vec<(usize, Checkpoint)>> {
 #[derive(Default)]
 struct Gate {
     /// Requests made so far (each after its run's end was committed).
-    requested: std::sync::atomic::AtomicU64,
+    requested: AtomicU64,
     /// Requests covered by a written (or attempted) checkpoint.
-    covered: std::sync::atomic::AtomicU64,
+    covered: AtomicU64,
     writing: tokio::sync::Mutex<()>,
 }
 
-fn gate_of(file: &Path) -> std::sync::Arc<Gate> {
-    static GATES: std::sync::LazyLock<
-        std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, std::sync::Arc<Gate>>>,
-    > = std::sync::LazyLock::new(Default::default);
-    let mut gates = GATES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+fn gate_of(file: &Path) -> Arc<Gate> {
+    static GATES: LazyLock<Mutex<HashMap<PathBuf, Arc<Gate>>>> = LazyLock::new(Default::default);
+    let mut gates = GATES.lock().unwrap_or_else(PoisonError::into_inner);
     gates.entry(file.to_path_buf()).or_default().clone()
 }
 
@@ -189,7 +188,6 @@ fn gate_of(file: &Path) -> std::sync::Arc<Gate> {
 /// then delivered to the configured sinks (bounded: see [`super::sink`]).
 /// Runs ending at the same time share one checkpoint ([`Gate`]).
 pub async fn after_run(store: &Store, config: &crate::config::Config, workspace: &Path) {
-    use std::sync::atomic::Ordering;
     if !config.audit.checkpoint_after_run {
         return;
     }

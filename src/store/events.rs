@@ -43,8 +43,10 @@ pub(super) const EVENT_COLS: &str = "id, run_id, seq, at, actor, kind, step, ste
 
 /// A row of `audit_events` exactly as stored (`at` and `detail` unparsed), so
 /// that verify hashes what is really in the table and can report rows that do
-/// not even parse.
-#[derive(Clone, Debug)]
+/// not even parse. Its fields are in [`EVENT_COLS`] order: SQLite's packed
+/// page (`raw_events_packed`) is a JSON array per row in that order, read
+/// by the derived `Deserialize` as a sequence.
+#[derive(Clone, Debug, serde::Deserialize)]
 pub struct RawEvent {
     pub id: i64,
     pub run_id: Option<String>,
@@ -61,9 +63,9 @@ pub struct RawEvent {
     pub duration_ms: Option<i64>,
     pub error: Option<String>,
     pub hash_format: i64,
-    pub item_key: Option<String>,
     pub prev_hash: String,
     pub hash: String,
+    pub item_key: Option<String>,
 }
 
 impl RawEvent {
@@ -191,27 +193,6 @@ impl Store {
     /// text belongs, a BLOB, text that is not UTF-8) gives `None` and the
     /// caller reads that page row by row, which names the bad row.
     async fn raw_events_packed(&self, after_id: i64, limit: i64) -> Option<Vec<RawRow>> {
-        #[derive(serde::Deserialize)]
-        struct Packed(
-            i64,
-            Option<String>,
-            i64,
-            String,
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            String,
-            Option<String>,
-            Option<i64>,
-            Option<String>,
-            i64,
-            String,
-            String,
-            Option<String>,
-        );
         let q = format!(
             "SELECT json_group_array(json_array({EVENT_COLS})) AS page FROM \
              (SELECT {EVENT_COLS} FROM audit_events WHERE id > ? ORDER BY id LIMIT ?)"
@@ -223,33 +204,8 @@ impl Store {
             .await
             .and_then(|row| row.try_get("page"))
             .ok()?;
-        let rows: Vec<Packed> = serde_json::from_str(&text).ok()?;
-        let mut out: Vec<RawRow> = rows
-            .into_iter()
-            .map(|p| {
-                let ev = RawEvent {
-                    id: p.0,
-                    run_id: p.1,
-                    seq: p.2,
-                    at: p.3,
-                    actor: p.4,
-                    kind: p.5,
-                    step: p.6,
-                    step_name: p.7,
-                    action: p.8,
-                    target: p.9,
-                    detail: p.10,
-                    outcome: p.11,
-                    duration_ms: p.12,
-                    error: p.13,
-                    hash_format: p.14,
-                    prev_hash: p.15,
-                    hash: p.16,
-                    item_key: p.17,
-                };
-                (ev.id, Ok(ev))
-            })
-            .collect();
+        let rows: Vec<RawEvent> = serde_json::from_str(&text).ok()?;
+        let mut out: Vec<RawRow> = rows.into_iter().map(|ev| (ev.id, Ok(ev))).collect();
         // The aggregate follows the ordered subquery; sorted again to be sure.
         out.sort_by_key(|(id, _)| *id);
         Some(out)
@@ -702,5 +658,57 @@ impl Store {
             .min()
             .unwrap_or(1)
             - 1)
+    }
+}
+
+#[cfg(test)]
+mod packed_tests {
+    use super::*;
+
+    /// SQLite's packed page is a JSON array per row in EVENT_COLS order; the
+    /// derived `Deserialize` of `RawEvent` must read it field by field (else
+    /// every page would silently fall back to the row-by-row read).
+    #[tokio::test]
+    async fn a_packed_page_reads_as_raw_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}/clerk.db", dir.path().display()))
+            .await
+            .unwrap();
+        for i in 0..3 {
+            store
+                .append_event(
+                    crate::store::NewEvent::new("action", "ana")
+                        .outcome("ok")
+                        .detail(serde_json::json!({ "i": i })),
+                )
+                .await
+                .unwrap();
+        }
+        let packed = store.raw_events_packed(0, 10).await.expect("packed page");
+        let rows = store.fetch_event_rows(None, 0, 10).await.unwrap();
+        assert_eq!(packed.len(), 3);
+        for ((id, p), row) in packed.iter().zip(&rows) {
+            let r = decode_raw(row).unwrap();
+            let p = p.as_ref().unwrap();
+            assert_eq!(*id, r.id);
+            assert_eq!(
+                (
+                    &p.at,
+                    &p.actor,
+                    &p.detail,
+                    &p.prev_hash,
+                    &p.hash,
+                    p.hash_format
+                ),
+                (
+                    &r.at,
+                    &r.actor,
+                    &r.detail,
+                    &r.prev_hash,
+                    &r.hash,
+                    r.hash_format
+                )
+            );
+        }
     }
 }

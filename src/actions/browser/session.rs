@@ -184,12 +184,14 @@ pub async fn handle(ctx: &ActionContext<'_>) -> Result<Handle, BrowserError> {
         .get_mut(KEY)
         .and_then(|r| r.as_any_mut().downcast_mut::<BrowserSession>())
     {
-        if !s.needs_probe() {
+        let probe = s.needs_probe();
+        // This action now holds the session: until it ends well, the next
+        // one probes.
+        s.clean = false;
+        if !probe {
             s.last_used = Instant::now();
-            s.clean = false;
             return Ok(s.handle.clone());
         }
-        s.clean = false;
         match s.check_alive().await {
             Ok(()) => {
                 s.suspect = false;
