@@ -22,7 +22,7 @@ apt_install() {
 }
 
 ensure_browser() {
-    apt_install chromium chromium-driver
+    apt_install chromium chromium-driver chromium-headless-shell
 }
 
 ensure_selenium_grid() {

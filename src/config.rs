@@ -40,6 +40,11 @@ pub struct BrowserConfig {
     /// Use a running WebDriver server / Selenium Grid instead of starting chromedriver.
     pub webdriver_url: Option<String>,
     pub headless: bool,
+    /// Headless runs use Chromium's headless shell (Debian's
+    /// `chromium-headless-shell`) when it is installed and `chromium` is not
+    /// set: it starts and loads pages about twice as fast as the full
+    /// browser's headless mode. `false` keeps the full browser.
+    pub headless_shell: bool,
     /// Default auto-wait per element action.
     #[serde(with = "duration_text")]
     #[schemars(with = "DurationArg")]
@@ -167,6 +172,7 @@ impl Default for BrowserConfig {
             chromium: None,
             webdriver_url: None,
             headless: true,
+            headless_shell: true,
             timeout: Duration::from_secs(10),
             capabilities: serde_json::Map::new(),
         }
@@ -220,6 +226,10 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
     ("CLERK_BROWSER_CHROMIUM", &["browser", "chromium"]),
     ("CLERK_BROWSER_WEBDRIVER_URL", &["browser", "webdriver_url"]),
     ("CLERK_BROWSER_HEADLESS", &["browser", "headless"]),
+    (
+        "CLERK_BROWSER_HEADLESS_SHELL",
+        &["browser", "headless_shell"],
+    ),
     ("CLERK_BROWSER_TIMEOUT", &["browser", "timeout"]),
     ("CLERK_BROWSER_CAPABILITIES", &["browser", "capabilities"]),
     ("CLERK_MAIL_TRANSPORT", &["mail", "transport"]),
