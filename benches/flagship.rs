@@ -9,7 +9,8 @@
 //! "clerk's own share" is what is left of the run's recorded span (run
 //! started → run finished) outside every action: engine, templates and the
 //! audit writes between steps. The first browser action's time includes the
-//! browser start.
+//! browser start; closing the browser at the end (`close_ms` in
+//! `run.finished`) is counted as the browser's, not clerk's.
 //!
 //! `cargo bench --bench flagship` (or `scripts/bench`); `CLERK_BENCH_ROUNDS`
 //! (default 3) rounds, a fresh portal and workspace each.
@@ -134,6 +135,17 @@ fn round(style: &str) -> Round {
         let slot = by_action.entry(name).or_default();
         slot.0 += 1;
         slot.1 += inside_ms(e);
+    }
+    // Closing the browser when the run ends (chromedriver's goodbye,
+    // Chromium's exit) is the browser's time, not clerk's: `run.finished`
+    // says how long it took (`close_ms`).
+    if let Some(ms) = ev
+        .iter()
+        .rev()
+        .find(|e| e["kind"] == "run.finished")
+        .and_then(|e| e["detail"]["close_ms"].as_f64())
+    {
+        by_action.insert("(browser close at end)".into(), (1, ms));
     }
     Round {
         wall,

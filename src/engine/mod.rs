@@ -323,7 +323,9 @@ impl Engine {
             }
         };
         // Whatever happened, the browser and other resources go away with the run.
+        let closing = std::time::Instant::now();
         exec.resources.close_all().await;
+        let close_ms = closing.elapsed().as_millis() as u64;
 
         let (status, error) = match result {
             Ok(Ok(())) if exec.items.exceptions() > 0 => (RunStatus::SucceededWithExceptions, None),
@@ -368,6 +370,9 @@ impl Engine {
             "items": exec.items,
             "lineage": row.lineage,
             "playbook_sha256": req.playbook.sha256,
+            // Closing the run's browser and other resources (part of
+            // duration_ms): how long a goodbye took, apart from the steps.
+            "close_ms": close_ms,
         });
         if let Some(e) = &error {
             detail["failed_step"] = json!(e.step);

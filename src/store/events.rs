@@ -133,7 +133,7 @@ impl Store {
         self.write(|| async move {
             let mut tx = self.begin_write().await?;
             let stored = self.append_in_tx(&mut tx, event.clone()).await?;
-            tx.commit()
+            self.commit_write(tx)
                 .await
                 .map_err(|e| self.err(e, format_args!("commit audit event {}", stored.id)))?;
             Ok(stored)

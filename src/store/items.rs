@@ -358,7 +358,7 @@ impl Store {
                 updated_at: now_at,
                 event_hash: Some(stored.hash.clone()),
             };
-            tx.commit()
+            self.commit_write(tx)
                 .await
                 .map_err(|e| self.err(e, format_args!("commit {}", id.describe())))?;
             Ok((row, stored))
