@@ -76,7 +76,10 @@ fn run_clerk(ws: &Path, page: &Path, records: usize) -> f64 {
             &format!("n={records}"),
             "--json",
         ],
-        &[],
+        // The same browser as the peers (/usr/bin/chromium, headless), not
+        // the headless shell clerk would pick: the ratio compares the
+        // runtimes, not two browsers.
+        &[("CLERK_BROWSER_HEADLESS_SHELL", "false")],
     );
     let run: serde_json::Value = serde_json::from_str(&out).expect("clerk run --json");
     assert_eq!(run["status"], "succeeded", "{run}");

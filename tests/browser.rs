@@ -948,6 +948,43 @@ fn example_playbook_is_safe_to_rerun() {
     b.assert_no_orphans("after the example runs");
 }
 
+/// A headless run uses Chromium's headless shell when it is installed (the
+/// browser names itself in the session it opens), the full Chromium with
+/// `headless_shell: false`; both read the same page, and neither leaves a
+/// process behind.
+#[test]
+fn headless_runs_use_the_headless_shell_when_installed() {
+    assert!(
+        Path::new("/usr/bin/chromium-headless-shell").exists(),
+        "Debian's chromium-headless-shell is missing (scripts/test installs it)"
+    );
+    let portal = Portal::start(&[]);
+    let b = Bench::new();
+    b.ws.write(
+        "heading.yaml",
+        "name: heading\ninputs:\n  portal: { type: string }\nsteps:\n  - browser.open: \"{{ inputs.portal }}/login\"\n  - browser.read_text: { css: h2 }\n    save_as: heading\n",
+    );
+    for (env, browser) in [
+        (None, "browser=chrome-headless-shell "),
+        (Some("false"), "browser=chrome "),
+    ] {
+        let env: Vec<(&str, &str)> = env
+            .map(|v| ("CLERK_BROWSER_HEADLESS_SHELL", v))
+            .into_iter()
+            .collect();
+        let run = b.run("heading.yaml", &portal, &env);
+        let v = run.json();
+        assert_eq!(v["status"], "succeeded", "{}\n{}", run.stdout(), run.stderr());
+        assert_eq!(v["vars"]["heading"], "Sign in");
+        assert!(
+            run.stderr().contains(browser),
+            "expected {browser:?} with {env:?}:\n{}",
+            run.stderr()
+        );
+        b.assert_no_orphans(browser);
+    }
+}
+
 /// `browser.webdriver_url` uses a WebDriver server that is already running;
 /// clerk starts no chromedriver of its own and leaves that server running.
 #[test]

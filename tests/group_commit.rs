@@ -333,6 +333,54 @@ async fn store_semantics(backend: Backend) {
         ]
     );
 
+    // The item's first `step.started` commits with its `item.started`, right
+    // after it, in the same transaction; a lost race writes neither.
+    let id2 = ItemId::new("run:L1", "1.items", "K-2");
+    recorder
+        .record_deferred(NewEvent::new("item.finished", "ana"))
+        .await
+        .expect("defer");
+    let then = [NewEvent::new("step.started", "ana").detail(serde_json::json!({"attempt": 1}))];
+    store
+        .transition_item_then(
+            &id2,
+            &[ItemState::Pending],
+            &change,
+            NewEvent::new("item.started", "ana"),
+            &then,
+        )
+        .await
+        .expect("transition with the first step.started");
+    assert_eq!(store.pending_events(), 0);
+    let lost = store
+        .transition_item_then(
+            &id2,
+            &[ItemState::Pending],
+            &change,
+            NewEvent::new("item.started", "ana"),
+            &then,
+        )
+        .await;
+    assert!(matches!(lost, Err(StoreError::StateConflict { .. })), "{lost:?}");
+    let events = store.events(None, 0, 100).await.expect("events");
+    let tail: Vec<(&str, Option<&str>)> = events[events.len() - 3..]
+        .iter()
+        .map(|e| (e.kind.as_str(), e.item_key.as_deref()))
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            ("item.finished", None),
+            ("item.started", Some("K-2")),
+            ("step.started", None)
+        ],
+        "the step.started follows its item.started once, in order"
+    );
+    assert_eq!(
+        store.get_item(&id2).await.expect("item").map(|r| r.state),
+        Some(ItemState::InProgress)
+    );
+
     // A big batch: one flush, the chain intact.
     for i in 0..3000 {
         recorder

@@ -80,6 +80,10 @@ pub(crate) struct Exec {
     pub last_value: Option<MValue>,
     /// The step each variable came from (named in omitted-value markers).
     pub origins: HashMap<String, Origin>,
+    /// The block path whose first `step.started` was committed with its
+    /// item's `item.started` (see `item_started`): its first attempt does not
+    /// record it again.
+    pub prestarted: Option<String>,
 }
 
 /// A rendered value, its audit-safe copy, and whether a secret went into it.
@@ -529,6 +533,13 @@ impl Exec {
         }
     }
 
+    /// The `step.started` event of a block's attempt.
+    fn block_started(&self, step: &Step, path: &str, attempt: u32, steps: usize) -> NewEvent {
+        self.event("step.started")
+            .step(path, step.name.as_deref())
+            .detail(json!({ "attempt": attempt, "steps": steps }))
+    }
+
     /// One attempt of the step's body, plus its `output`.
     fn attempt<'a>(
         &'a mut self,
@@ -543,11 +554,14 @@ impl Exec {
                 }
                 StepBody::Block(children) => {
                     let start = Instant::now();
-                    let ev = self
-                        .event("step.started")
-                        .step(path, step.name.as_deref())
-                        .detail(json!({ "attempt": attempt, "steps": children.len() }));
-                    self.record_step(step, path, ev).await?;
+                    let recorded = self
+                        .prestarted
+                        .take()
+                        .is_some_and(|p| attempt == 1 && p == path);
+                    if !recorded {
+                        let ev = self.block_started(step, path, attempt, children.len());
+                        self.record_step(step, path, ev).await?;
+                    }
                     let r = self.run_steps(children, path).await;
                     let mut ev = self
                         .event("step.finished")
@@ -912,8 +926,24 @@ impl Exec {
                 .detail(json!({ "index": i + 1, "of": total, "checkpoint": checkpoint }));
             let started = match &key {
                 Some(k) => {
-                    self.item_started(step, &item_path, k, after_doubt, ev, &mut known)
-                        .await
+                    // The item's steps start right away: their first
+                    // `step.started` commits with the transition (one commit,
+                    // where the next action with an outside effect would
+                    // otherwise need another).
+                    let first = match &step.body {
+                        StepBody::Block(children) => {
+                            Some(self.block_started(step, &item_path, 1, children.len()))
+                        }
+                        StepBody::Action { .. } => None,
+                    };
+                    let prestarted = first.is_some().then(|| item_path.clone());
+                    let r = self
+                        .item_started(step, &item_path, k, after_doubt, ev, first, &mut known)
+                        .await;
+                    if r.is_ok() {
+                        self.prestarted = prestarted;
+                    }
+                    r
                 }
                 None => self.record_step(step, &item_path, ev).await,
             };

@@ -125,12 +125,33 @@ impl Exec {
         event: NewEvent,
         known: &mut BTreeMap<String, ItemRow>,
     ) -> Result<(), StepFailure> {
+        self.transition_then(step, path, key, expected, change, event, None, known)
+            .await
+    }
+
+    /// [`Self::transition`], with `then` committed right after its event.
+    #[allow(clippy::too_many_arguments)]
+    async fn transition_then(
+        &mut self,
+        step: &Step,
+        path: &str,
+        key: &str,
+        expected: &[ItemState],
+        change: ItemChange,
+        event: NewEvent,
+        then: Option<NewEvent>,
+        known: &mut BTreeMap<String, ItemRow>,
+    ) -> Result<(), StepFailure> {
         let id = self.item_id(step, key);
         let event = self.recorder.redact_event(event);
+        let then: Vec<NewEvent> = then
+            .into_iter()
+            .map(|e| self.recorder.redact_event(e))
+            .collect();
         match self
             .recorder
             .store()
-            .transition_item(&id, expected, &change, event)
+            .transition_item_then(&id, expected, &change, event, &then)
             .await
         {
             Ok((row, _)) => {
@@ -345,7 +366,9 @@ impl Exec {
         }
     }
 
-    /// `item.started` and the move to `in_progress`, one transaction.
+    /// `item.started` and the move to `in_progress`, one transaction; with
+    /// `then` (the first `step.started` of the item's steps) in it too.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn item_started(
         &mut self,
         step: &Step,
@@ -353,6 +376,7 @@ impl Exec {
         key: &str,
         after_doubt: bool,
         event: NewEvent,
+        then: Option<NewEvent>,
         known: &mut BTreeMap<String, ItemRow>,
     ) -> Result<(), StepFailure> {
         let expected: &[ItemState] = if after_doubt {
@@ -366,7 +390,7 @@ impl Exec {
         };
         let mut change = ItemChange::to(ItemState::InProgress, &self.run.id);
         change.new_attempt = true;
-        self.transition(step, path, key, expected, change, event, known)
+        self.transition_then(step, path, key, expected, change, event, then, known)
             .await
     }
 

@@ -298,6 +298,7 @@ impl Engine {
             item_key: None,
             items: ItemCounts::default(),
             last_value: None,
+            prestarted: None,
             origins: Default::default(),
         };
         exec.refresh_run_var();

@@ -236,6 +236,22 @@ impl Store {
         change: &ItemChange,
         event: NewEvent,
     ) -> Result<(ItemRow, AuditEvent), StoreError> {
+        self.transition_item_then(id, expected, change, event, &[])
+            .await
+    }
+
+    /// [`Store::transition_item`], and `then` appended right after `event`
+    /// in the same transaction (stored as given): what the engine records
+    /// next anyway (the item's first `step.started`) is durable with the
+    /// transition, one commit instead of two. A lost race writes none of it.
+    pub async fn transition_item_then(
+        &self,
+        id: &ItemId,
+        expected: &[ItemState],
+        change: &ItemChange,
+        event: NewEvent,
+        then: &[NewEvent],
+    ) -> Result<(ItemRow, AuditEvent), StoreError> {
         let output = match &change.output {
             Some(v) => Some(serde_json::to_string(v).map_err(|e| {
                 self.other(format_args!("serialise output of {}: {e}", id.describe()))
@@ -274,7 +290,21 @@ impl Store {
             if ev.run_id.is_none() {
                 ev.run_id = change.run_id.clone();
             }
-            let stored = self.append_in_tx(&mut tx, ev).await?;
+            let mut batch = vec![(now_micros(), ev)];
+            batch.extend(then.iter().map(|e| (now_micros(), e.clone())));
+            let mut rows = self
+                .append_rows_in_tx(&mut tx, batch, &Default::default())
+                .await?;
+            let stored = rows
+                .len()
+                .checked_sub(1 + then.len())
+                .map(|i| rows.swap_remove(i))
+                .ok_or_else(|| {
+                    self.other(format_args!(
+                        "the event of {} was not appended",
+                        id.describe()
+                    ))
+                })?;
             let now_at = now_micros();
             let now = format_ts(&now_at);
             let exception = matches!(

@@ -115,7 +115,7 @@ pub async fn run(store: &Store) -> Result<(), StoreError> {
     .fetch_one(store.pool())
     .await
     .and_then(|r| Ok((r.try_get("v")?, r.try_get("n")?, r.try_get("s")?)))
-            .map_err(|e| store.err(e, "read schema_migrations"))?;
+    .map_err(|e| store.err(e, "read schema_migrations"))?;
     if let Some(v) = newest.filter(|v| *v > known) {
         return Err(store.other(format!(
             "database schema version {v} is newer than this clerk knows ({known}); upgrade clerk"

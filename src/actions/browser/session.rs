@@ -412,15 +412,20 @@ pub async fn start(
              by script in each page instead"
         );
     }
-    let shell = driver.is_some() && chromium_binary(config).is_some_and(|b| is_headless_shell(&b));
+    // What the browser itself says it is: `chrome-headless-shell` or `chrome`.
+    let caps = client.capabilities();
+    let cap = |k: &str| {
+        caps.and_then(|c| c.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string()
+    };
     tracing::info!(
         webdriver = %url,
+        browser = %cap("browserName"),
+        version = %cap("browserVersion"),
         "browser session started{}",
-        match (config.headless, shell) {
-            (true, true) => " (headless shell)",
-            (true, false) => " (headless)",
-            _ => "",
-        }
+        if config.headless { " (headless)" } else { "" }
     );
     OPEN_SESSIONS.fetch_add(1, Ordering::SeqCst);
     Ok(BrowserSession {
