@@ -422,12 +422,17 @@ fn cases_by_request(portal: &Portal) -> BTreeMap<String, Value> {
 fn crash_test(backend: Backend) {
     let label = format!("{backend:?}");
     let mut rng = Rng(seed(&label));
+    // Every answer 40 ms late, so a run lasts long enough for the kill
+    // windows (`kill_window_ms`) with any browser: with the headless shell
+    // a resumed run could end before its kill.
     let portal = Portal::start(&[
         "--user",
         PORTAL_USER,
         "--password",
         PORTAL_PASSWORD,
         "--accept-duplicates",
+        "--slow",
+        "40",
     ]);
     let smtp = SmtpServer::start(&[]);
     let ws = workspace(backend, &smtp, &playbook_text(true));

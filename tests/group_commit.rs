@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clerk::audit::{NewEvent, Recorder};
-use clerk::store::{ItemChange, ItemId, ItemState, Store, StoreError};
+use clerk::store::{ItemChange, ItemId, ItemMove, ItemState, Store, StoreError};
 use common::{Backend, Workspace};
 
 const ROUNDS: usize = 4;
@@ -381,6 +381,85 @@ async fn store_semantics(backend: Backend) {
         Some(ItemState::InProgress)
     );
 
+    // One item's end and the next one's start: one transaction. The first
+    // lost writes nothing; the second lost leaves the first committed.
+    let done = {
+        let mut c = ItemChange::to(ItemState::Done, "L1");
+        c.output = Some(serde_json::json!({"reference": "C-2"}));
+        c
+    };
+    let id3 = ItemId::new("run:L1", "1.items", "K-3");
+    let first = ItemMove {
+        id: &id2,
+        expected: &[ItemState::InProgress],
+        change: &done,
+        event: NewEvent::new("item.finished", "ana"),
+        then: &[],
+    };
+    let second = ItemMove {
+        id: &id3,
+        expected: &[ItemState::Pending],
+        change: &change,
+        event: NewEvent::new("item.started", "ana"),
+        then: &then,
+    };
+    let (one, two) = store
+        .transition_item_pair(&first, &second)
+        .await
+        .expect("the pair");
+    assert_eq!(one.0.state, ItemState::Done);
+    assert_eq!(two.expect("the second move").0.state, ItemState::InProgress);
+    let events = store.events(None, 0, 100).await.expect("events");
+    let tail: Vec<(&str, Option<&str>)> = events[events.len() - 3..]
+        .iter()
+        .map(|e| (e.kind.as_str(), e.item_key.as_deref()))
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            ("item.finished", Some("K-2")),
+            ("item.started", Some("K-3")),
+            ("step.started", None)
+        ]
+    );
+    let before = store.events(None, 0, 1000).await.expect("events").len();
+    // Both moves again: K-2 is done now, so the first is lost — nothing written.
+    let lost = store.transition_item_pair(&first, &second).await;
+    assert!(matches!(lost, Err(StoreError::StateConflict { .. })), "{lost:?}");
+    assert_eq!(store.events(None, 0, 1000).await.expect("events").len(), before);
+    // K-3 in progress: finishing it commits even though K-2 cannot start again.
+    let finish3 = ItemMove {
+        id: &id3,
+        expected: &[ItemState::InProgress],
+        change: &done,
+        event: NewEvent::new("item.finished", "ana"),
+        then: &[],
+    };
+    let restart2 = ItemMove {
+        id: &id2,
+        expected: &[ItemState::Pending],
+        change: &change,
+        event: NewEvent::new("item.started", "ana"),
+        then: &then,
+    };
+    let (one, two) = store
+        .transition_item_pair(&finish3, &restart2)
+        .await
+        .expect("the first move commits alone");
+    assert_eq!(one.0.state, ItemState::Done);
+    assert!(matches!(two, Err(StoreError::StateConflict { .. })), "{two:?}");
+    assert_eq!(
+        store.get_item(&id3).await.expect("item").map(|r| r.state),
+        Some(ItemState::Done)
+    );
+    assert_eq!(
+        store.get_item(&id2).await.expect("item").map(|r| r.state),
+        Some(ItemState::Done),
+        "the lost second move wrote nothing"
+    );
+    let events = store.events(None, 0, 1000).await.expect("events");
+    assert_eq!(events.len(), before + 1, "only K-3's item.finished");
+
     // A big batch: one flush, the chain intact.
     for i in 0..3000 {
         recorder
@@ -395,7 +474,7 @@ async fn store_semantics(backend: Backend) {
         "chain verifies after group commits: {:?}",
         report.problems()
     );
-    assert_eq!(kinds(&store).await.len(), 3005);
+    assert_eq!(kinds(&store).await.len(), 3012);
 
     // Closing the store commits what is pending.
     recorder

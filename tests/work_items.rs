@@ -403,6 +403,48 @@ fn every_event_inside_an_item_carries_its_key(backend: Backend) {
     ws.clerk(&["audit", "verify"]).ok();
 }
 
+/// An item's end is committed with the next item's start (one commit); a
+/// loop that stops before that next start — here the third item's
+/// `checkpoint` cannot be worked out — still commits the second item's end:
+/// both done, with one `item.finished` each, and the chain verifies.
+fn a_loop_that_stops_early_keeps_the_last_items_end(backend: Backend) {
+    let ws = Workspace::new(backend);
+    ws.write(
+        "early.yaml",
+        r#"name: early
+steps:
+  - for_each: [{ id: B1 }, { id: B2 }, { other: 3 }]
+    as: row
+    checkpoint: "{{ row.id }}"
+    steps:
+      - log: "item {{ row.id }}"
+"#,
+    );
+    let run = ws.clerk(&["run", "early.yaml", "--json"]);
+    assert_eq!(run.code(), 1, "{}{}", run.stdout(), run.stderr());
+    assert!(
+        run.stdout().contains("checkpoint"),
+        "the failure names the checkpoint: {}",
+        run.stdout()
+    );
+    assert_eq!(item_state(&ws, "B1"), "done");
+    assert_eq!(item_state(&ws, "B2"), "done");
+    for key in ["B1", "B2"] {
+        assert_eq!(
+            query(
+                &ws,
+                &format!(
+                    "SELECT kind FROM audit_events WHERE item_key = '{key}' \
+                     AND kind IN ('item.started', 'step.started', 'item.finished') ORDER BY id"
+                )
+            ),
+            ["item.started", "step.started", "item.finished"],
+            "{key}"
+        );
+    }
+    ws.clerk(&["audit", "verify"]).ok();
+}
+
 const SECRET_ITEMS: &str = r#"name: secret-items
 steps:
   - for_each: [K1, K2]
@@ -986,4 +1028,5 @@ both!(
     guarded_transitions_let_one_racer_win,
     a_mail_sent_in_a_lineage_is_not_sent_again_on_resume,
     a_bot_retry_queued_as_resume_skips_done_items,
+    a_loop_that_stops_early_keeps_the_last_items_end,
 );

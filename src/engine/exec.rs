@@ -820,6 +820,7 @@ impl Exec {
         let mut outputs_tainted = false;
         let (mut ok, mut failed, mut skipped) = (0usize, 0usize, 0usize);
         let mut result = Ok(());
+        let mut held: Option<super::ledger::HeldFinish> = None;
         for (i, item) in items.into_iter().enumerate() {
             if self.cancel.is_cancelled() {
                 result = Err(StepFailure::cancelled(step, path));
@@ -869,6 +870,17 @@ impl Exec {
             };
             let key = checkpoint.as_ref().map(super::ledger::item_key_text);
             self.item_key = key.clone().or_else(|| outer_key.clone());
+            // The previous item's held end goes with this item's start only
+            // when this item is fresh (nothing is recorded before its start);
+            // otherwise it is committed now.
+            let fresh = key.as_ref().is_some_and(|k| !known.contains_key(k));
+            if !fresh
+                && let Some(h) = held.take()
+                && let Err(f) = self.flush_finish(step, h, &mut known).await
+            {
+                result = Err(f);
+                break;
+            }
             let mut after_doubt = false;
             if let Some(k) = &key {
                 match self
@@ -937,9 +949,24 @@ impl Exec {
                         StepBody::Action { .. } => None,
                     };
                     let prestarted = first.is_some().then(|| item_path.clone());
-                    let r = self
-                        .item_started(step, &item_path, k, after_doubt, ev, first, &mut known)
-                        .await;
+                    let r = match held.take() {
+                        Some(h) => {
+                            self.finish_and_start(step, h, &item_path, k, ev, first, &mut known)
+                                .await
+                        }
+                        None => {
+                            self.item_started(
+                                step,
+                                &item_path,
+                                k,
+                                after_doubt,
+                                ev,
+                                first,
+                                &mut known,
+                            )
+                            .await
+                        }
+                    };
                     if r.is_ok() {
                         self.prestarted = prestarted;
                     }
@@ -972,16 +999,10 @@ impl Exec {
                         json!({ "index": i + 1, "checkpoint": checkpoint, "output": shown }),
                     );
                     let recorded = match &key {
+                        // Held: committed with the next item's start.
                         Some(k) => {
-                            self.item_finished(
-                                step,
-                                &item_path,
-                                k,
-                                Ok((&value, masked)),
-                                ev,
-                                &mut known,
-                            )
-                            .await
+                            held = Some(self.held_finish(step, &item_path, k, &value, masked, ev));
+                            Ok(())
                         }
                         None => self.record_step(step, &item_path, ev).await,
                     };
@@ -1018,6 +1039,15 @@ impl Exec {
                 b.inc(1);
             } else {
                 tracing::info!(step = %path, "item {} of {total} done", i + 1);
+            }
+        }
+        // The last item's end, or one left by a loop that stopped early.
+        if let Some(h) = held.take() {
+            let flushed = self.flush_finish(step, h, &mut known).await;
+            if let Err(f) = flushed
+                && result.is_ok()
+            {
+                result = Err(f);
             }
         }
         self.item_key = outer_key;

@@ -26,7 +26,45 @@ use crate::actions::ErrorKind;
 use crate::audit::NewEvent;
 use crate::playbook::Step;
 use crate::secrets;
-use crate::store::{ItemChange, ItemId, ItemRow, ItemState, StoreError};
+use crate::store::{ItemChange, ItemId, ItemMove, ItemRow, ItemState, StoreError};
+
+/// The states an item may be started from (a fresh run of it).
+const START_FROM: &[ItemState] = &[
+    ItemState::Pending,
+    ItemState::SystemException,
+    ItemState::Skipped,
+];
+
+/// The end of an item that succeeded, not yet committed: the loop commits it
+/// with the next item's start (one commit for both, where there were two),
+/// or on its own before anything else is recorded and when the loop ends.
+/// Until then the item is `in_progress` in the ledger; a crash in between
+/// leaves it in doubt, which a resume resolves like any item cut off half
+/// way (its `verify:` block, or `in_doubt`) — never redone blindly.
+pub(crate) struct HeldFinish {
+    path: String,
+    key: String,
+    change: ItemChange,
+    event: NewEvent,
+}
+
+/// A failed item transition as the step's failure.
+fn transition_failed(step: &Step, path: &str, key: &str, e: StoreError) -> StepFailure {
+    match e {
+        e @ StoreError::StateConflict { .. } => StepFailure::new(
+            step,
+            path,
+            format!("work item {key} was changed by another run at the same time: {e}"),
+            ErrorKind::Internal,
+        ),
+        e => StepFailure::new(
+            step,
+            path,
+            format!("the work item {key} could not be recorded: {e}"),
+            ErrorKind::Internal,
+        ),
+    }
+}
 
 /// What the loop does with an item after looking at the ledger.
 pub(crate) enum Decision {
@@ -158,19 +196,110 @@ impl Exec {
                 known.insert(key.to_string(), row);
                 Ok(())
             }
-            Err(e @ StoreError::StateConflict { .. }) => Err(StepFailure::new(
-                step,
-                path,
-                format!("work item {key} was changed by another run at the same time: {e}"),
-                ErrorKind::Internal,
-            )),
-            Err(e) => Err(StepFailure::new(
-                step,
-                path,
-                format!("the work item {key} could not be recorded: {e}"),
-                ErrorKind::Internal,
-            )),
+            Err(e) => Err(transition_failed(step, path, key, e)),
         }
+    }
+
+    /// The end of the previous item, held since it finished (see
+    /// [`HeldFinish`]), and the start of this one with its first
+    /// `step.started`: one transaction, one commit.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn finish_and_start(
+        &mut self,
+        step: &Step,
+        held: HeldFinish,
+        path: &str,
+        key: &str,
+        event: NewEvent,
+        then: Option<NewEvent>,
+        known: &mut BTreeMap<String, ItemRow>,
+    ) -> Result<(), StepFailure> {
+        let done_id = self.item_id(step, &held.key);
+        let next_id = self.item_id(step, key);
+        let mut start = ItemChange::to(ItemState::InProgress, &self.run.id);
+        start.new_attempt = true;
+        let then: Vec<NewEvent> = then
+            .into_iter()
+            .map(|e| self.recorder.redact_event(e))
+            .collect();
+        let first = ItemMove {
+            id: &done_id,
+            expected: &[ItemState::InProgress],
+            change: &held.change,
+            event: self.recorder.redact_event(held.event),
+            then: &[],
+        };
+        let second = ItemMove {
+            id: &next_id,
+            expected: START_FROM,
+            change: &start,
+            event: self.recorder.redact_event(event),
+            then: &then,
+        };
+        match self
+            .recorder
+            .store()
+            .transition_item_pair(&first, &second)
+            .await
+        {
+            Ok(((done, _), next)) => {
+                known.insert(held.key.clone(), done);
+                self.items.add(held.change.state, 1);
+                let (row, _) = next.map_err(|e| transition_failed(step, path, key, e))?;
+                known.insert(key.to_string(), row);
+                Ok(())
+            }
+            Err(e) => Err(transition_failed(step, &held.path, &held.key, e)),
+        }
+    }
+
+    /// Commits a held item end on its own (the loop goes on otherwise than
+    /// by starting a fresh item, or ends).
+    pub(crate) async fn flush_finish(
+        &mut self,
+        step: &Step,
+        held: HeldFinish,
+        known: &mut BTreeMap<String, ItemRow>,
+    ) -> Result<(), StepFailure> {
+        let state = held.change.state;
+        self.transition(
+            step,
+            &held.path,
+            &held.key,
+            &[ItemState::InProgress],
+            held.change,
+            held.event,
+            known,
+        )
+        .await?;
+        self.items.add(state, 1);
+        Ok(())
+    }
+
+    /// The end of an item that succeeded, to hold (see [`HeldFinish`]).
+    pub(crate) fn held_finish(
+        &self,
+        step: &Step,
+        path: &str,
+        key: &str,
+        value: &MValue,
+        tainted: bool,
+        event: NewEvent,
+    ) -> HeldFinish {
+        HeldFinish {
+            path: path.to_string(),
+            key: key.to_string(),
+            change: self.done_change(step, value, tainted),
+            event,
+        }
+    }
+
+    fn done_change(&self, step: &Step, value: &MValue, tainted: bool) -> ItemChange {
+        let (stored, masked) = stored_output(value, tainted, &Exec::origin(step));
+        let mut c = ItemChange::to(ItemState::Done, &self.run.id);
+        c.output = Some(stored);
+        c.output_masked = masked;
+        c
     }
 
     /// Looks the item up in the ledger; records skips and resolves in-doubt
@@ -382,11 +511,7 @@ impl Exec {
         let expected: &[ItemState] = if after_doubt {
             &[ItemState::InProgress]
         } else {
-            &[
-                ItemState::Pending,
-                ItemState::SystemException,
-                ItemState::Skipped,
-            ]
+            START_FROM
         };
         let mut change = ItemChange::to(ItemState::InProgress, &self.run.id);
         change.new_attempt = true;
@@ -408,13 +533,7 @@ impl Exec {
         known: &mut BTreeMap<String, ItemRow>,
     ) -> Result<(), StepFailure> {
         let change = match result {
-            Ok((value, tainted)) => {
-                let (stored, masked) = stored_output(value, tainted, &Exec::origin(step));
-                let mut c = ItemChange::to(ItemState::Done, &self.run.id);
-                c.output = Some(stored);
-                c.output_masked = masked;
-                c
-            }
+            Ok((value, tainted)) => self.done_change(step, value, tainted),
             Err(f) if f.cancelled => return self.record_step(step, path, event).await,
             Err(f) => {
                 let state = if f.kind == ErrorKind::Business {

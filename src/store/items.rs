@@ -220,6 +220,24 @@ impl ItemCounts {
 const ITEM_COLS: &str = "lineage, step_id, item_key, state, attempts, output, output_masked, \
      error, error_kind, run_id, created_at, updated_at, event_hash";
 
+/// One item's move for [`Store::transition_item_pair`]: the item, the
+/// states it may be in, the change, its event and what follows it.
+pub struct ItemMove<'a> {
+    pub id: &'a ItemId,
+    pub expected: &'a [ItemState],
+    pub change: &'a ItemChange,
+    /// Stored as given: redact it first.
+    pub event: NewEvent,
+    pub then: &'a [NewEvent],
+}
+
+/// What [`Store::transition_item_pair`] did: the first move, and the second
+/// (or why it was not made).
+pub type Moved = (
+    (ItemRow, AuditEvent),
+    Result<(ItemRow, AuditEvent), StoreError>,
+);
+
 impl Store {
     /// Moves an item to `change.state` if it is now in one of `expected`
     /// (`Pending` also matches a missing row) AND appends `event` (its
@@ -252,13 +270,14 @@ impl Store {
         event: NewEvent,
         then: &[NewEvent],
     ) -> Result<(ItemRow, AuditEvent), StoreError> {
-        let output = match &change.output {
-            Some(v) => Some(serde_json::to_string(v).map_err(|e| {
-                self.other(format_args!("serialise output of {}: {e}", id.describe()))
-            })?),
-            None => None,
+        let only = ItemMove {
+            id,
+            expected,
+            change,
+            event,
+            then,
         };
-        let (output, event) = (output.as_deref(), &event);
+        let only = &only;
         self.write(|| async move {
             let mut tx = self.begin_write().await?;
             // The chain lock first: it serialises writers on PostgreSQL, so
@@ -267,133 +286,199 @@ impl Store {
             if self.backend() == super::Backend::Postgres {
                 self.lock_chain_head(&mut tx).await?;
             }
-            let current = self.read_item(&mut tx, id).await?;
-            let found = current.as_ref().map(|r| r.state);
-            let ok = match found {
-                None => expected.contains(&ItemState::Pending),
-                Some(st) => expected.contains(&st),
-            };
-            if !ok {
-                tx.rollback()
-                    .await
-                    .map_err(|e| self.err(e, "roll back item change"))?;
-                return Err(StoreError::StateConflict {
-                    what: id.describe(),
-                    expected: expected.iter().map(|s| s.as_str().to_string()).collect(),
-                    found: found.map_or("absent", ItemState::as_str).to_string(),
-                });
-            }
-            let mut ev = event.clone();
-            if !id.item_key.is_empty() {
-                ev.item_key = Some(id.item_key.clone());
-            }
-            if ev.run_id.is_none() {
-                ev.run_id = change.run_id.clone();
-            }
-            let mut batch = vec![(now_micros(), ev)];
-            batch.extend(then.iter().map(|e| (now_micros(), e.clone())));
-            let mut rows = self
-                .append_rows_in_tx(&mut tx, batch, &Default::default())
-                .await?;
-            let stored = rows
-                .len()
-                .checked_sub(1 + then.len())
-                .map(|i| rows.swap_remove(i))
-                .ok_or_else(|| {
-                    self.other(format_args!(
-                        "the event of {} was not appended",
-                        id.describe()
-                    ))
-                })?;
-            let now_at = now_micros();
-            let now = format_ts(&now_at);
-            let exception = matches!(
-                change.state,
-                ItemState::BusinessException | ItemState::SystemException | ItemState::InDoubt
-            );
-            let attempts =
-                current.as_ref().map_or(0, |r| r.attempts) + i64::from(change.new_attempt);
-            let (old_output, old_masked) = match &current {
-                Some(r) => (
-                    r.output
-                        .as_ref()
-                        .map(|v| serde_json::to_string(v).unwrap_or_default()),
-                    r.output_masked,
-                ),
-                None => (None, false),
-            };
-            let (out, masked) = match output {
-                Some(o) => (Some(o.to_string()), change.output_masked),
-                None => (old_output, old_masked),
-            };
-            let out_value = match &change.output {
-                Some(v) => Some(v.clone()),
-                None => current.as_ref().and_then(|r| r.output.clone()),
-            };
-            let (error, kind) = if change.error.is_some() || !exception {
-                (change.error.clone(), change.error_kind.clone())
-            } else {
-                current
-                    .as_ref()
-                    .map(|r| (r.error.clone(), r.error_kind.clone()))
-                    .unwrap_or_default()
-            };
-            let run_id = change
-                .run_id
-                .clone()
-                .or_else(|| current.as_ref().map(|r| r.run_id.clone()))
-                .unwrap_or_default();
-            let q = if current.is_some() {
-                self.sql(
-                    "UPDATE work_items SET state = $4, attempts = $5, output = $6, \
-                     output_masked = $7, error = $8, error_kind = $9, run_id = $10, \
-                     updated_at = $11, event_hash = $12 \
-                     WHERE lineage = $1 AND step_id = $2 AND item_key = $3",
-                )
-            } else {
-                self.sql(
-                    "INSERT INTO work_items (lineage, step_id, item_key, state, attempts, output, \
-                     output_masked, error, error_kind, run_id, updated_at, event_hash, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $11)",
-                )
-            };
-            sqlx::query(&q)
-                .bind(id.lineage.as_str())
-                .bind(id.step_id.as_str())
-                .bind(id.item_key.as_str())
-                .bind(change.state.as_str())
-                .bind(attempts)
-                .bind(out.as_deref())
-                .bind(i64::from(masked))
-                .bind(error.as_deref())
-                .bind(kind.as_deref())
-                .bind(run_id.as_str())
-                .bind(now.as_str())
-                .bind(stored.hash.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.err(e, format_args!("write {}", id.describe())))?;
-            let row = ItemRow {
-                lineage: id.lineage.clone(),
-                step_id: id.step_id.clone(),
-                item_key: id.item_key.clone(),
-                state: change.state,
-                attempts,
-                output: out_value,
-                output_masked: masked,
-                error,
-                error_kind: kind,
-                run_id,
-                created_at: current.as_ref().map_or(now_at, |r| r.created_at),
-                updated_at: now_at,
-                event_hash: Some(stored.hash.clone()),
+            let moved = match self.move_in_tx(&mut *tx, only).await? {
+                Ok(m) => m,
+                Err(lost) => {
+                    tx.rollback()
+                        .await
+                        .map_err(|e| self.err(e, "roll back item change"))?;
+                    return Err(lost);
+                }
             };
             self.commit_write(tx)
                 .await
-                .map_err(|e| self.err(e, format_args!("commit {}", id.describe())))?;
-            Ok((row, stored))
+                .map_err(|e| self.err(e, format_args!("commit {}", only.id.describe())))?;
+            Ok(moved)
         })
         .await
+    }
+
+    /// Two moves in one transaction (one commit): the engine's end of one
+    /// item and start of the next. `first` lost (its item is in another
+    /// state): nothing is written and its [`StoreError::StateConflict`] is
+    /// returned. `second` lost: `first` is committed alone and the second
+    /// result holds the conflict.
+    pub async fn transition_item_pair(
+        &self,
+        first: &ItemMove<'_>,
+        second: &ItemMove<'_>,
+    ) -> Result<Moved, StoreError> {
+        self.write(|| async move {
+            let mut tx = self.begin_write().await?;
+            if self.backend() == super::Backend::Postgres {
+                self.lock_chain_head(&mut tx).await?;
+            }
+            let one = match self.move_in_tx(&mut *tx, first).await? {
+                Ok(m) => m,
+                Err(lost) => {
+                    tx.rollback()
+                        .await
+                        .map_err(|e| self.err(e, "roll back item change"))?;
+                    return Err(lost);
+                }
+            };
+            let two = self.move_in_tx(&mut *tx, second).await?;
+            self.commit_write(tx).await.map_err(|e| {
+                self.err(
+                    e,
+                    format_args!("commit {} and {}", first.id.describe(), second.id.describe()),
+                )
+            })?;
+            Ok((one, two))
+        })
+        .await
+    }
+
+    /// One move inside the caller's write transaction: `Ok(Err(conflict))`
+    /// when the item is not in an expected state (nothing written for it).
+    async fn move_in_tx(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        m: &ItemMove<'_>,
+    ) -> Result<Result<(ItemRow, AuditEvent), StoreError>, StoreError> {
+        let ItemMove {
+            id,
+            expected,
+            change,
+            event,
+            then,
+        } = m;
+        let output = match &change.output {
+            Some(v) => Some(serde_json::to_string(v).map_err(|e| {
+                self.other(format_args!("serialise output of {}: {e}", id.describe()))
+            })?),
+            None => None,
+        };
+        let output = output.as_deref();
+        let current = self.read_item(&mut *tx, id).await?;
+        let found = current.as_ref().map(|r| r.state);
+        let ok = match found {
+            None => expected.contains(&ItemState::Pending),
+            Some(st) => expected.contains(&st),
+        };
+        if !ok {
+            return Ok(Err(StoreError::StateConflict {
+                what: id.describe(),
+                expected: expected.iter().map(|s| s.as_str().to_string()).collect(),
+                found: found.map_or("absent", ItemState::as_str).to_string(),
+            }));
+        }
+        let mut ev = event.clone();
+        if !id.item_key.is_empty() {
+            ev.item_key = Some(id.item_key.clone());
+        }
+        if ev.run_id.is_none() {
+            ev.run_id = change.run_id.clone();
+        }
+        let mut batch = vec![(now_micros(), ev)];
+        batch.extend(then.iter().map(|e| (now_micros(), e.clone())));
+        let mut rows = self
+            .append_rows_in_tx(&mut *tx, batch, &Default::default())
+            .await?;
+        let stored = rows
+            .len()
+            .checked_sub(1 + then.len())
+            .map(|i| rows.swap_remove(i))
+            .ok_or_else(|| {
+                self.other(format_args!(
+                    "the event of {} was not appended",
+                    id.describe()
+                ))
+            })?;
+        let now_at = now_micros();
+        let now = format_ts(&now_at);
+        let exception = matches!(
+            change.state,
+            ItemState::BusinessException | ItemState::SystemException | ItemState::InDoubt
+        );
+        let attempts =
+            current.as_ref().map_or(0, |r| r.attempts) + i64::from(change.new_attempt);
+        let (old_output, old_masked) = match &current {
+            Some(r) => (
+                r.output
+                    .as_ref()
+                    .map(|v| serde_json::to_string(v).unwrap_or_default()),
+                r.output_masked,
+            ),
+            None => (None, false),
+        };
+        let (out, masked) = match output {
+            Some(o) => (Some(o.to_string()), change.output_masked),
+            None => (old_output, old_masked),
+        };
+        let out_value = match &change.output {
+            Some(v) => Some(v.clone()),
+            None => current.as_ref().and_then(|r| r.output.clone()),
+        };
+        let (error, kind) = if change.error.is_some() || !exception {
+            (change.error.clone(), change.error_kind.clone())
+        } else {
+            current
+                .as_ref()
+                .map(|r| (r.error.clone(), r.error_kind.clone()))
+                .unwrap_or_default()
+        };
+        let run_id = change
+            .run_id
+            .clone()
+            .or_else(|| current.as_ref().map(|r| r.run_id.clone()))
+            .unwrap_or_default();
+        let q = if current.is_some() {
+            self.sql(
+                "UPDATE work_items SET state = $4, attempts = $5, output = $6, \
+                 output_masked = $7, error = $8, error_kind = $9, run_id = $10, \
+                 updated_at = $11, event_hash = $12 \
+                 WHERE lineage = $1 AND step_id = $2 AND item_key = $3",
+            )
+        } else {
+            self.sql(
+                "INSERT INTO work_items (lineage, step_id, item_key, state, attempts, output, \
+                 output_masked, error, error_kind, run_id, updated_at, event_hash, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $11)",
+            )
+        };
+        sqlx::query(&q)
+            .bind(id.lineage.as_str())
+            .bind(id.step_id.as_str())
+            .bind(id.item_key.as_str())
+            .bind(change.state.as_str())
+            .bind(attempts)
+            .bind(out.as_deref())
+            .bind(i64::from(masked))
+            .bind(error.as_deref())
+            .bind(kind.as_deref())
+            .bind(run_id.as_str())
+            .bind(now.as_str())
+            .bind(stored.hash.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e, format_args!("write {}", id.describe())))?;
+        let row = ItemRow {
+            lineage: id.lineage.clone(),
+            step_id: id.step_id.clone(),
+            item_key: id.item_key.clone(),
+            state: change.state,
+            attempts,
+            output: out_value,
+            output_masked: masked,
+            error,
+            error_kind: kind,
+            run_id,
+            created_at: current.as_ref().map_or(now_at, |r| r.created_at),
+            updated_at: now_at,
+            event_hash: Some(stored.hash.clone()),
+        };
+        Ok(Ok((row, stored)))
     }
 
     /// One item, if it has a row.

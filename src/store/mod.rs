@@ -69,7 +69,7 @@ pub use error::StoreError;
 pub use event::{AuditEvent, NewEvent, OptString};
 pub use events::{RawEvent, RawRow};
 pub use imap_journal::{ImapJournalEntry, TriggerMessage, TriggerState};
-pub use items::{ItemChange, ItemCounts, ItemFilter, ItemId, ItemRow, ItemState};
+pub use items::{ItemChange, ItemCounts, ItemFilter, ItemId, ItemMove, ItemRow, ItemState, Moved};
 pub use lease::{ExpiredRun, Fence};
 pub use mail_journal::MailJournalEntry;
 pub use runs::{
