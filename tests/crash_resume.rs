@@ -288,7 +288,7 @@ fn count_in(ws: &Workspace, q: &str) -> usize {
 /// get a longer window so that they also land in the loop's later items and
 /// in the steps after it (workbooks, mail).
 fn kill_window_ms(kill: usize) -> u64 {
-    2_000 + 400 * kill as u64
+    800 + 120 * kill as u64
 }
 
 /// One lineage: start the job, then (kill, resume) KILLS times, then resume
