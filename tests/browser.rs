@@ -974,7 +974,13 @@ fn headless_runs_use_the_headless_shell_when_installed() {
             .collect();
         let run = b.run("heading.yaml", &portal, &env);
         let v = run.json();
-        assert_eq!(v["status"], "succeeded", "{}\n{}", run.stdout(), run.stderr());
+        assert_eq!(
+            v["status"],
+            "succeeded",
+            "{}\n{}",
+            run.stdout(),
+            run.stderr()
+        );
         assert_eq!(v["vars"]["heading"], "Sign in");
         assert!(
             run.stderr().contains(browser),

@@ -361,7 +361,10 @@ async fn store_semantics(backend: Backend) {
             &then,
         )
         .await;
-    assert!(matches!(lost, Err(StoreError::StateConflict { .. })), "{lost:?}");
+    assert!(
+        matches!(lost, Err(StoreError::StateConflict { .. })),
+        "{lost:?}"
+    );
     let events = store.events(None, 0, 100).await.expect("events");
     let tail: Vec<(&str, Option<&str>)> = events[events.len() - 3..]
         .iter()
@@ -425,8 +428,14 @@ async fn store_semantics(backend: Backend) {
     let before = store.events(None, 0, 1000).await.expect("events").len();
     // Both moves again: K-2 is done now, so the first is lost — nothing written.
     let lost = store.transition_item_pair(&first, &second).await;
-    assert!(matches!(lost, Err(StoreError::StateConflict { .. })), "{lost:?}");
-    assert_eq!(store.events(None, 0, 1000).await.expect("events").len(), before);
+    assert!(
+        matches!(lost, Err(StoreError::StateConflict { .. })),
+        "{lost:?}"
+    );
+    assert_eq!(
+        store.events(None, 0, 1000).await.expect("events").len(),
+        before
+    );
     // K-3 in progress: finishing it commits even though K-2 cannot start again.
     let finish3 = ItemMove {
         id: &id3,
@@ -447,7 +456,10 @@ async fn store_semantics(backend: Backend) {
         .await
         .expect("the first move commits alone");
     assert_eq!(one.0.state, ItemState::Done);
-    assert!(matches!(two, Err(StoreError::StateConflict { .. })), "{two:?}");
+    assert!(
+        matches!(two, Err(StoreError::StateConflict { .. })),
+        "{two:?}"
+    );
     assert_eq!(
         store.get_item(&id3).await.expect("item").map(|r| r.state),
         Some(ItemState::Done)

@@ -25,7 +25,7 @@ type BotMap = Arc<HashMap<String, Arc<Bot>>>;
 
 /// How often an idle dispatcher looks for due runs (it is also woken when
 /// runs become due or a slot frees).
-const POLL: Duration = Duration::from_millis(200);
+pub(crate) const POLL: Duration = Duration::from_millis(200);
 /// At most this many runs per claim transaction.
 const MAX_BATCH: usize = 64;
 

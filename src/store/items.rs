@@ -331,7 +331,11 @@ impl Store {
             self.commit_write(tx).await.map_err(|e| {
                 self.err(
                     e,
-                    format_args!("commit {} and {}", first.id.describe(), second.id.describe()),
+                    format_args!(
+                        "commit {} and {}",
+                        first.id.describe(),
+                        second.id.describe()
+                    ),
                 )
             })?;
             Ok((one, two))
@@ -401,8 +405,7 @@ impl Store {
             change.state,
             ItemState::BusinessException | ItemState::SystemException | ItemState::InDoubt
         );
-        let attempts =
-            current.as_ref().map_or(0, |r| r.attempts) + i64::from(change.new_attempt);
+        let attempts = current.as_ref().map_or(0, |r| r.attempts) + i64::from(change.new_attempt);
         let (old_output, old_masked) = match &current {
             Some(r) => (
                 r.output

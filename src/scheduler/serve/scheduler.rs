@@ -347,7 +347,13 @@ async fn tick(
         .map(|r| r.due_at)
         .min()
     {
-        let wait = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        // Plus up to one poll interval at random: other workers find the
+        // run on their next poll (within that interval), and woken at once
+        // this worker would always claim first — every run of a bot firing
+        // every second would go to the scheduling worker alone.
+        let poll = u64::try_from(crate::scheduler::dispatch::POLL.as_millis()).unwrap_or(200);
+        let jitter = Duration::from_millis((ulid::Ulid::new().random() % u128::from(poll)) as u64);
+        let wait = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO) + jitter;
         let shared_wake = shared.wake_handle();
         tokio::spawn(async move {
             tokio::time::sleep(wait).await;
