@@ -286,7 +286,7 @@ impl Store {
             if self.backend() == super::Backend::Postgres {
                 self.lock_chain_head(&mut tx).await?;
             }
-            let moved = match self.move_in_tx(&mut *tx, only).await? {
+            let moved = match self.move_in_tx(&mut tx, only).await? {
                 Ok(m) => m,
                 Err(lost) => {
                     tx.rollback()
@@ -318,7 +318,7 @@ impl Store {
             if self.backend() == super::Backend::Postgres {
                 self.lock_chain_head(&mut tx).await?;
             }
-            let one = match self.move_in_tx(&mut *tx, first).await? {
+            let one = match self.move_in_tx(&mut tx, first).await? {
                 Ok(m) => m,
                 Err(lost) => {
                     tx.rollback()
@@ -327,7 +327,7 @@ impl Store {
                     return Err(lost);
                 }
             };
-            let two = self.move_in_tx(&mut *tx, second).await?;
+            let two = self.move_in_tx(&mut tx, second).await?;
             self.commit_write(tx).await.map_err(|e| {
                 self.err(
                     e,
