@@ -101,7 +101,12 @@ async fn open(
         let _ = h.client.dismiss_alert().await;
         ctx.detail("dismissed_dialog", text);
     }
-    wd(&h.client, h.client.goto(url).await)
+    // W3C "Navigate To" as it is: fantoccini's `goto` first asks for the
+    // current URL to resolve a relative one (a round trip per open, through
+    // a Grid two hops), and this one is absolute.
+    let navigate =
+        session::grid::command(http::Method::POST, "url", Some(json!({ "url": url })), true);
+    wd(&h.client, h.client.issue_cmd(navigate).await.map(|_| ()))
         .await
         .map_err(|e| e.context(format!("cannot open {url}")))?;
     h.left_frames(u32::MAX);

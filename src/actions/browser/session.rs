@@ -132,6 +132,9 @@ pub struct BrowserSession {
     /// The last action that used this session ended well (through
     /// `step::finish`); cleared when the next one takes the session.
     clean: bool,
+    /// The action (step path, attempt) that took the session last: its own
+    /// later calls (an `open` that then waits for the page) need no probe.
+    held_by: Option<(String, u32)>,
     last_used: Instant,
 }
 
@@ -184,10 +187,13 @@ pub async fn handle(ctx: &ActionContext<'_>) -> Result<Handle, BrowserError> {
         .get_mut(KEY)
         .and_then(|r| r.as_any_mut().downcast_mut::<BrowserSession>())
     {
-        let probe = s.needs_probe();
+        let me = (ctx.step.path.clone(), ctx.step.attempt);
+        let again = s.held_by.as_ref() == Some(&me);
+        let probe = if again { s.suspect } else { s.needs_probe() };
         // This action now holds the session: until it ends well, the next
         // one probes.
         s.clean = false;
+        s.held_by = Some(me);
         if !probe {
             s.last_used = Instant::now();
             return Ok(s.handle.clone());
@@ -277,6 +283,7 @@ pub async fn action_succeeded(ctx: &ActionContext<'_>) {
         && !s.suspect
     {
         s.clean = true;
+        s.held_by = None;
         s.last_used = Instant::now();
     }
 }
@@ -442,6 +449,7 @@ pub async fn start(
         record,
         suspect: false,
         clean: false,
+        held_by: None,
         last_used: Instant::now(),
     })
 }
