@@ -77,6 +77,9 @@ struct Round {
 }
 
 fn round(style: &str) -> Round {
+    // Dirty pages left by a build just before make every fsync of the run
+    // wait behind their writeback: write them out first.
+    let _ = Command::new("sync").status();
     let portal = Portal::start(style);
     let dir = tempfile::tempdir().expect("temp dir");
     let ws = dir.path();
