@@ -50,6 +50,26 @@ impl Bench {
         Run(c.output().expect("run clerk"))
     }
 
+    /// Opens the portal's sign-in page and reads its heading (with `env`),
+    /// checking the run succeeded and read "Sign in".
+    fn read_heading(&self, portal: &Portal, env: &[(&str, &str)]) -> Run {
+        self.ws.write(
+            "heading.yaml",
+            "name: heading\ninputs:\n  portal: { type: string }\nsteps:\n  - browser.open: \"{{ inputs.portal }}/login\"\n  - browser.read_text: { css: h2 }\n    save_as: heading\n",
+        );
+        let run = self.run("heading.yaml", portal, env);
+        let v = run.json();
+        assert_eq!(
+            v["status"],
+            "succeeded",
+            "{}\n{}",
+            run.stdout(),
+            run.stderr()
+        );
+        assert_eq!(v["vars"]["heading"], "Sign in");
+        run
+    }
+
     fn events(&self, run_id: &str) -> Vec<Value> {
         let out = self.ws.clerk(&["audit", "export", "--run", run_id]).ok();
         out.stdout()
@@ -960,10 +980,6 @@ fn headless_runs_use_the_headless_shell_when_installed() {
     );
     let portal = Portal::start(&[]);
     let b = Bench::new();
-    b.ws.write(
-        "heading.yaml",
-        "name: heading\ninputs:\n  portal: { type: string }\nsteps:\n  - browser.open: \"{{ inputs.portal }}/login\"\n  - browser.read_text: { css: h2 }\n    save_as: heading\n",
-    );
     for (env, browser) in [
         (None, "browser=chrome-headless-shell "),
         (Some("false"), "browser=chrome "),
@@ -972,16 +988,7 @@ fn headless_runs_use_the_headless_shell_when_installed() {
             .map(|v| ("CLERK_BROWSER_HEADLESS_SHELL", v))
             .into_iter()
             .collect();
-        let run = b.run("heading.yaml", &portal, &env);
-        let v = run.json();
-        assert_eq!(
-            v["status"],
-            "succeeded",
-            "{}\n{}",
-            run.stdout(),
-            run.stderr()
-        );
-        assert_eq!(v["vars"]["heading"], "Sign in");
+        let run = b.read_heading(&portal, &env);
         assert!(
             run.stderr().contains(browser),
             "expected {browser:?} with {env:?}:\n{}",
@@ -1018,24 +1025,7 @@ fn an_existing_webdriver_server_can_be_used() {
         assert!(Instant::now() < deadline, "chromedriver did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    b.ws.write(
-        "remote.yaml",
-        "name: remote\ninputs:\n  portal: { type: string }\nsteps:\n  - browser.open: \"{{ inputs.portal }}/login\"\n  - browser.read_text: { css: h2 }\n    save_as: heading\n",
-    );
-    let run = b.run(
-        "remote.yaml",
-        &portal,
-        &[("CLERK_BROWSER_WEBDRIVER_URL", url.as_str())],
-    );
-    let v = run.json();
-    assert_eq!(
-        v["status"],
-        "succeeded",
-        "{}\n{}",
-        run.stdout(),
-        run.stderr()
-    );
-    assert_eq!(v["vars"]["heading"], "Sign in");
+    let run = b.read_heading(&portal, &[("CLERK_BROWSER_WEBDRIVER_URL", url.as_str())]);
     assert!(
         run.stderr().contains(&format!("webdriver={url}")),
         "{}",

@@ -227,6 +227,37 @@ async fn open(backend: Backend, dir: &Path) -> Store {
     Store::open(&url).await.expect("open store")
 }
 
+/// The kind and item key of the last three events in the chain.
+async fn last_three(store: &Store) -> Vec<(String, Option<String>)> {
+    let events = store.events(None, 0, 100).await.expect("events");
+    events[events.len() - 3..]
+        .iter()
+        .map(|e| (e.kind.clone(), e.item_key.clone()))
+        .collect()
+}
+
+/// An in-progress item's move to `done`.
+fn finish<'a>(id: &'a ItemId, done: &'a ItemChange) -> ItemMove<'a> {
+    ItemMove {
+        id,
+        expected: &[ItemState::InProgress],
+        change: done,
+        event: NewEvent::new("item.finished", "ana"),
+        then: &[],
+    }
+}
+
+/// A pending item's start, with what follows its event.
+fn start<'a>(id: &'a ItemId, change: &'a ItemChange, then: &'a [NewEvent]) -> ItemMove<'a> {
+    ItemMove {
+        id,
+        expected: &[ItemState::Pending],
+        change,
+        event: NewEvent::new("item.started", "ana"),
+        then,
+    }
+}
+
 async fn kinds(store: &Store) -> Vec<String> {
     store
         .events(None, 0, 10_000)
@@ -365,17 +396,12 @@ async fn store_semantics(backend: Backend) {
         matches!(lost, Err(StoreError::StateConflict { .. })),
         "{lost:?}"
     );
-    let events = store.events(None, 0, 100).await.expect("events");
-    let tail: Vec<(&str, Option<&str>)> = events[events.len() - 3..]
-        .iter()
-        .map(|e| (e.kind.as_str(), e.item_key.as_deref()))
-        .collect();
     assert_eq!(
-        tail,
+        last_three(&store).await,
         [
-            ("item.finished", None),
-            ("item.started", Some("K-2")),
-            ("step.started", None)
+            ("item.finished".to_string(), None),
+            ("item.started".to_string(), Some("K-2".to_string())),
+            ("step.started".to_string(), None)
         ],
         "the step.started follows its item.started once, in order"
     );
@@ -392,37 +418,20 @@ async fn store_semantics(backend: Backend) {
         c
     };
     let id3 = ItemId::new("run:L1", "1.items", "K-3");
-    let first = ItemMove {
-        id: &id2,
-        expected: &[ItemState::InProgress],
-        change: &done,
-        event: NewEvent::new("item.finished", "ana"),
-        then: &[],
-    };
-    let second = ItemMove {
-        id: &id3,
-        expected: &[ItemState::Pending],
-        change: &change,
-        event: NewEvent::new("item.started", "ana"),
-        then: &then,
-    };
+    let first = finish(&id2, &done);
+    let second = start(&id3, &change, &then);
     let (one, two) = store
         .transition_item_pair(&first, &second)
         .await
         .expect("the pair");
     assert_eq!(one.0.state, ItemState::Done);
     assert_eq!(two.expect("the second move").0.state, ItemState::InProgress);
-    let events = store.events(None, 0, 100).await.expect("events");
-    let tail: Vec<(&str, Option<&str>)> = events[events.len() - 3..]
-        .iter()
-        .map(|e| (e.kind.as_str(), e.item_key.as_deref()))
-        .collect();
     assert_eq!(
-        tail,
+        last_three(&store).await,
         [
-            ("item.finished", Some("K-2")),
-            ("item.started", Some("K-3")),
-            ("step.started", None)
+            ("item.finished".to_string(), Some("K-2".to_string())),
+            ("item.started".to_string(), Some("K-3".to_string())),
+            ("step.started".to_string(), None)
         ]
     );
     let before = store.events(None, 0, 1000).await.expect("events").len();
@@ -437,20 +446,8 @@ async fn store_semantics(backend: Backend) {
         before
     );
     // K-3 in progress: finishing it commits even though K-2 cannot start again.
-    let finish3 = ItemMove {
-        id: &id3,
-        expected: &[ItemState::InProgress],
-        change: &done,
-        event: NewEvent::new("item.finished", "ana"),
-        then: &[],
-    };
-    let restart2 = ItemMove {
-        id: &id2,
-        expected: &[ItemState::Pending],
-        change: &change,
-        event: NewEvent::new("item.started", "ana"),
-        then: &then,
-    };
+    let finish3 = finish(&id3, &done);
+    let restart2 = start(&id2, &change, &then);
     let (one, two) = store
         .transition_item_pair(&finish3, &restart2)
         .await

@@ -1020,7 +1020,7 @@ impl Exec {
                     }));
                     let recorded = match &key {
                         Some(k) => {
-                            self.item_finished(step, &item_path, k, Err(&f), ev, &mut known)
+                            self.item_failed(step, &item_path, k, &f, ev, &mut known)
                                 .await
                         }
                         None => self.record_step(step, &item_path, ev).await,

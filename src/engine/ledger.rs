@@ -151,25 +151,10 @@ impl Exec {
             })
     }
 
-    /// One state change of an item with its event, in one transaction.
+    /// One state change of an item with its event (and `then` right after
+    /// it), in one transaction.
     #[allow(clippy::too_many_arguments)]
     async fn transition(
-        &mut self,
-        step: &Step,
-        path: &str,
-        key: &str,
-        expected: &[ItemState],
-        change: ItemChange,
-        event: NewEvent,
-        known: &mut BTreeMap<String, ItemRow>,
-    ) -> Result<(), StepFailure> {
-        self.transition_then(step, path, key, expected, change, event, None, known)
-            .await
-    }
-
-    /// [`Self::transition`], with `then` committed right after its event.
-    #[allow(clippy::too_many_arguments)]
-    async fn transition_then(
         &mut self,
         step: &Step,
         path: &str,
@@ -253,8 +238,8 @@ impl Exec {
         }
     }
 
-    /// Commits a held item end on its own (the loop goes on otherwise than
-    /// by starting a fresh item, or ends).
+    /// Commits an item's end on its own: a held one when the loop goes on
+    /// otherwise than by starting a fresh item, or ends; a failed item's.
     pub(crate) async fn flush_finish(
         &mut self,
         step: &Step,
@@ -269,6 +254,7 @@ impl Exec {
             &[ItemState::InProgress],
             held.change,
             held.event,
+            None,
             known,
         )
         .await?;
@@ -286,20 +272,16 @@ impl Exec {
         tainted: bool,
         event: NewEvent,
     ) -> HeldFinish {
+        let (stored, masked) = stored_output(value, tainted, &Exec::origin(step));
+        let mut change = ItemChange::to(ItemState::Done, &self.run.id);
+        change.output = Some(stored);
+        change.output_masked = masked;
         HeldFinish {
             path: path.to_string(),
             key: key.to_string(),
-            change: self.done_change(step, value, tainted),
+            change,
             event,
         }
-    }
-
-    fn done_change(&self, step: &Step, value: &MValue, tainted: bool) -> ItemChange {
-        let (stored, masked) = stored_output(value, tainted, &Exec::origin(step));
-        let mut c = ItemChange::to(ItemState::Done, &self.run.id);
-        c.output = Some(stored);
-        c.output_masked = masked;
-        c
     }
 
     /// Looks the item up in the ledger; records skips and resolves in-doubt
@@ -412,8 +394,17 @@ impl Exec {
             let mut change = ItemChange::to(ItemState::InDoubt, &self.run.id);
             change.error = Some(reason);
             change.error_kind = Some("in_doubt".into());
-            self.transition(step, path, key, &[ItemState::InProgress], change, ev, known)
-                .await?;
+            self.transition(
+                step,
+                path,
+                key,
+                &[ItemState::InProgress],
+                change,
+                ev,
+                None,
+                known,
+            )
+            .await?;
             self.items.add(ItemState::InDoubt, 1);
             return Ok(Decision::Skip(None));
         };
@@ -453,8 +444,17 @@ impl Exec {
                 let mut change = ItemChange::to(ItemState::InDoubt, &self.run.id);
                 change.error = Some(secrets::redact(&reason));
                 change.error_kind = Some("in_doubt".into());
-                self.transition(step, path, key, &[ItemState::InProgress], change, ev, known)
-                    .await?;
+                self.transition(
+                    step,
+                    path,
+                    key,
+                    &[ItemState::InProgress],
+                    change,
+                    ev,
+                    None,
+                    known,
+                )
+                .await?;
                 self.items.add(ItemState::InDoubt, 1);
                 Ok(Decision::Skip(None))
             }
@@ -475,8 +475,17 @@ impl Exec {
                 let mut change = ItemChange::to(ItemState::Done, &self.run.id);
                 change.output = Some(stored);
                 change.output_masked = masked;
-                self.transition(step, path, key, &[ItemState::InProgress], change, ev, known)
-                    .await?;
+                self.transition(
+                    step,
+                    path,
+                    key,
+                    &[ItemState::InProgress],
+                    change,
+                    ev,
+                    None,
+                    known,
+                )
+                .await?;
                 self.items.add(ItemState::Done, 1);
                 Ok(Decision::Skip(Some(value)))
             }
@@ -515,51 +524,41 @@ impl Exec {
         };
         let mut change = ItemChange::to(ItemState::InProgress, &self.run.id);
         change.new_attempt = true;
-        self.transition_then(step, path, key, expected, change, event, then, known)
+        self.transition(step, path, key, expected, change, event, then, known)
             .await
     }
 
-    /// `item.finished` and the item's end state, one transaction. A
+    /// `item.finished` of an item that failed and its end state
+    /// (`business_exception` / `system_exception`), one transaction. A
     /// cancelled item stays `in_progress`: what it did is unknown, so the
     /// next run treats it as in doubt.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn item_finished(
+    pub(crate) async fn item_failed(
         &mut self,
         step: &Step,
         path: &str,
         key: &str,
-        result: Result<(&MValue, bool), &StepFailure>,
+        failure: &StepFailure,
         event: NewEvent,
         known: &mut BTreeMap<String, ItemRow>,
     ) -> Result<(), StepFailure> {
-        let change = match result {
-            Ok((value, tainted)) => self.done_change(step, value, tainted),
-            Err(f) if f.cancelled => return self.record_step(step, path, event).await,
-            Err(f) => {
-                let state = if f.kind == ErrorKind::Business {
-                    ItemState::BusinessException
-                } else {
-                    ItemState::SystemException
-                };
-                let mut c = ItemChange::to(state, &self.run.id);
-                c.error = Some(f.message.clone());
-                c.error_kind = Some(f.kind.as_str().into());
-                c
-            }
+        if failure.cancelled {
+            return self.record_step(step, path, event).await;
+        }
+        let state = if failure.kind == ErrorKind::Business {
+            ItemState::BusinessException
+        } else {
+            ItemState::SystemException
         };
-        let state = change.state;
-        self.transition(
-            step,
-            path,
-            key,
-            &[ItemState::InProgress],
+        let mut change = ItemChange::to(state, &self.run.id);
+        change.error = Some(failure.message.clone());
+        change.error_kind = Some(failure.kind.as_str().into());
+        let end = HeldFinish {
+            path: path.to_string(),
+            key: key.to_string(),
             change,
             event,
-            known,
-        )
-        .await?;
-        self.items.add(state, 1);
-        Ok(())
+        };
+        self.flush_finish(step, end, known).await
     }
 
     /// A `once: true` step that already succeeded in this lineage is skipped
@@ -697,6 +696,7 @@ impl Exec {
             ],
             change,
             ev,
+            None,
             &mut known,
         )
         .await

@@ -277,30 +277,7 @@ impl Store {
             event,
             then,
         };
-        let only = &only;
-        self.write(|| async move {
-            let mut tx = self.begin_write().await?;
-            // The chain lock first: it serialises writers on PostgreSQL, so
-            // the state read below cannot change before the commit (on
-            // SQLite `BEGIN IMMEDIATE` already did).
-            if self.backend() == super::Backend::Postgres {
-                self.lock_chain_head(&mut tx).await?;
-            }
-            let moved = match self.move_in_tx(&mut tx, only).await? {
-                Ok(m) => m,
-                Err(lost) => {
-                    tx.rollback()
-                        .await
-                        .map_err(|e| self.err(e, "roll back item change"))?;
-                    return Err(lost);
-                }
-            };
-            self.commit_write(tx)
-                .await
-                .map_err(|e| self.err(e, format_args!("commit {}", only.id.describe())))?;
-            Ok(moved)
-        })
-        .await
+        self.moves(&only, None).await.map(|(moved, _)| moved)
     }
 
     /// Two moves in one transaction (one commit): the engine's end of one
@@ -313,8 +290,31 @@ impl Store {
         first: &ItemMove<'_>,
         second: &ItemMove<'_>,
     ) -> Result<Moved, StoreError> {
+        let (one, two) = self.moves(first, Some(second)).await?;
+        let two = two.unwrap_or_else(|| {
+            Err(self.other(format_args!("{} was not moved", second.id.describe())))
+        });
+        Ok((one, two))
+    }
+
+    /// `first`, then `second` if given, in one write transaction (see
+    /// [`Store::transition_item_pair`] for what a lost move does).
+    async fn moves(
+        &self,
+        first: &ItemMove<'_>,
+        second: Option<&ItemMove<'_>>,
+    ) -> Result<
+        (
+            (ItemRow, AuditEvent),
+            Option<Result<(ItemRow, AuditEvent), StoreError>>,
+        ),
+        StoreError,
+    > {
         self.write(|| async move {
             let mut tx = self.begin_write().await?;
+            // The chain lock first: it serialises writers on PostgreSQL, so
+            // the state read below cannot change before the commit (on
+            // SQLite `BEGIN IMMEDIATE` already did).
             if self.backend() == super::Backend::Postgres {
                 self.lock_chain_head(&mut tx).await?;
             }
@@ -327,17 +327,13 @@ impl Store {
                     return Err(lost);
                 }
             };
-            let two = self.move_in_tx(&mut tx, second).await?;
-            self.commit_write(tx).await.map_err(|e| {
-                self.err(
-                    e,
-                    format_args!(
-                        "commit {} and {}",
-                        first.id.describe(),
-                        second.id.describe()
-                    ),
-                )
-            })?;
+            let two = match second {
+                Some(m) => Some(self.move_in_tx(&mut tx, m).await?),
+                None => None,
+            };
+            self.commit_write(tx)
+                .await
+                .map_err(|e| self.err(e, format_args!("commit {}", first.id.describe())))?;
             Ok((one, two))
         })
         .await
