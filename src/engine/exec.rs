@@ -820,7 +820,7 @@ impl Exec {
         let mut outputs_tainted = false;
         let (mut ok, mut failed, mut skipped) = (0usize, 0usize, 0usize);
         let mut result = Ok(());
-        let mut held: Option<super::ledger::HeldFinish> = None;
+        let mut held: Option<super::ledger::ItemEnd> = None;
         for (i, item) in items.into_iter().enumerate() {
             if self.cancel.is_cancelled() {
                 result = Err(StepFailure::cancelled(step, path));
@@ -876,7 +876,7 @@ impl Exec {
             let fresh = key.as_ref().is_some_and(|k| !known.contains_key(k));
             if !fresh
                 && let Some(h) = held.take()
-                && let Err(f) = self.flush_finish(step, h, &mut known).await
+                && let Err(f) = self.commit_end(step, h, &mut known).await
             {
                 result = Err(f);
                 break;
@@ -1043,7 +1043,7 @@ impl Exec {
         }
         // The last item's end, or one left by a loop that stopped early.
         if let Some(h) = held.take() {
-            let flushed = self.flush_finish(step, h, &mut known).await;
+            let flushed = self.commit_end(step, h, &mut known).await;
             if let Err(f) = flushed
                 && result.is_ok()
             {

@@ -35,17 +35,29 @@ const START_FROM: &[ItemState] = &[
     ItemState::Skipped,
 ];
 
-/// The end of an item that succeeded, not yet committed: the loop commits it
-/// with the next item's start (one commit for both, where there were two),
-/// or on its own before anything else is recorded and when the loop ends.
-/// Until then the item is `in_progress` in the ledger; a crash in between
-/// leaves it in doubt, which a resume resolves like any item cut off half
-/// way (its `verify:` block, or `in_doubt`) — never redone blindly.
-pub(crate) struct HeldFinish {
+/// The end of an in-progress item (done, an exception, in doubt) with its
+/// event. One that succeeded is held, not yet committed: the loop commits
+/// it with the next item's start (one commit for both, where there were
+/// two), or on its own before anything else is recorded and when the loop
+/// ends. Until then the item is `in_progress` in the ledger; a crash in
+/// between leaves it in doubt, which a resume resolves like any item cut
+/// off half way (its `verify:` block, or `in_doubt`) — never redone blindly.
+pub(crate) struct ItemEnd {
     path: String,
     key: String,
     change: ItemChange,
     event: NewEvent,
+}
+
+impl ItemEnd {
+    fn new(path: &str, key: &str, change: ItemChange, event: NewEvent) -> ItemEnd {
+        ItemEnd {
+            path: path.to_string(),
+            key: key.to_string(),
+            change,
+            event,
+        }
+    }
 }
 
 /// A failed item transition as the step's failure.
@@ -186,13 +198,13 @@ impl Exec {
     }
 
     /// The end of the previous item, held since it finished (see
-    /// [`HeldFinish`]), and the start of this one with its first
+    /// [`ItemEnd`]), and the start of this one with its first
     /// `step.started`: one transaction, one commit.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn finish_and_start(
         &mut self,
         step: &Step,
-        held: HeldFinish,
+        held: ItemEnd,
         path: &str,
         key: &str,
         event: NewEvent,
@@ -238,12 +250,13 @@ impl Exec {
         }
     }
 
-    /// Commits an item's end on its own: a held one when the loop goes on
-    /// otherwise than by starting a fresh item, or ends; a failed item's.
-    pub(crate) async fn flush_finish(
+    /// Commits an item's end on its own (from `in_progress`) and counts it:
+    /// a held one when the loop goes on otherwise than by starting a fresh
+    /// item, or ends; a failed or in-doubt item's.
+    pub(crate) async fn commit_end(
         &mut self,
         step: &Step,
-        held: HeldFinish,
+        held: ItemEnd,
         known: &mut BTreeMap<String, ItemRow>,
     ) -> Result<(), StepFailure> {
         let state = held.change.state;
@@ -262,7 +275,7 @@ impl Exec {
         Ok(())
     }
 
-    /// The end of an item that succeeded, to hold (see [`HeldFinish`]).
+    /// The end of an item that succeeded, to hold (see [`ItemEnd`]).
     pub(crate) fn held_finish(
         &self,
         step: &Step,
@@ -271,17 +284,12 @@ impl Exec {
         value: &MValue,
         tainted: bool,
         event: NewEvent,
-    ) -> HeldFinish {
+    ) -> ItemEnd {
         let (stored, masked) = stored_output(value, tainted, &Exec::origin(step));
         let mut change = ItemChange::to(ItemState::Done, &self.run.id);
         change.output = Some(stored);
         change.output_masked = masked;
-        HeldFinish {
-            path: path.to_string(),
-            key: key.to_string(),
-            change,
-            event,
-        }
+        ItemEnd::new(path, key, change, event)
     }
 
     /// Looks the item up in the ledger; records skips and resolves in-doubt
@@ -394,18 +402,8 @@ impl Exec {
             let mut change = ItemChange::to(ItemState::InDoubt, &self.run.id);
             change.error = Some(reason);
             change.error_kind = Some("in_doubt".into());
-            self.transition(
-                step,
-                path,
-                key,
-                &[ItemState::InProgress],
-                change,
-                ev,
-                None,
-                known,
-            )
-            .await?;
-            self.items.add(ItemState::InDoubt, 1);
+            self.commit_end(step, ItemEnd::new(path, key, change, ev), known)
+                .await?;
             return Ok(Decision::Skip(None));
         };
         let verify_path = format!("{path}/verify");
@@ -444,18 +442,8 @@ impl Exec {
                 let mut change = ItemChange::to(ItemState::InDoubt, &self.run.id);
                 change.error = Some(secrets::redact(&reason));
                 change.error_kind = Some("in_doubt".into());
-                self.transition(
-                    step,
-                    path,
-                    key,
-                    &[ItemState::InProgress],
-                    change,
-                    ev,
-                    None,
-                    known,
-                )
-                .await?;
-                self.items.add(ItemState::InDoubt, 1);
+                self.commit_end(step, ItemEnd::new(path, key, change, ev), known)
+                    .await?;
                 Ok(Decision::Skip(None))
             }
             Ok((value, tainted)) if found(&value) => {
@@ -552,13 +540,8 @@ impl Exec {
         let mut change = ItemChange::to(state, &self.run.id);
         change.error = Some(failure.message.clone());
         change.error_kind = Some(failure.kind.as_str().into());
-        let end = HeldFinish {
-            path: path.to_string(),
-            key: key.to_string(),
-            change,
-            event,
-        };
-        self.flush_finish(step, end, known).await
+        self.commit_end(step, ItemEnd::new(path, key, change, event), known)
+            .await
     }
 
     /// A `once: true` step that already succeeded in this lineage is skipped
